@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: Apache-2.0
+# memctl - GNU make. `make help` lists the targets.
+
+CUDA_HOME ?= /usr/local/cuda
+CC ?= gcc
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+PREFIX ?= /usr/local
+BUILD := build
+
+WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+        -Wpointer-arith -Wcast-qual
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+CFLAGS ?= -O2 -g
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -fPIC \
+        -MMD -MP -Iinclude -Iregion -Ipreload -Ictl -I$(CUDA_HOME)/include
+LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+REGION_SRC := region/region.c region/stage.c region/tags.c
+PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c
+CTL_LIB_SRC := ctl/server.c ctl/proto.c
+LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
+CLI_SRC := ctl/cli.c ctl/proto.c preload/options.c region/tags.c preload/log.c
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/cli/%.o)
+
+LIB := $(BUILD)/libmemctl.so
+CLI := $(BUILD)/memctl
+FAKE_CUDA := $(BUILD)/fake/libcuda.so.1
+FAKE_CUDART := $(BUILD)/fake/libcudart.so.13
+
+UNIT_TESTS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(wildcard test/unit/test_*.c))
+UNIT_SAN := $(UNIT_TESTS:%=%-san)
+E2E_TESTS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/test_*.c))
+E2E_PROGS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/prog_*.c))
+CRITERION := -lcriterion
+
+# What every test run sees: the simulated driver, private state, private
+# socket directory.
+TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
+           FAKECUDA_STATE=$(CURDIR)/$(BUILD)/test/fakecuda.state \
+           MEMCTL_RUNTIME_DIR=$(CURDIR)/$(BUILD)/test/run \
+           MEMCTL_BUILD=$(CURDIR)/$(BUILD)
+
+.PHONY: all lib cli fake test test-unit test-e2e test-gpu bench demo check \
+        install clean help fuzz
+.DEFAULT_GOAL := all
+
+all: $(LIB) $(CLI) $(FAKE_CUDA) $(FAKE_CUDART) ## build the library, the CLI and the simulated driver
+
+lib: $(LIB)
+cli: $(CLI)
+fake: $(FAKE_CUDA) $(FAKE_CUDART)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/san/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(BUILD)/cli/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ) preload/memctl.map
+	$(CC) -shared -o $@ $(LIB_OBJ) -Wl,--version-script=preload/memctl.map \
+	    -Wl,-z,defs -Wl,--as-needed -ldl -lpthread
+
+$(CLI): $(CLI_OBJ)
+	$(CC) -o $@ $(CLI_OBJ) -lpthread
+
+$(BUILD)/fake/fakecuda.o: test/fake/fakecuda.c test/fake/fakecuda.h
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) $(CFLAGS) -Itest/fake -c $< -o $@
+
+$(FAKE_CUDA): $(BUILD)/fake/fakecuda.o
+	$(CC) -shared -o $@ $< -Wl,-soname,libcuda.so.1 -lpthread
+	ln -sf libcuda.so.1 $(BUILD)/fake/libcuda.so
+
+$(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -shared -o $@ $< \
+	    -Wl,-soname,libcudart.so.13 -Wl,--version-script=test/fake/cudart.map \
+	    -L$(BUILD)/fake -l:libcuda.so.1
+	ln -sf libcudart.so.13 $(BUILD)/fake/libcudart.so
+
+# Unit suites link the real objects and the simulated driver.
+$(BUILD)/test/test_%: test/unit/test_%.c $(LIB_OBJ) $(FAKE_CUDA)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< $(LIB_OBJ) \
+	    -L$(BUILD)/fake -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
+
+$(BUILD)/test/test_%-san: test/unit/test_%.c $(SAN_OBJ) $(FAKE_CUDA)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -Itest/fake -o $@ $< $(SAN_OBJ) \
+	    -L$(BUILD)/fake -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
+
+# End-to-end programs link only the simulated runtime, like an application;
+# libmemctl.so comes in through LD_PRELOAD.
+$(BUILD)/test/test_e2e_%: test/e2e/test_e2e_%.c test/e2e/e2e.h $(FAKE_CUDART)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< \
+	    -L$(BUILD)/fake -l:libcudart.so.13 -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
+
+$(BUILD)/test/prog_%: test/e2e/prog_%.c test/e2e/e2e.h $(FAKE_CUDART)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< \
+	    -L$(BUILD)/fake -l:libcudart.so.13 -l:libcuda.so.1 -ldl -lpthread
+
+test: all check test-unit test-e2e demo ## run every suite on the simulated driver (no GPU needed)
+
+test-unit: $(UNIT_TESTS) $(UNIT_SAN)
+	@mkdir -p $(BUILD)/test/run
+	@set -e; for t in $(UNIT_TESTS) $(UNIT_SAN); do \
+	    echo "== $$t"; rm -f $(BUILD)/test/fakecuda.state; \
+	    $(TEST_ENV) ASAN_OPTIONS=detect_leaks=1 $$t --jobs 1; done
+
+test-e2e: all $(E2E_TESTS) $(E2E_PROGS)
+	@mkdir -p $(BUILD)/test/run
+	@set -e; for t in $(E2E_TESTS); do \
+	    echo "== $$t"; rm -f $(BUILD)/test/fakecuda.state; \
+	    $(TEST_ENV) LD_PRELOAD=$(CURDIR)/$(LIB) $$t --jobs 1; done
+
+check: $(LIB) ## exports, DT_NEEDED and constructors of libmemctl.so
+	@sh test/check-lib.sh $(LIB)
+
+install: $(LIB) $(CLI) ## install into $(PREFIX) (DESTDIR honoured)
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libmemctl.so
+	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/memctl
+	install -m 0644 include/memctl.h $(DESTDIR)$(PREFIX)/include/memctl.h
+	install -m 0644 docs/memctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/memctl.1
+
+clean: ## remove build/
+	rm -rf $(BUILD)
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

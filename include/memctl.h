@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * memctl.h - the public C API of libmemctl.so.
+ *
+ * Allocations made through cudaMalloc inside a tagged region (or under a
+ * default tag) are backed by CUDA virtual memory, so their physical memory
+ * can be released and restored at the same device addresses, optionally
+ * staged to pinned host memory first so the contents survive.
+ *
+ * Every function is thread-safe and returns 0 or a negative errno value.
+ * memctl_strerror() turns that value into text; after a failure it returns
+ * the detailed message of the calling thread's last failure (which memory,
+ * how many bytes were needed, how many were free).
+ *
+ * Contents of an allocation paused WITHOUT MEMCTL_STAGE_CPU are undefined
+ * after resume: the addresses come back, the bytes do not.
+ */
+#ifndef MEMCTL_H
+#define MEMCTL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MEMCTL_VERSION "0.1.0"
+
+/* memctl_pause: copy the contents to pinned host memory before releasing. */
+#define MEMCTL_STAGE_CPU 1u
+/* memctl_resume: after restoring, give the host staging buffers back to the
+ * system instead of keeping them for the next pause. */
+#define MEMCTL_RELEASE_HOST 2u
+
+struct memctl_stat {
+	uint64_t allocations;  /* live tagged allocations */
+	uint64_t active_bytes; /* device bytes mapped */
+	uint64_t paused_bytes; /* device bytes released */
+	uint64_t host_bytes;   /* host bytes holding staged contents */
+};
+
+/*
+ * Tag the calling thread's cudaMalloc calls until the matching
+ * memctl_region_end(). Regions nest; the innermost tag applies. A tag is 1 to
+ * 63 characters of [A-Za-z0-9_.-].
+ * Returns 0, -EINVAL for a malformed tag, -EOVERFLOW past 16 levels.
+ */
+int memctl_region_begin(const char *tag);
+
+/* Leave the innermost region. Returns 0, or -EINVAL when no region is open. */
+int memctl_region_end(void);
+
+/*
+ * Tag every allocation made outside any region with `tag` (the environment
+ * variable MEMCTL_DEFAULT_TAG sets the same at start). NULL: such allocations
+ * pass through to the real cudaMalloc untouched.
+ * Returns 0 or -EINVAL for a malformed tag.
+ */
+int memctl_set_default_tag(const char *tag);
+
+/*
+ * Release the physical memory of every live allocation carrying one of
+ * `tags` ("weights,kv_cache"; NULL or "" means all tags). Synchronises the
+ * owning devices first. With MEMCTL_STAGE_CPU the contents are copied to
+ * pinned host memory first; host buffers are obtained for the whole request
+ * before anything is released, so on failure nothing changed.
+ * Already paused allocations are left as they are.
+ * Returns 0; -ENOENT when no live allocation carries any of the tags;
+ * -EINVAL for malformed tags or flags; -ENOMEM when host memory for staging
+ * could not be had (nothing released); -EIO for a driver failure.
+ * Blocks until done; cudaMalloc/cudaFree of other threads wait meanwhile.
+ */
+int memctl_pause(const char *tags, unsigned flags);
+
+/*
+ * Map new physical memory at the same addresses for every paused allocation
+ * carrying one of `tags`, and copy staged contents back. All-or-nothing:
+ * when device memory runs out, what this call mapped is released again,
+ * every staged byte is kept, and a later retry can succeed.
+ * flags: 0 or MEMCTL_RELEASE_HOST.
+ * Returns 0; -ENOENT when nothing carries the tags; -EINVAL; -ENOMEM when
+ * device memory is short (memctl_strerror says how much was needed and
+ * free); -EIO for a driver failure.
+ */
+int memctl_resume(const char *tags, unsigned flags);
+
+/*
+ * Obtain and pin host staging buffers for the allocations carrying `tags`
+ * now, so that the first staged pause runs at copy speed. Buffers are kept
+ * until memctl_release_host() or the allocation is freed.
+ * Returns 0, -ENOENT, -EINVAL or -ENOMEM (host memory; nothing kept).
+ */
+int memctl_prepare(const char *tags);
+
+/*
+ * Give back the host buffers of allocations carrying `tags` whose contents
+ * are on the device (active) or were not staged. Buffers holding staged
+ * contents are never freed by this call.
+ * Returns 0, -ENOENT or -EINVAL.
+ */
+int memctl_release_host(const char *tags);
+
+/* Sum the figures of the allocations carrying `tags` (NULL or "": all).
+ * Returns 0, -ENOENT (nothing carries the tags; *out zeroed) or -EINVAL. */
+int memctl_stat(const char *tags, struct memctl_stat *out);
+
+/* Text for a value returned by a memctl_* call; never NULL. */
+const char *memctl_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEMCTL_H */

@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * drv_cuda.c - the real driver binding.
+ *
+ * libmemctl.so has no DT_NEEDED on libcuda: a process that never touches
+ * CUDA must load it without the driver installed. The driver is dlopen'ed
+ * on first need and every entry point is resolved by its versioned ABI name
+ * (cuda.h maps cuMemGetInfo to cuMemGetInfo_v2 and so on; the prototypes
+ * come from the header through __typeof__, so a mismatch fails to compile).
+ * CUresult becomes a negative errno here and nowhere else.
+ */
+#include <cuda.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "drv_cuda.h"
+#include "log.h"
+#include "region.h"
+
+#define FN(name) __typeof__(&name) name##_fn
+
+static struct {
+	FN(cuInit);
+	FN(cuGetErrorName);
+	FN(cuDeviceGet);
+	FN(cuDeviceGetCount);
+	FN(cuDevicePrimaryCtxRetain);
+	FN(cuCtxPushCurrent);
+	FN(cuCtxPopCurrent);
+	FN(cuCtxSynchronize);
+	FN(cuMemGetAllocationGranularity);
+	FN(cuMemAddressReserve);
+	FN(cuMemAddressFree);
+	FN(cuMemCreate);
+	FN(cuMemRelease);
+	FN(cuMemMap);
+	FN(cuMemUnmap);
+	FN(cuMemSetAccess);
+	FN(cuStreamCreate);
+	FN(cuStreamDestroy);
+	FN(cuStreamSynchronize);
+	FN(cuMemcpyDtoHAsync);
+	FN(cuMemcpyHtoDAsync);
+	FN(cuMemHostRegister);
+	FN(cuMemHostUnregister);
+	FN(cuMemGetInfo);
+} D;
+
+static const struct { const char *sym; void **slot; } syms[] = {
+#define SYM(name, abi) { abi, (void **)&D.name##_fn }
+	SYM(cuInit, "cuInit"),
+	SYM(cuGetErrorName, "cuGetErrorName"),
+	SYM(cuDeviceGet, "cuDeviceGet"),
+	SYM(cuDeviceGetCount, "cuDeviceGetCount"),
+	SYM(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"),
+	SYM(cuCtxPushCurrent, "cuCtxPushCurrent_v2"),
+	SYM(cuCtxPopCurrent, "cuCtxPopCurrent_v2"),
+	SYM(cuCtxSynchronize, "cuCtxSynchronize"),
+	SYM(cuMemGetAllocationGranularity, "cuMemGetAllocationGranularity"),
+	SYM(cuMemAddressReserve, "cuMemAddressReserve"),
+	SYM(cuMemAddressFree, "cuMemAddressFree"),
+	SYM(cuMemCreate, "cuMemCreate"),
+	SYM(cuMemRelease, "cuMemRelease"),
+	SYM(cuMemMap, "cuMemMap"),
+	SYM(cuMemUnmap, "cuMemUnmap"),
+	SYM(cuMemSetAccess, "cuMemSetAccess"),
+	SYM(cuStreamCreate, "cuStreamCreate"),
+	SYM(cuStreamDestroy, "cuStreamDestroy_v2"),
+	SYM(cuStreamSynchronize, "cuStreamSynchronize"),
+	SYM(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2"),
+	SYM(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"),
+	SYM(cuMemHostRegister, "cuMemHostRegister_v2"),
+	SYM(cuMemHostUnregister, "cuMemHostUnregister"),
+	SYM(cuMemGetInfo, "cuMemGetInfo_v2"),
+#undef SYM
+};
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static int loaded;
+static int ndevices;
+static CUcontext primary[REGION_MAX_DEV];
+
+/* The one place CUresult turns into an errno; logs the driver's name. */
+static int cu_err(CUresult r, const char *what)
+{
+	const char *name = "CUDA_ERROR_UNKNOWN";
+
+	if (r == CUDA_SUCCESS)
+		return 0;
+	if (D.cuGetErrorName_fn != NULL)
+		(void)D.cuGetErrorName_fn(r, &name);
+	memctl_log_warnx("%s: %s", what, name);
+	switch (r) {
+	case CUDA_ERROR_OUT_OF_MEMORY:
+		return -ENOMEM;
+	case CUDA_ERROR_INVALID_VALUE:
+		return -EINVAL;
+	default:
+		return -EIO;
+	}
+}
+
+static void load(void)
+{
+	void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	size_t i;
+	int n = 0;
+
+	if (h == NULL) {
+		memctl_log_warnx("cannot load the CUDA driver: %s", dlerror());
+		return;
+	}
+	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		*syms[i].slot = dlsym(h, syms[i].sym);
+		if (*syms[i].slot == NULL) {
+			memctl_log_warnx("the CUDA driver lacks %s", syms[i].sym);
+			return;
+		}
+	}
+	if (cu_err(D.cuInit_fn(0), "cuInit") < 0)
+		return;
+	if (cu_err(D.cuDeviceGetCount_fn(&n), "cuDeviceGetCount") < 0)
+		return;
+	ndevices = n > REGION_MAX_DEV ? REGION_MAX_DEV : n;
+	loaded = 1;
+}
+
+const struct drv_ops *drv_cuda_load(void);
+
+int drv_cuda_device_count(void)
+{
+	return loaded ? ndevices : 0;
+}
+
+void drv_cuda_forget(void)
+{
+	pthread_mutex_init(&ctx_lock, NULL);
+	memset(primary, 0, sizeof(primary));
+}
+
+/* Push dev's primary context (retained once, for the process lifetime). */
+static int enter(int dev)
+{
+	CUcontext ctx;
+	int rc = 0;
+
+	if (dev < 0 || dev >= ndevices)
+		return -EINVAL;
+	ctx = __atomic_load_n(&primary[dev], __ATOMIC_ACQUIRE);
+	if (ctx == NULL) {
+		CUdevice d;
+
+		pthread_mutex_lock(&ctx_lock);
+		ctx = primary[dev];
+		if (ctx == NULL) {
+			rc = cu_err(D.cuDeviceGet_fn(&d, dev), "cuDeviceGet");
+			if (rc == 0)
+				rc = cu_err(D.cuDevicePrimaryCtxRetain_fn(&ctx, d),
+					    "cuDevicePrimaryCtxRetain");
+			if (rc == 0)
+				__atomic_store_n(&primary[dev], ctx, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&ctx_lock);
+		if (rc < 0)
+			return rc;
+	}
+	return cu_err(D.cuCtxPushCurrent_fn(ctx), "cuCtxPushCurrent");
+}
+
+static void leave(void)
+{
+	CUcontext ctx;
+
+	(void)D.cuCtxPopCurrent_fn(&ctx);
+}
+
+/* Run `call` inside dev's primary context; evaluates to an errno. */
+#define IN_CTX(dev, what, call)                                   \
+	({                                                        \
+		int rc_ = enter(dev);                             \
+		if (rc_ == 0) {                                   \
+			rc_ = cu_err(call, what);                 \
+			leave();                                  \
+		}                                                 \
+		rc_;                                              \
+	})
+
+static void pinned_prop(int dev, CUmemAllocationProp *prop)
+{
+	memset(prop, 0, sizeof(*prop));
+	prop->type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop->location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop->location.id = dev;
+}
+
+static int op_granularity(int dev, size_t *out)
+{
+	CUmemAllocationProp prop;
+
+	pinned_prop(dev, &prop);
+	return IN_CTX(dev, "cuMemGetAllocationGranularity",
+		      D.cuMemGetAllocationGranularity_fn(out, &prop,
+				CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+}
+
+static int op_reserve(int dev, size_t size, size_t align, uint64_t *va)
+{
+	CUdeviceptr p = 0;
+	int rc = IN_CTX(dev, "cuMemAddressReserve",
+			D.cuMemAddressReserve_fn(&p, size, align, 0, 0));
+
+	*va = (uint64_t)p;
+	return rc;
+}
+
+static int op_unreserve(int dev, uint64_t va, size_t size)
+{
+	return IN_CTX(dev, "cuMemAddressFree",
+		      D.cuMemAddressFree_fn((CUdeviceptr)va, size));
+}
+
+static int op_create(int dev, size_t size, uint64_t *handle)
+{
+	CUmemGenericAllocationHandle h = 0;
+	CUmemAllocationProp prop;
+	int rc;
+
+	pinned_prop(dev, &prop);
+	rc = IN_CTX(dev, "cuMemCreate", D.cuMemCreate_fn(&h, size, &prop, 0));
+	*handle = (uint64_t)h;
+	return rc;
+}
+
+static int op_release(int dev, uint64_t handle)
+{
+	return IN_CTX(dev, "cuMemRelease",
+		      D.cuMemRelease_fn((CUmemGenericAllocationHandle)handle));
+}
+
+static int op_map(int dev, uint64_t va, size_t size, uint64_t handle)
+{
+	return IN_CTX(dev, "cuMemMap",
+		      D.cuMemMap_fn((CUdeviceptr)va, size, 0,
+				    (CUmemGenericAllocationHandle)handle, 0));
+}
+
+static int op_unmap(int dev, uint64_t va, size_t size)
+{
+	return IN_CTX(dev, "cuMemUnmap", D.cuMemUnmap_fn((CUdeviceptr)va, size));
+}
+
+static int op_set_access(int dev, uint64_t va, size_t size)
+{
+	CUmemAccessDesc desc;
+
+	memset(&desc, 0, sizeof(desc));
+	desc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	desc.location.id = dev;
+	desc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	return IN_CTX(dev, "cuMemSetAccess",
+		      D.cuMemSetAccess_fn((CUdeviceptr)va, size, &desc, 1));
+}
+
+static int op_device_sync(int dev)
+{
+	return IN_CTX(dev, "cuCtxSynchronize", D.cuCtxSynchronize_fn());
+}
+
+static int op_stream_create(int dev, void **stream)
+{
+	CUstream s = NULL;
+	int rc = IN_CTX(dev, "cuStreamCreate",
+			D.cuStreamCreate_fn(&s, CU_STREAM_NON_BLOCKING));
+
+	*stream = s;
+	return rc;
+}
+
+static int op_stream_destroy(int dev, void *stream)
+{
+	return IN_CTX(dev, "cuStreamDestroy", D.cuStreamDestroy_fn((CUstream)stream));
+}
+
+static int op_stream_sync(int dev, void *stream)
+{
+	return IN_CTX(dev, "cuStreamSynchronize",
+		      D.cuStreamSynchronize_fn((CUstream)stream));
+}
+
+static int op_copy_dtoh(int dev, void *host, uint64_t src, size_t n, void *stream)
+{
+	return IN_CTX(dev, "cuMemcpyDtoHAsync",
+		      D.cuMemcpyDtoHAsync_fn(host, (CUdeviceptr)src, n, (CUstream)stream));
+}
+
+static int op_copy_htod(int dev, uint64_t dst, const void *host, size_t n, void *stream)
+{
+	return IN_CTX(dev, "cuMemcpyHtoDAsync",
+		      D.cuMemcpyHtoDAsync_fn((CUdeviceptr)dst, host, n, (CUstream)stream));
+}
+
+static int op_host_register(int dev, void *p, size_t n)
+{
+	return IN_CTX(dev, "cuMemHostRegister",
+		      D.cuMemHostRegister_fn(p, n, CU_MEMHOSTREGISTER_PORTABLE));
+}
+
+static int op_host_unregister(int dev, void *p)
+{
+	return IN_CTX(dev, "cuMemHostUnregister", D.cuMemHostUnregister_fn(p));
+}
+
+static int op_mem_info(int dev, size_t *free_bytes, size_t *total_bytes)
+{
+	return IN_CTX(dev, "cuMemGetInfo", D.cuMemGetInfo_fn(free_bytes, total_bytes));
+}
+
+static const struct drv_ops cuda_ops = {
+	.granularity = op_granularity,
+	.reserve = op_reserve,
+	.unreserve = op_unreserve,
+	.create = op_create,
+	.release = op_release,
+	.map = op_map,
+	.unmap = op_unmap,
+	.set_access = op_set_access,
+	.device_sync = op_device_sync,
+	.stream_create = op_stream_create,
+	.stream_destroy = op_stream_destroy,
+	.stream_sync = op_stream_sync,
+	.copy_dtoh = op_copy_dtoh,
+	.copy_htod = op_copy_htod,
+	.host_register = op_host_register,
+	.host_unregister = op_host_unregister,
+	.mem_info = op_mem_info,
+};
+
+const struct drv_ops *drv_cuda_load(void)
+{
+	pthread_once(&load_once, load);
+	return loaded ? &cuda_ops : NULL;
+}

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * interpose.c - the exported symbols: cudaMalloc/cudaFree and the memctl_*
+ * API.
+ *
+ * Loaded into every child of an LD_PRELOAD'ed process, so nothing happens at
+ * load time: no constructor, no thread. The first interposed call runs the
+ * one-time init (options, real functions, fork handler); the driver is
+ * loaded only when a tagged allocation or an API call needs it; the control
+ * thread starts with the first CUDA allocation or API call.
+ *
+ * The interposed symbols are unversioned on purpose: PyTorch references
+ * cudaMalloc@libcudart.so.13, which an unversioned definition satisfies.
+ */
+#include <cuda_runtime_api.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "drv_cuda.h"
+#include "log.h"
+#include "preload.h"
+#include "region.h"
+#include "server.h"
+
+#define REGION_DEPTH 16
+
+typedef cudaError_t (*malloc_fn)(void **, size_t);
+typedef cudaError_t (*free_fn)(void *);
+typedef cudaError_t (*get_device_fn)(int *);
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t driver_once = PTHREAD_ONCE_INIT;
+static struct options opts;
+static int driver_rc = -ENOSYS;
+
+static malloc_fn real_malloc;
+static free_fn real_free;
+static get_device_fn real_get_device;
+
+/* Default tag; tag_set is read without a lock on the hot path. */
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static char default_tag[TAG_MAX];
+static int default_set;
+
+static __thread int region_depth;
+static __thread char region_tags[REGION_DEPTH][TAG_MAX];
+static __thread struct region_err last_err;
+
+/* The runtime may be in the global scope (found with RTLD_NEXT) or loaded
+ * RTLD_LOCAL by a framework: then find it by soname among loaded objects. */
+static void *find_real(const char *name)
+{
+	static const char *sonames[] = { "libcudart.so.13", "libcudart.so.12",
+					 "libcudart.so" };
+	void *fn = dlsym(RTLD_NEXT, name);
+	size_t i;
+
+	for (i = 0; fn == NULL && i < sizeof(sonames) / sizeof(sonames[0]); i++) {
+		void *h = dlopen(sonames[i], RTLD_LAZY | RTLD_NOLOAD);
+
+		if (h != NULL) {
+			fn = dlsym(h, name);
+			dlclose(h);
+		}
+	}
+	return fn;
+}
+
+static void resolve_real(void)
+{
+	if (real_malloc == NULL)
+		real_malloc = (malloc_fn)find_real("cudaMalloc");
+	if (real_free == NULL)
+		real_free = (free_fn)find_real("cudaFree");
+	if (real_get_device == NULL)
+		real_get_device = (get_device_fn)find_real("cudaGetDevice");
+}
+
+static void atfork_child(void)
+{
+	/* The child's CUDA state is unusable and the parent's allocations are
+	 * not the child's to pause: forget them and the parent's socket. */
+	region_forget_all();
+	drv_cuda_forget();
+	region_depth = 0;
+	ctl_server_after_fork();
+}
+
+static void init(void)
+{
+	options_load(&opts);
+	memctl_log_set_level((enum log_level)opts.log_level);
+	if (opts.default_tag[0] != '\0') {
+		snprintf(default_tag, sizeof(default_tag), "%s", opts.default_tag);
+		__atomic_store_n(&default_set, 1, __ATOMIC_RELEASE);
+	}
+	if (opts.expandable_segments)
+		memctl_log_warnx("PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True: "
+				 "PyTorch then maps memory itself and bypasses cudaMalloc, "
+				 "so memctl can tag nothing it allocates");
+	pthread_atfork(NULL, NULL, atfork_child);
+}
+
+const struct options *preload_options(void)
+{
+	pthread_once(&init_once, init);
+	return &opts;
+}
+
+static void load_driver(void)
+{
+	const struct drv_ops *ops = drv_cuda_load();
+	struct region_opts ro;
+
+	if (ops == NULL)
+		return;
+	ro.chunk_bytes = opts.chunk_bytes;
+	ro.streams = opts.streams;
+	ro.pin_threads = opts.pin_threads;
+	region_init(ops, &ro);
+	driver_rc = 0;
+}
+
+int preload_driver(void)
+{
+	pthread_once(&init_once, init);
+	pthread_once(&driver_once, load_driver);
+	return driver_rc;
+}
+
+static const char *current_tag(void)
+{
+	if (region_depth > 0)
+		return region_tags[region_depth - 1];
+	if (__atomic_load_n(&default_set, __ATOMIC_ACQUIRE))
+		return default_tag;
+	return NULL;
+}
+
+static cudaError_t to_cuda(int rc)
+{
+	switch (rc) {
+	case 0:
+		return cudaSuccess;
+	case -ENOMEM:
+		return cudaErrorMemoryAllocation;
+	case -EINVAL:
+		return cudaErrorInvalidValue;
+	case -ENOSYS:
+		return cudaErrorInitializationError;
+	default:
+		return cudaErrorUnknown;
+	}
+}
+
+MEMCTL_EXPORT cudaError_t cudaMalloc(void **ptr, size_t size)
+{
+	char tag[TAG_MAX];
+	const char *t;
+	struct region_err err;
+	uint64_t va;
+	int dev = 0, rc;
+
+	pthread_once(&init_once, init);
+	ctl_server_start(&opts);
+	t = current_tag();
+	if (t == NULL || size == 0 || ptr == NULL) {
+		resolve_real();
+		if (real_malloc == NULL)
+			return cudaErrorInitializationError;
+		return real_malloc(ptr, size);
+	}
+	if (t == default_tag) { /* copy: memctl_set_default_tag may race */
+		pthread_mutex_lock(&default_lock);
+		snprintf(tag, sizeof(tag), "%s", default_tag);
+		pthread_mutex_unlock(&default_lock);
+		t = tag;
+	}
+	resolve_real();
+	if (real_get_device != NULL && real_get_device(&dev) != cudaSuccess)
+		dev = 0;
+	rc = preload_driver();
+	if (rc == 0)
+		rc = region_alloc(t, dev, size, &va, &err);
+	if (rc < 0) {
+		memctl_log_debug("tagged cudaMalloc of %zu bytes ('%s'): %s", size, t,
+				 rc == -ENOSYS ? "no driver" : err.msg);
+		return to_cuda(rc);
+	}
+	*ptr = (void *)(uintptr_t)va;
+	return cudaSuccess;
+}
+
+MEMCTL_EXPORT cudaError_t cudaFree(void *ptr)
+{
+	int rc;
+
+	if (ptr != NULL && region_count() > 0) {
+		rc = region_free((uint64_t)(uintptr_t)ptr);
+		if (rc != -ENOENT)
+			return to_cuda(rc);
+	}
+	resolve_real();
+	if (real_free == NULL)
+		return cudaErrorInitializationError;
+	return real_free(ptr);
+}
+
+/* ---- the memctl_* API ---------------------------------------------- */
+
+static int api_fail(int rc, const struct region_err *err, const char *what)
+{
+	last_err.code = rc;
+	snprintf(last_err.msg, sizeof(last_err.msg), "%s", err->msg);
+	memctl_log_info("%s: %s", what, err->msg);
+	return rc;
+}
+
+/* Common entry: init, control thread, driver (where the registry needs it)
+ * and the parsed tags. */
+static int api_enter(const char *tags, struct tagset *ts, struct region_err *err)
+{
+	int rc;
+
+	pthread_once(&init_once, init);
+	ctl_server_start(&opts);
+	rc = tagset_parse(tags, ts, err);
+	if (rc < 0)
+		return rc;
+	if (preload_driver() < 0 && region_count() > 0) {
+		snprintf(err->msg, sizeof(err->msg), "the CUDA driver is not available");
+		return err->code = -ENOSYS;
+	}
+	return 0;
+}
+
+MEMCTL_EXPORT int memctl_region_begin(const char *tag)
+{
+	pthread_once(&init_once, init);
+	ctl_server_start(&opts);
+	if (!tag_valid(tag))
+		return -EINVAL;
+	if (region_depth == REGION_DEPTH)
+		return -EOVERFLOW;
+	snprintf(region_tags[region_depth], TAG_MAX, "%s", tag);
+	region_depth++;
+	return 0;
+}
+
+MEMCTL_EXPORT int memctl_region_end(void)
+{
+	if (region_depth == 0)
+		return -EINVAL;
+	region_depth--;
+	return 0;
+}
+
+MEMCTL_EXPORT int memctl_set_default_tag(const char *tag)
+{
+	pthread_once(&init_once, init);
+	if (tag != NULL && !tag_valid(tag))
+		return -EINVAL;
+	pthread_mutex_lock(&default_lock);
+	if (tag == NULL) {
+		__atomic_store_n(&default_set, 0, __ATOMIC_RELEASE);
+	} else {
+		snprintf(default_tag, sizeof(default_tag), "%s", tag);
+		__atomic_store_n(&default_set, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&default_lock);
+	return 0;
+}
+
+MEMCTL_EXPORT int memctl_pause(const char *tags, unsigned flags)
+{
+	struct region_report rep;
+	struct region_err err;
+	struct tagset ts;
+	int rc = api_enter(tags, &ts, &err);
+
+	if (rc == 0)
+		rc = region_pause(&ts, flags, &rep, &err);
+	return rc < 0 ? api_fail(rc, &err, "pause") : 0;
+}
+
+MEMCTL_EXPORT int memctl_resume(const char *tags, unsigned flags)
+{
+	struct region_report rep;
+	struct region_err err;
+	struct tagset ts;
+	int rc = api_enter(tags, &ts, &err);
+
+	if (rc == 0)
+		rc = region_resume(&ts, flags, &rep, &err);
+	return rc < 0 ? api_fail(rc, &err, "resume") : 0;
+}
+
+MEMCTL_EXPORT int memctl_prepare(const char *tags)
+{
+	struct region_report rep;
+	struct region_err err;
+	struct tagset ts;
+	int rc = api_enter(tags, &ts, &err);
+
+	if (rc == 0)
+		rc = region_prepare(&ts, &rep, &err);
+	return rc < 0 ? api_fail(rc, &err, "prepare") : 0;
+}
+
+MEMCTL_EXPORT int memctl_release_host(const char *tags)
+{
+	struct region_report rep;
+	struct region_err err;
+	struct tagset ts;
+	int rc = api_enter(tags, &ts, &err);
+
+	if (rc == 0)
+		rc = region_release_host(&ts, &rep, &err);
+	return rc < 0 ? api_fail(rc, &err, "release_host") : 0;
+}
+
+MEMCTL_EXPORT int memctl_stat(const char *tags, struct memctl_stat *out)
+{
+	struct region_err err;
+	struct tagset ts;
+	int rc;
+
+	if (out == NULL)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	rc = api_enter(tags, &ts, &err);
+	if (rc < 0)
+		return api_fail(rc, &err, "stat");
+	return region_stat(&ts, out);
+}
+
+MEMCTL_EXPORT const char *memctl_strerror(int err)
+{
+	if (err < 0 && err == last_err.code && last_err.msg[0] != '\0')
+		return last_err.msg;
+	switch (err) {
+	case 0:
+		return "success";
+	case -ENOENT:
+		return "nothing carries the requested tags";
+	case -EINVAL:
+		return "invalid argument (malformed tag, flags, or unbalanced region_end)";
+	case -EOVERFLOW:
+		return "regions nested too deep";
+	case -ENOMEM:
+		return "out of memory";
+	case -ENOSYS:
+		return "memctl is not active: the CUDA driver could not be loaded";
+	case -EIO:
+		return "CUDA driver error";
+	default:
+		return err < 0 ? strerror(-err) : "not an error code";
+	}
+}

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * options.c - the MEMCTL_* environment, in one table.
+ *
+ * Read once on first use, never at load time. Invalid values warn once and
+ * fall back to the default, so a typo never stops the host process.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "options.h"
+
+int options_parse_size(const char *s, size_t *out)
+{
+	unsigned long long v, mul = 1;
+	char *end;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ull << 10; end++; break;
+	case 'm': case 'M': mul = 1ull << 20; end++; break;
+	case 'g': case 'G': mul = 1ull << 30; end++; break;
+	case 't': case 'T': mul = 1ull << 40; end++; break;
+	default: break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end != '\0')
+		return -EINVAL;
+	if (v > SIZE_MAX / mul)
+		return -ERANGE;
+	*out = (size_t)(v * mul);
+	return 0;
+}
+
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+		return -EINVAL;
+	*out = (int)v;
+	return 0;
+}
+
+void options_runtime_dir(char *buf, size_t len)
+{
+	const char *dir = getenv("MEMCTL_RUNTIME_DIR");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (dir != NULL && dir[0] == '/')
+		snprintf(buf, len, "%s", dir);
+	else if (xdg != NULL && xdg[0] == '/')
+		snprintf(buf, len, "%s/memctl", xdg);
+	else
+		snprintf(buf, len, "/tmp/memctl-%u", (unsigned)getuid());
+}
+
+enum opt_kind { OPT_TAG, OPT_STR, OPT_SIZE, OPT_INT, OPT_LEVEL };
+
+struct opt {
+	const char *name;
+	enum opt_kind kind;
+	size_t offset;
+	long lo, hi;   /* OPT_INT bounds, OPT_SIZE minimum in lo */
+	const char *doc;
+};
+
+#define OFF(field) offsetof(struct options, field)
+
+static const struct opt table[] = {
+	{ "MEMCTL_DEFAULT_TAG", OPT_TAG, OFF(default_tag), 0, 0,
+	  "tag for every allocation made outside a region" },
+	{ "MEMCTL_GROUP", OPT_TAG, OFF(group), 0, 0,
+	  "group name the CLI can select (--group)" },
+	{ "MEMCTL_PREPARE", OPT_STR, OFF(prepare), 0, 0,
+	  "tags whose host buffers are prepared once allocations settle" },
+	{ "MEMCTL_SOCKET", OPT_INT, OFF(socket), 0, 1,
+	  "0: no control socket" },
+	{ "MEMCTL_LOG", OPT_LEVEL, OFF(log_level), 0, 0,
+	  "quiet, warn, info or debug" },
+	{ "MEMCTL_CHUNK", OPT_SIZE, OFF(chunk_bytes), 1 << 20, 0,
+	  "bytes per staging copy" },
+	{ "MEMCTL_STREAMS", OPT_INT, OFF(streams), 1, 16,
+	  "staging streams per device" },
+	{ "MEMCTL_PIN_THREADS", OPT_INT, OFF(pin_threads), 1, 64,
+	  "threads populating and pinning host buffers" },
+};
+
+static int parse_level(const char *s, int *out)
+{
+	static const char *names[] = { "quiet", "warn", "info", "debug" };
+	int i;
+
+	for (i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+void options_load(struct options *o)
+{
+	const char *conf;
+	size_t i;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(o, 0, sizeof(*o));
+	o->socket = 1;
+	o->log_level = LOG_WARN;
+	o->chunk_bytes = 64u << 20;
+	o->streams = 4;
+	o->pin_threads = ncpu > 8 ? 8 : (ncpu < 1 ? 1 : (int)ncpu);
+
+	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		const struct opt *t = &table[i];
+		const char *v = getenv(t->name);
+		char *field = (char *)o + t->offset;
+		int rc = 0;
+
+		if (v == NULL || v[0] == '\0')
+			continue;
+		switch (t->kind) {
+		case OPT_TAG:
+			if (tag_valid(v))
+				snprintf(field, TAG_MAX, "%s", v);
+			else
+				rc = -EINVAL;
+			break;
+		case OPT_STR:
+			if (strlen(v) < 256)
+				snprintf(field, 256, "%s", v);
+			else
+				rc = -EINVAL;
+			break;
+		case OPT_SIZE: {
+			size_t sz;
+
+			rc = options_parse_size(v, &sz);
+			if (rc == 0 && sz < (size_t)t->lo)
+				rc = -ERANGE;
+			if (rc == 0)
+				*(size_t *)(void *)field = sz;
+			break;
+		}
+		case OPT_INT:
+			rc = parse_int(v, t->lo, t->hi, (int *)(void *)field);
+			break;
+		case OPT_LEVEL:
+			rc = parse_level(v, (int *)(void *)field);
+			break;
+		}
+		if (rc < 0)
+			memctl_log_warnx("ignoring %s='%.64s' (%s); using the default",
+					 t->name, v, t->doc);
+	}
+	options_runtime_dir(o->runtime_dir, sizeof(o->runtime_dir));
+
+	conf = getenv("PYTORCH_CUDA_ALLOC_CONF");
+	if (conf == NULL)
+		conf = getenv("PYTORCH_ALLOC_CONF");
+	if (conf != NULL && strstr(conf, "expandable_segments:True") != NULL)
+		o->expandable_segments = 1;
+}

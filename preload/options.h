@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * options.h - every MEMCTL_* environment variable, read once, lazily.
+ * docs/options.md lists them for users; this table is the only reader.
+ */
+#ifndef MEMCTL_OPTIONS_H
+#define MEMCTL_OPTIONS_H
+
+#include <stddef.h>
+
+#include "region.h"
+
+struct options {
+	char default_tag[TAG_MAX]; /* MEMCTL_DEFAULT_TAG; "" for none */
+	char group[TAG_MAX];       /* MEMCTL_GROUP */
+	char runtime_dir[256];     /* MEMCTL_RUNTIME_DIR, else derived */
+	char prepare[256];         /* MEMCTL_PREPARE: tags to prepare */
+	int socket;                /* MEMCTL_SOCKET: 0 disables the server */
+	int log_level;             /* MEMCTL_LOG */
+	size_t chunk_bytes;        /* MEMCTL_CHUNK */
+	int streams;               /* MEMCTL_STREAMS */
+	int pin_threads;           /* MEMCTL_PIN_THREADS */
+	int expandable_segments;   /* PYTORCH_CUDA_ALLOC_CONF asks for them */
+};
+
+/* Read the environment into *o, warning about (and replacing with the
+ * default) every invalid value. */
+void options_load(struct options *o);
+
+/* Parse "64M", "2G", "4096": bytes, with overflow checks.
+ * Returns 0 or -EINVAL / -ERANGE. */
+int options_parse_size(const char *s, size_t *out);
+
+/* The socket directory from MEMCTL_RUNTIME_DIR, XDG_RUNTIME_DIR or
+ * /tmp/memctl-<uid>, as the CLI and the library both derive it. */
+void options_runtime_dir(char *buf, size_t len);
+
+#endif /* MEMCTL_OPTIONS_H */

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * drv.h - the only door from region/ to the GPU.
+ *
+ * region/ never includes a CUDA header: it sees devices through this table
+ * of function pointers. preload/drv_cuda.c fills it from the real
+ * libcuda.so.1; tests fill it the same way from the simulated driver.
+ *
+ * Every entry returns 0 or a negative errno: -ENOMEM when the driver ran out
+ * of memory, -EINVAL for arguments it refused, -EIO for anything else (the
+ * binding logs the driver's own error name, once, where it happens).
+ * Every entry takes the device it concerns and runs with that device's
+ * primary context pushed on the calling thread and popped again, so any
+ * thread may call it and the application's own current context is left as
+ * it was. Host buffers are registered portable. Nothing here calls exit or
+ * abort.
+ */
+#ifndef MEMCTL_DRV_H
+#define MEMCTL_DRV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct drv_ops {
+	/* Minimum VMM granularity of `dev`, in bytes (2 MiB on H100). */
+	int (*granularity)(int dev, size_t *out);
+	/* Reserve `size` bytes of device virtual address space. */
+	int (*reserve)(int dev, size_t size, size_t align, uint64_t *va);
+	/* Give back a reservation; nothing may be mapped in it. */
+	int (*unreserve)(int dev, uint64_t va, size_t size);
+	/* Create `size` bytes of physical memory on `dev`; -ENOMEM when full. */
+	int (*create)(int dev, size_t size, uint64_t *handle);
+	/* Drop a handle; the memory is freed once it is also unmapped. */
+	int (*release)(int dev, uint64_t handle);
+	/* Map a handle at `va` (inside a reservation). */
+	int (*map)(int dev, uint64_t va, size_t size, uint64_t handle);
+	/* Unmap `va`; in-flight work touching it must be finished (see sync). */
+	int (*unmap)(int dev, uint64_t va, size_t size);
+	/* Grant `dev` read/write access to a mapped range. */
+	int (*set_access)(int dev, uint64_t va, size_t size);
+	/* Block until all work on `dev` has finished. May block for long. */
+	int (*device_sync)(int dev);
+	/* Streams for staging copies, non-blocking with respect to stream 0. */
+	int (*stream_create)(int dev, void **stream);
+	int (*stream_destroy)(int dev, void *stream);
+	/* Block until everything queued on `stream` has finished. */
+	int (*stream_sync)(int dev, void *stream);
+	/* Queue a copy; `host` must be pinned (host_register) for it to overlap. */
+	int (*copy_dtoh)(int dev, void *host, uint64_t src, size_t n, void *stream);
+	int (*copy_htod)(int dev, uint64_t dst, const void *host, size_t n, void *stream);
+	/* Page-lock host memory for DMA; -ENOMEM when it cannot be pinned. */
+	int (*host_register)(int dev, void *p, size_t n);
+	int (*host_unregister)(int dev, void *p);
+	/* Free and total device memory, bytes. */
+	int (*mem_info)(int dev, size_t *free_bytes, size_t *total_bytes);
+};
+
+#endif /* MEMCTL_DRV_H */

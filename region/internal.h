@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * internal.h - what region.c and stage.c share: the allocation record and
+ * the staging engine's entry points. Not for use outside region/.
+ */
+#ifndef MEMCTL_REGION_INTERNAL_H
+#define MEMCTL_REGION_INTERNAL_H
+
+#include <uthash.h>
+
+#include "region.h"
+
+enum alloc_state {
+	ALLOC_ACTIVE, /* physical memory mapped */
+	ALLOC_PAUSED, /* released; contents undefined on resume */
+	ALLOC_STAGED, /* released; contents held in `host` */
+};
+
+struct alloc {
+	uint64_t va;       /* key: the device address handed out */
+	size_t size;       /* bytes the application asked for */
+	size_t mapped;     /* size rounded up to the granularity */
+	int dev;
+	enum alloc_state state;
+	uint64_t handle;   /* physical memory while active */
+	void *host;        /* pinned host buffer, kept across cycles; or NULL */
+	size_t host_size;  /* bytes of `host` (size rounded to a page) */
+	char tag[TAG_MAX];
+	UT_hash_handle hh;
+};
+
+enum copy_dir { COPY_DTOH, COPY_HTOD };
+
+/* stage.c */
+void stage_init(const struct drv_ops *ops, const struct region_opts *opts);
+/* Give each of `list` without a host buffer a new pinned one; all or
+ * nothing: on failure, what this call obtained is freed again. Adds the
+ * bytes obtained to *new_bytes. */
+int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
+		   struct region_err *err) MUST_CHECK;
+/* Unpin and free one allocation's host buffer (if any). */
+void stage_host_put(struct alloc *a);
+/* Copy `size` bytes of each of `list` between device and host buffer, in
+ * chunks over several streams per device; returns once all have landed. */
+int stage_copy(struct alloc **list, size_t n, enum copy_dir dir,
+	       struct region_err *err) MUST_CHECK;
+/* Forget streams without calling the driver (forked child). */
+void stage_forget(void);
+
+#endif /* MEMCTL_REGION_INTERNAL_H */

@@ -1,0 +1,584 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * region.c - the registry of tagged allocations and the per-allocation
+ * state machine (active -> paused | staged -> active).
+ *
+ * Requests are all-or-nothing: a staged pause obtains every host buffer
+ * before it releases anything, and a resume that runs out of device memory
+ * unmaps what it mapped and leaves every staged byte where it was. The
+ * registry mutex is held for a whole request, so cudaMalloc/cudaFree on
+ * other threads wait rather than race with an unmap.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static struct {
+	pthread_mutex_t lock;
+	const struct drv_ops *ops;
+	struct alloc *allocs; /* uthash head, keyed by va */
+	uint64_t count;       /* live allocations; read without the lock */
+	size_t gran[REGION_MAX_DEV];
+} R = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int fail_msg(struct region_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail_msg(struct region_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return err->code = code;
+}
+
+void region_init(const struct drv_ops *ops, const struct region_opts *opts)
+{
+	pthread_mutex_lock(&R.lock);
+	R.ops = ops;
+	memset(R.gran, 0, sizeof(R.gran));
+	stage_init(ops, opts);
+	pthread_mutex_unlock(&R.lock);
+}
+
+void region_forget_all(void)
+{
+	struct alloc *a, *tmp;
+
+	/* A forked child may inherit the mutex locked by a thread that no
+	 * longer exists in it: start from a fresh one. */
+	pthread_mutex_init(&R.lock, NULL);
+	HASH_ITER(hh, R.allocs, a, tmp) {
+		HASH_DEL(R.allocs, a);
+		free(a);
+	}
+	__atomic_store_n(&R.count, 0, __ATOMIC_RELAXED);
+	stage_forget();
+}
+
+uint64_t region_count(void)
+{
+	return __atomic_load_n(&R.count, __ATOMIC_RELAXED);
+}
+
+static int granularity(int dev, size_t *out)
+{
+	int rc;
+
+	if (dev < 0 || dev >= REGION_MAX_DEV)
+		return -EINVAL;
+	if (R.gran[dev] == 0) {
+		rc = R.ops->granularity(dev, &R.gran[dev]);
+		if (rc < 0)
+			return rc;
+	}
+	*out = R.gran[dev];
+	return 0;
+}
+
+/* Create physical memory for `a` and map it at its address. */
+static int back(struct alloc *a)
+{
+	const struct drv_ops *ops = R.ops;
+	uint64_t h;
+	int rc;
+
+	rc = ops->create(a->dev, a->mapped, &h);
+	if (rc < 0)
+		return rc;
+	rc = ops->map(a->dev, a->va, a->mapped, h);
+	if (rc < 0)
+		goto fail_release;
+	rc = ops->set_access(a->dev, a->va, a->mapped);
+	if (rc < 0)
+		goto fail_unmap;
+	a->handle = h;
+	return 0;
+
+fail_unmap:
+	(void)ops->unmap(a->dev, a->va, a->mapped);
+fail_release:
+	(void)ops->release(a->dev, h);
+	return rc;
+}
+
+/* Unmap and release `a`'s physical memory; the address stays reserved. */
+static int unback(struct alloc *a)
+{
+	int rc = R.ops->unmap(a->dev, a->va, a->mapped);
+
+	if (rc < 0)
+		return rc;
+	rc = R.ops->release(a->dev, a->handle);
+	a->handle = 0;
+	return rc;
+}
+
+int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
+		 struct region_err *err)
+{
+	struct alloc *a;
+	size_t gran;
+	int rc;
+
+	if (!tag_valid(tag) || size == 0)
+		return fail_msg(err, -EINVAL, "bad tag or size");
+	rc = granularity(dev, &gran);
+	if (rc < 0)
+		return fail_msg(err, rc, "device %d: no allocation granularity", dev);
+	if (size > SIZE_MAX - gran)
+		return fail_msg(err, -ENOMEM, "device memory: %zu bytes is too large", size);
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return fail_msg(err, -ENOMEM, "host memory: no room for a record");
+	a->size = size;
+	a->mapped = (size + gran - 1) / gran * gran;
+	a->dev = dev;
+	a->state = ALLOC_ACTIVE;
+	snprintf(a->tag, sizeof(a->tag), "%s", tag);
+
+	rc = R.ops->reserve(dev, a->mapped, gran, &a->va);
+	if (rc < 0) {
+		fail_msg(err, rc, "device address space: cannot reserve %zu bytes",
+			 a->mapped);
+		goto fail_free;
+	}
+	rc = back(a);
+	if (rc < 0) {
+		fail_msg(err, rc, "device memory: cannot map %zu bytes on device %d",
+			 a->mapped, dev);
+		goto fail_unreserve;
+	}
+	pthread_mutex_lock(&R.lock);
+	HASH_ADD(hh, R.allocs, va, sizeof(a->va), a);
+	__atomic_add_fetch(&R.count, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&R.lock);
+	*va = a->va;
+	return 0;
+
+fail_unreserve:
+	(void)R.ops->unreserve(a->dev, a->va, a->mapped);
+fail_free:
+	free(a);
+	return rc;
+}
+
+int region_free(uint64_t va)
+{
+	struct alloc *a;
+	int rc = 0;
+
+	pthread_mutex_lock(&R.lock);
+	HASH_FIND(hh, R.allocs, &va, sizeof(va), a);
+	if (a != NULL) {
+		HASH_DEL(R.allocs, a);
+		__atomic_sub_fetch(&R.count, 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&R.lock);
+	if (a == NULL)
+		return -ENOENT;
+
+	if (a->state == ALLOC_ACTIVE) {
+		/* cudaFree synchronises; so do we, before pulling the pages. */
+		(void)R.ops->device_sync(a->dev);
+		rc = unback(a);
+	}
+	if (rc == 0)
+		rc = R.ops->unreserve(a->dev, a->va, a->mapped);
+	stage_host_put(a);
+	free(a);
+	return rc;
+}
+
+/*
+ * Collect the allocations matching `ts` into a fresh array (*out, caller
+ * frees). With `want` >= 0 only those in that state class are listed
+ * (0: active, 1: not active); *matched always counts every match.
+ * Called with the lock held.
+ */
+static int select_allocs(const struct tagset *ts, int want, struct alloc ***out,
+			 size_t *n, size_t *matched)
+{
+	struct alloc *a, *tmp, **list;
+	size_t k = 0;
+
+	*matched = 0;
+	list = malloc(sizeof(*list) * (R.count ? R.count : 1));
+	if (list == NULL)
+		return -ENOMEM;
+	HASH_ITER(hh, R.allocs, a, tmp) {
+		if (!tagset_has(ts, a->tag))
+			continue;
+		(*matched)++;
+		if (want == 0 && a->state != ALLOC_ACTIVE)
+			continue;
+		if (want == 1 && a->state == ALLOC_ACTIVE)
+			continue;
+		list[k++] = a;
+	}
+	*out = list;
+	*n = k;
+	return 0;
+}
+
+static int nothing_tagged(const struct tagset *ts, struct region_err *err)
+{
+	char names[256];
+
+	tagset_format(ts, names, sizeof(names));
+	if (ts->all)
+		return fail_msg(err, -ENOENT, "nothing tagged: no tagged allocation is live");
+	return fail_msg(err, -ENOENT, "nothing tagged '%s'", names);
+}
+
+static int sync_devices(struct alloc **list, size_t n)
+{
+	uint32_t seen = 0;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		uint32_t bit = 1u << list[i]->dev;
+
+		if (seen & bit)
+			continue;
+		seen |= bit;
+		rc = R.ops->device_sync(list[i]->dev);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Free the host buffers of list[i] that were not there before (had[i]==0). */
+static void put_new_host(struct alloc **list, size_t n, const unsigned char *had)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!had[i])
+			stage_host_put(list[i]);
+}
+
+int region_pause(const struct tagset *ts, unsigned flags,
+		 struct region_report *rep, struct region_err *err)
+{
+	struct alloc **list = NULL;
+	unsigned char *had = NULL;
+	size_t n, matched, i;
+	double t0 = now_ms();
+	int stage = (flags & MEMCTL_STAGE_CPU) != 0;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	if (flags & ~MEMCTL_STAGE_CPU)
+		return fail_msg(err, -EINVAL, "pause: unknown flags 0x%x", flags);
+	pthread_mutex_lock(&R.lock);
+	rc = select_allocs(ts, 0, &list, &n, &matched);
+	if (rc < 0) {
+		fail_msg(err, rc, "host memory: no room to list allocations");
+		goto out;
+	}
+	if (matched == 0) {
+		rc = nothing_tagged(ts, err);
+		goto out;
+	}
+	if (n == 0)
+		goto out;
+	had = calloc(n, 1);
+	if (had == NULL) {
+		rc = fail_msg(err, -ENOMEM, "host memory: no room for the request");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		had[i] = list[i]->host != NULL;
+	if (stage) {
+		rc = stage_host_get(list, n, &rep->host_new_bytes, err);
+		if (rc < 0)
+			goto out;
+	}
+	/* An in-flight kernel reading memory we unmap takes the context down
+	 * with an illegal address: let the devices drain first. */
+	rc = sync_devices(list, n);
+	if (rc < 0) {
+		fail_msg(err, rc, "device synchronisation failed; nothing released");
+		goto fail_host;
+	}
+	if (stage) {
+		rc = stage_copy(list, n, COPY_DTOH, err);
+		if (rc < 0)
+			goto fail_host;
+	}
+	for (i = 0; i < n; i++) {
+		struct alloc *a = list[i];
+		int urc = unback(a);
+
+		if (urc < 0) {
+			/* Still mapped, still active: report, carry on. */
+			if (rc == 0)
+				rc = fail_msg(err, urc, "unmap of %zu bytes at 0x%llx failed",
+					      a->mapped, (unsigned long long)a->va);
+			continue;
+		}
+		a->state = stage ? ALLOC_STAGED : ALLOC_PAUSED;
+		rep->allocations++;
+		rep->device_bytes += a->mapped;
+		if (stage)
+			rep->staged_bytes += a->size;
+	}
+	goto out;
+
+fail_host:
+	put_new_host(list, n, had);
+	rep->host_new_bytes = 0;
+out:
+	pthread_mutex_unlock(&R.lock);
+	free(had);
+	free(list);
+	rep->ms = now_ms() - t0;
+	return rc;
+}
+
+/* Free device memory, summed over the devices of `list`. */
+static size_t free_device_bytes(struct alloc **list, size_t n)
+{
+	uint32_t seen = 0;
+	size_t i, sum = 0;
+
+	for (i = 0; i < n; i++) {
+		size_t fr = 0, tot = 0;
+
+		if (seen & (1u << list[i]->dev))
+			continue;
+		seen |= 1u << list[i]->dev;
+		if (R.ops->mem_info(list[i]->dev, &fr, &tot) == 0)
+			sum += fr;
+	}
+	return sum;
+}
+
+int region_resume(const struct tagset *ts, unsigned flags,
+		  struct region_report *rep, struct region_err *err)
+{
+	struct alloc **list = NULL, **staged = NULL;
+	size_t n, matched, i, mapped = 0, nstaged = 0;
+	uint64_t need = 0;
+	double t0 = now_ms();
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	if (flags & ~MEMCTL_RELEASE_HOST)
+		return fail_msg(err, -EINVAL, "resume: unknown flags 0x%x", flags);
+	pthread_mutex_lock(&R.lock);
+	rc = select_allocs(ts, 1, &list, &n, &matched);
+	if (rc < 0) {
+		fail_msg(err, rc, "host memory: no room to list allocations");
+		goto out;
+	}
+	if (matched == 0) {
+		rc = nothing_tagged(ts, err);
+		goto out;
+	}
+	staged = malloc(sizeof(*staged) * (n ? n : 1));
+	if (staged == NULL) {
+		rc = fail_msg(err, -ENOMEM, "host memory: no room for the request");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		need += list[i]->mapped;
+		if (list[i]->state == ALLOC_STAGED)
+			staged[nstaged++] = list[i];
+	}
+	for (mapped = 0; mapped < n; mapped++) {
+		rc = back(list[mapped]);
+		if (rc < 0)
+			break;
+	}
+	if (rc < 0) {
+		if (rc == -ENOMEM) {
+			size_t have;
+
+			/* Measure after giving back what we took: that is
+			 * what a retry will find. */
+			while (mapped > 0)
+				(void)unback(list[--mapped]);
+			have = free_device_bytes(list, n);
+			fail_msg(err, -ENOMEM,
+				 "device memory: resume needs %llu bytes, %zu free; "
+				 "nothing resumed, staged contents kept",
+				 (unsigned long long)need, have);
+		} else {
+			fail_msg(err, rc, "device memory: mapping failed; nothing resumed");
+		}
+		goto rollback;
+	}
+	rc = stage_copy(staged, nstaged, COPY_HTOD, err);
+	if (rc < 0)
+		goto rollback;
+	for (i = 0; i < n; i++) {
+		if (list[i]->state == ALLOC_STAGED)
+			rep->staged_bytes += list[i]->size;
+		list[i]->state = ALLOC_ACTIVE;
+		rep->allocations++;
+		rep->device_bytes += list[i]->mapped;
+		if (flags & MEMCTL_RELEASE_HOST)
+			stage_host_put(list[i]);
+	}
+	goto out;
+
+rollback:
+	while (mapped > 0)
+		(void)unback(list[--mapped]);
+out:
+	pthread_mutex_unlock(&R.lock);
+	free(staged);
+	free(list);
+	rep->ms = now_ms() - t0;
+	return rc;
+}
+
+int region_prepare(const struct tagset *ts, struct region_report *rep,
+		   struct region_err *err)
+{
+	struct alloc **list = NULL;
+	size_t n, matched;
+	double t0 = now_ms();
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	pthread_mutex_lock(&R.lock);
+	rc = select_allocs(ts, -1, &list, &n, &matched);
+	if (rc < 0)
+		fail_msg(err, rc, "host memory: no room to list allocations");
+	else if (matched == 0)
+		rc = nothing_tagged(ts, err);
+	else
+		rc = stage_host_get(list, n, &rep->host_new_bytes, err);
+	pthread_mutex_unlock(&R.lock);
+	free(list);
+	rep->ms = now_ms() - t0;
+	return rc;
+}
+
+int region_release_host(const struct tagset *ts, struct region_report *rep,
+			struct region_err *err)
+{
+	struct alloc **list = NULL;
+	size_t n, matched, i;
+	double t0 = now_ms();
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	pthread_mutex_lock(&R.lock);
+	rc = select_allocs(ts, -1, &list, &n, &matched);
+	if (rc < 0)
+		fail_msg(err, rc, "host memory: no room to list allocations");
+	else if (matched == 0)
+		rc = nothing_tagged(ts, err);
+	for (i = 0; rc == 0 && i < n; i++) {
+		/* Staged contents live only there: never drop them. */
+		if (list[i]->state == ALLOC_STAGED || list[i]->host == NULL)
+			continue;
+		rep->allocations++;
+		rep->host_new_bytes += list[i]->host_size;
+		stage_host_put(list[i]);
+	}
+	pthread_mutex_unlock(&R.lock);
+	free(list);
+	rep->ms = now_ms() - t0;
+	return rc;
+}
+
+int region_stat(const struct tagset *ts, struct memctl_stat *out)
+{
+	struct alloc *a, *tmp;
+	int found = 0;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&R.lock);
+	HASH_ITER(hh, R.allocs, a, tmp) {
+		if (!tagset_has(ts, a->tag))
+			continue;
+		found = 1;
+		out->allocations++;
+		if (a->state == ALLOC_ACTIVE)
+			out->active_bytes += a->mapped;
+		else
+			out->paused_bytes += a->mapped;
+		if (a->state == ALLOC_STAGED)
+			out->host_bytes += a->host_size;
+	}
+	pthread_mutex_unlock(&R.lock);
+	return found ? 0 : -ENOENT;
+}
+
+static int row_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct region_tag_stat *)x)->name,
+		      ((const struct region_tag_stat *)y)->name);
+}
+
+int region_tag_stats(struct region_tag_stat *rows, int max, int *n)
+{
+	struct alloc *a, *tmp;
+	int k = 0, i, rc = 0;
+
+	pthread_mutex_lock(&R.lock);
+	HASH_ITER(hh, R.allocs, a, tmp) {
+		struct region_tag_stat *r = NULL;
+
+		for (i = 0; i < k; i++)
+			if (strcmp(rows[i].name, a->tag) == 0)
+				r = &rows[i];
+		if (r == NULL) {
+			if (k == max) {
+				rc = -E2BIG;
+				continue;
+			}
+			r = &rows[k++];
+			memset(r, 0, sizeof(*r));
+			snprintf(r->name, sizeof(r->name), "%s", a->tag);
+		}
+		r->allocations++;
+		if (a->state == ALLOC_ACTIVE)
+			r->active_bytes += a->mapped;
+		else
+			r->paused_bytes += a->mapped;
+		if (a->state == ALLOC_STAGED)
+			r->staged_bytes += a->host_size;
+		if (a->host != NULL)
+			r->host_bytes += a->host_size;
+	}
+	pthread_mutex_unlock(&R.lock);
+	qsort(rows, (size_t)k, sizeof(*rows), row_cmp);
+	*n = k;
+	return rc;
+}
+
+uint32_t region_devices(void)
+{
+	struct alloc *a, *tmp;
+	uint32_t mask = 0;
+
+	pthread_mutex_lock(&R.lock);
+	HASH_ITER(hh, R.allocs, a, tmp)
+		mask |= 1u << a->dev;
+	pthread_mutex_unlock(&R.lock);
+	return mask;
+}

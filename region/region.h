@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * region.h - the allocation registry and its pause/resume state machine.
+ *
+ * Pure logic: talks to the GPU only through struct drv_ops, reads no
+ * environment, opens no socket. One mutex guards the registry; a pause or
+ * resume holds it for its whole request, so concurrent allocations and frees
+ * from application threads wait until the request is done.
+ *
+ * Every function returns 0 or a negative errno. Functions that take a
+ * `struct region_err *` fill it with a human-readable message on failure.
+ */
+#ifndef MEMCTL_REGION_H
+#define MEMCTL_REGION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drv.h"
+#include "memctl.h"
+
+#define TAG_MAX 64      /* bytes in a tag name, with its NUL */
+#define TAGSET_MAX 16   /* tags in one request */
+#define REGION_MAX_DEV 16
+
+#define MUST_CHECK __attribute__((warn_unused_result))
+
+struct region_err {
+	int code;
+	char msg[256];
+};
+
+/* A parsed list of tags; `all` set when the request named none. */
+struct tagset {
+	int all;
+	int n;
+	char names[TAGSET_MAX][TAG_MAX];
+};
+
+struct region_opts {
+	size_t chunk_bytes; /* one staging copy, bytes */
+	int streams;        /* staging streams per device */
+	int pin_threads;    /* threads that populate and pin host buffers */
+};
+
+/* What one request did, for the caller's reply. */
+struct region_report {
+	uint64_t allocations; /* allocations whose state changed */
+	uint64_t device_bytes; /* device bytes released or mapped */
+	uint64_t staged_bytes; /* bytes copied between host and device */
+	uint64_t host_new_bytes; /* host bytes obtained and pinned for it */
+	double ms;            /* wall time of the request */
+};
+
+/* Per-tag figures for status. */
+struct region_tag_stat {
+	char name[TAG_MAX];
+	uint64_t allocations;
+	uint64_t active_bytes;
+	uint64_t paused_bytes;
+	uint64_t staged_bytes; /* host bytes holding staged contents */
+	uint64_t host_bytes;   /* host bytes held in all, staged or kept */
+};
+
+/* tags.c */
+/* 1 if `tag` is 1..63 characters of [A-Za-z0-9_.-], else 0. */
+int tag_valid(const char *tag);
+/* Parse "a,b,c"; NULL or "" gives a set with `all` set. -EINVAL if malformed. */
+int tagset_parse(const char *spec, struct tagset *out, struct region_err *err) MUST_CHECK;
+int tagset_has(const struct tagset *ts, const char *tag);
+/* Write "a,b,c" (or "*") into buf. */
+void tagset_format(const struct tagset *ts, char *buf, size_t len);
+
+/* region.c */
+/* Install the driver table and options. Safe to call again (replaces both);
+ * the registry must then be empty. `ops` must outlive the registry. */
+void region_init(const struct drv_ops *ops, const struct region_opts *opts);
+/* Forget every allocation without touching the driver: for a forked child,
+ * whose CUDA state is unusable, and for tests. */
+void region_forget_all(void);
+/* Number of live tagged allocations, without taking the lock. */
+uint64_t region_count(void);
+
+/* Reserve, create, map and grant access for one tagged allocation of
+ * `size` bytes on `dev`; *va is the device address. -ENOMEM when the device
+ * is full (nothing left behind). */
+int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
+		 struct region_err *err) MUST_CHECK;
+/* Free a tagged allocation in any state, with its host buffer.
+ * -ENOENT if `va` is not the start of a tagged allocation. */
+int region_free(uint64_t va) MUST_CHECK;
+
+int region_pause(const struct tagset *ts, unsigned flags,
+		 struct region_report *rep, struct region_err *err) MUST_CHECK;
+int region_resume(const struct tagset *ts, unsigned flags,
+		  struct region_report *rep, struct region_err *err) MUST_CHECK;
+int region_prepare(const struct tagset *ts, struct region_report *rep,
+		   struct region_err *err) MUST_CHECK;
+int region_release_host(const struct tagset *ts, struct region_report *rep,
+			struct region_err *err) MUST_CHECK;
+int region_stat(const struct tagset *ts, struct memctl_stat *out) MUST_CHECK;
+/* Fill up to `max` per-tag rows, sorted by name; *n gets the row count. */
+int region_tag_stats(struct region_tag_stat *rows, int max, int *n) MUST_CHECK;
+/* Devices owning tagged allocations, as a bit mask. */
+uint32_t region_devices(void);
+
+#endif /* MEMCTL_REGION_H */

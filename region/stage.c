@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * stage.c - moving contents between device and pinned host memory at the
+ * speed of the bus.
+ *
+ * Host buffers are anonymous mappings, populated by several threads at once
+ * (first-touch of fresh pages is the slow part of pinning) and then
+ * page-locked with host_register; they are kept across cycles so that a
+ * second pause pays only for the copy. Copies are cut into large chunks and
+ * spread round-robin over a few streams per device, all queued before the
+ * first wait, so the copy engines never idle between allocations.
+ *
+ * Before taking host memory we compare the request with MemAvailable: an
+ * overcommitted mapping that the kernel cannot back would otherwise end in
+ * the OOM killer, and the host process must never be killed by us.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define STREAMS_MAX 16
+#define POPULATE_PIECE (256ul << 20)
+
+static struct {
+	const struct drv_ops *ops;
+	struct region_opts opts;
+	void *streams[REGION_MAX_DEV][STREAMS_MAX];
+} S;
+
+void stage_init(const struct drv_ops *ops, const struct region_opts *opts)
+{
+	S.ops = ops;
+	S.opts = *opts;
+	if (S.opts.chunk_bytes < (1u << 20))
+		S.opts.chunk_bytes = 1u << 20;
+	if (S.opts.streams < 1)
+		S.opts.streams = 1;
+	if (S.opts.streams > STREAMS_MAX)
+		S.opts.streams = STREAMS_MAX;
+	if (S.opts.pin_threads < 1)
+		S.opts.pin_threads = 1;
+	memset(S.streams, 0, sizeof(S.streams));
+}
+
+void stage_forget(void)
+{
+	memset(S.streams, 0, sizeof(S.streams));
+}
+
+static size_t page_round(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + pg - 1) / pg * pg;
+}
+
+/* Bytes the kernel says it can give without swapping; SIZE_MAX if unknown. */
+static size_t host_available(void)
+{
+	char line[128];
+	unsigned long long kb;
+	size_t avail = SIZE_MAX;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (f == NULL)
+		return avail;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+			avail = (size_t)kb * 1024;
+			break;
+		}
+	fclose(f);
+	return avail;
+}
+
+void stage_host_put(struct alloc *a)
+{
+	if (a->host == NULL)
+		return;
+	(void)S.ops->host_unregister(a->dev, a->host);
+	munmap(a->host, a->host_size);
+	a->host = NULL;
+	a->host_size = 0;
+}
+
+/* Work shared by the populate/pin threads: pieces to touch, then buffers to
+ * pin, each handed out by an atomic counter. */
+struct pin_work {
+	struct alloc **bufs;
+	size_t nbufs;
+	size_t *piece_buf; /* per piece: index into bufs */
+	size_t *piece_off;
+	size_t npieces;
+	size_t next;
+	int rc;
+};
+
+static void *touch_worker(void *arg)
+{
+	struct pin_work *w = arg;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->npieces) {
+		struct alloc *a = w->bufs[w->piece_buf[i]];
+		char *p = (char *)a->host + w->piece_off[i];
+		size_t len = a->host_size - w->piece_off[i], off;
+
+		if (len > POPULATE_PIECE)
+			len = POPULATE_PIECE;
+		for (off = 0; off < len; off += pg)
+			p[off] = 0;
+	}
+	return NULL;
+}
+
+static void *pin_worker(void *arg)
+{
+	struct pin_work *w = arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->nbufs) {
+		struct alloc *a = w->bufs[i];
+		int rc = S.ops->host_register(a->dev, a->host, a->host_size);
+
+		if (rc < 0) {
+			int zero = 0;
+
+			__atomic_compare_exchange_n(&w->rc, &zero, rc, 0,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+			/* A buffer that is not pinned must never be
+			 * unregistered: drop it here. */
+			munmap(a->host, a->host_size);
+			a->host = NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Run fn on up to `nthreads` threads, the caller's among them. */
+static void run_threads(void *(*fn)(void *), struct pin_work *w, int nthreads)
+{
+	pthread_t tids[64];
+	int t, started = 0;
+
+	w->next = 0;
+	if (nthreads > 64)
+		nthreads = 64;
+	for (t = 0; t < nthreads - 1; t++) {
+		if (pthread_create(&tids[t], NULL, fn, w) != 0)
+			break;
+		started++;
+	}
+	fn(w);
+	for (t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+}
+
+/* Touch and pin the buffers of `bufs`, spread over threads. */
+static int populate_and_pin(struct alloc **bufs, size_t nbufs)
+{
+	struct pin_work w;
+	size_t i, k = 0, total = 0;
+	int nthreads = S.opts.pin_threads;
+
+	memset(&w, 0, sizeof(w));
+	w.bufs = bufs;
+	w.nbufs = nbufs;
+	for (i = 0; i < nbufs; i++)
+		total += (bufs[i]->host_size + POPULATE_PIECE - 1) / POPULATE_PIECE;
+	w.piece_buf = malloc(sizeof(size_t) * (total ? total : 1));
+	w.piece_off = malloc(sizeof(size_t) * (total ? total : 1));
+	if (w.piece_buf == NULL || w.piece_off == NULL) {
+		free(w.piece_buf);
+		free(w.piece_off);
+		return -ENOMEM;
+	}
+	for (i = 0; i < nbufs; i++) {
+		size_t off;
+
+		for (off = 0; off < bufs[i]->host_size; off += POPULATE_PIECE) {
+			w.piece_buf[k] = i;
+			w.piece_off[k++] = off;
+		}
+	}
+	w.npieces = k;
+	run_threads(touch_worker, &w, (size_t)nthreads < k ? nthreads : (int)k);
+	run_threads(pin_worker, &w, (size_t)nthreads < nbufs ? nthreads : (int)nbufs);
+	free(w.piece_buf);
+	free(w.piece_off);
+	return w.rc;
+}
+
+int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
+		   struct region_err *err)
+{
+	struct alloc **fresh;
+	size_t nfresh = 0, need = 0, avail, i;
+	int rc = 0;
+
+	fresh = malloc(sizeof(*fresh) * (n ? n : 1));
+	if (fresh == NULL)
+		goto fail_nomem;
+	for (i = 0; i < n; i++)
+		if (list[i]->host == NULL) {
+			fresh[nfresh++] = list[i];
+			need += page_round(list[i]->size);
+		}
+	if (nfresh == 0)
+		goto out;
+	avail = host_available();
+	if (need > avail) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "host memory: staging needs %zu bytes, %zu available; nothing released",
+			 need, avail);
+		rc = err->code = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < nfresh; i++) {
+		struct alloc *a = fresh[i];
+		void *p;
+
+		a->host_size = page_round(a->size);
+		p = mmap(NULL, a->host_size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			while (i-- > 0) { /* mapped, not yet pinned */
+				munmap(fresh[i]->host, fresh[i]->host_size);
+				fresh[i]->host = NULL;
+			}
+			nfresh = 0;
+			rc = -ENOMEM;
+			break;
+		}
+		(void)madvise(p, a->host_size, MADV_HUGEPAGE);
+		a->host = p;
+	}
+	if (rc == 0)
+		rc = populate_and_pin(fresh, nfresh);
+	if (rc < 0) {
+		for (i = 0; i < n; i++)
+			if (list[i]->host == NULL)
+				list[i]->host_size = 0;
+		for (i = 0; i < nfresh; i++)
+			stage_host_put(fresh[i]);
+		snprintf(err->msg, sizeof(err->msg),
+			 "host memory: cannot obtain and pin %zu bytes for staging; nothing released",
+			 need);
+		rc = err->code = -ENOMEM;
+		goto out;
+	}
+	*new_bytes += need;
+out:
+	free(fresh);
+	return rc;
+
+fail_nomem:
+	snprintf(err->msg, sizeof(err->msg), "host memory: no room for the request");
+	return err->code = -ENOMEM;
+}
+
+static int streams_for(int dev, void ***out)
+{
+	int k, rc;
+
+	for (k = 0; k < S.opts.streams; k++) {
+		if (S.streams[dev][k] != NULL)
+			continue;
+		rc = S.ops->stream_create(dev, &S.streams[dev][k]);
+		if (rc < 0)
+			return rc;
+	}
+	*out = S.streams[dev];
+	return 0;
+}
+
+int stage_copy(struct alloc **list, size_t n, enum copy_dir dir,
+	       struct region_err *err)
+{
+	uint32_t used = 0;
+	size_t i, chunk = S.opts.chunk_bytes;
+	unsigned turn = 0;
+	int rc = 0, dev, k;
+
+	for (i = 0; i < n && rc == 0; i++) {
+		struct alloc *a = list[i];
+		void **streams;
+		size_t off;
+
+		rc = streams_for(a->dev, &streams);
+		if (rc < 0)
+			break;
+		used |= 1u << a->dev;
+		for (off = 0; off < a->size && rc == 0; off += chunk) {
+			size_t len = a->size - off < chunk ? a->size - off : chunk;
+			void *s = streams[turn++ % (unsigned)S.opts.streams];
+
+			if (dir == COPY_DTOH)
+				rc = S.ops->copy_dtoh(a->dev, (char *)a->host + off,
+						      a->va + off, len, s);
+			else
+				rc = S.ops->copy_htod(a->dev, a->va + off,
+						      (char *)a->host + off, len, s);
+		}
+	}
+	/* Wait for everything queued, even after a failure: a copy still in
+	 * flight must not outlive the buffers the caller may free next. */
+	for (dev = 0; dev < REGION_MAX_DEV; dev++) {
+		if (!(used & (1u << dev)))
+			continue;
+		for (k = 0; k < S.opts.streams; k++) {
+			int src = S.ops->stream_sync(dev, S.streams[dev][k]);
+
+			if (rc == 0)
+				rc = src;
+		}
+	}
+	if (rc < 0) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "%s copy failed; nothing changed",
+			 dir == COPY_DTOH ? "device-to-host" : "host-to-device");
+		err->code = rc;
+	}
+	return rc;
+}
