@@ -62,7 +62,7 @@ static int faults(uint64_t va)
 	int st;
 
 	if (pid == 0) {
-		*(volatile char *)(uintptr_t)va = 1;
+		(void)*(volatile const char *)(uintptr_t)va;
 		_exit(0);
 	}
 	waitpid(pid, &st, 0);

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * prog_tenant.c - a stand-in for an inference process: tagged "weights"
+ * and "kv_cache" filled with known bytes, then commands on stdin:
+ *   check  -> "ok" if every byte is as written, else "bad <tag> <i>"
+ *   probe  -> "weights=<mapped|released> kv_cache=<...>", by touching the
+ *             first byte of each tag's first allocation in a child
+ *   stat   -> "<allocations> <active> <paused> <host>" for weights
+ *   quit   -> frees everything, exits 0
+ * usage: prog_tenant NWEIGHTS WEIGHT_BYTES NKV KV_BYTES
+ * Runs under LD_PRELOAD=libmemctl.so and links only libcudart.so.13.
+ */
+#include <cuda_runtime_api.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "e2e.h"
+
+#define MAXA 256
+
+static struct memctl_api M;
+static void *w[MAXA], *kv[MAXA];
+static size_t nw, nkv, wsz, kvsz;
+
+static size_t size_of(size_t base, size_t i)
+{
+	return base + i * 4097; /* mixed sizes */
+}
+
+static const char *probe(void *p)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		(void)*(volatile const char *)p;
+		_exit(0);
+	}
+	waitpid(pid, &st, 0);
+	return WIFSIGNALED(st) ? "released" : "mapped";
+}
+
+int main(int argc, char **argv)
+{
+	char line[64];
+	size_t i;
+
+	if (argc != 5 || memctl_api_load(&M) < 0) {
+		fprintf(stderr, "usage: prog_tenant NW WBYTES NKV KVBYTES, under LD_PRELOAD\n");
+		return 2;
+	}
+	nw = strtoul(argv[1], NULL, 10);
+	wsz = strtoul(argv[2], NULL, 10);
+	nkv = strtoul(argv[3], NULL, 10);
+	kvsz = strtoul(argv[4], NULL, 10);
+	if (nw > MAXA || nkv > MAXA || nw == 0 || nkv == 0)
+		return 2;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	M.region_begin("weights");
+	for (i = 0; i < nw; i++) {
+		if (cudaMalloc(&w[i], size_of(wsz, i)) != cudaSuccess)
+			return 3;
+		fill(w[i], size_of(wsz, i), (unsigned)(getpid() + (int)i));
+	}
+	M.region_end();
+	M.region_begin("kv_cache");
+	for (i = 0; i < nkv; i++) {
+		if (cudaMalloc(&kv[i], size_of(kvsz, i)) != cudaSuccess)
+			return 3;
+		fill(kv[i], size_of(kvsz, i), 7u + (unsigned)i);
+	}
+	M.region_end();
+	printf("ready %d\n", (int)getpid());
+
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		if (strncmp(line, "check", 5) == 0) {
+			long bad = -1;
+
+			for (i = 0; i < nw && bad < 0; i++)
+				if ((bad = check(w[i], size_of(wsz, i),
+						 (unsigned)(getpid() + (int)i))) >= 0)
+					printf("bad weights %zu at %ld\n", i, bad);
+			for (i = 0; i < nkv && bad < 0; i++)
+				if ((bad = check(kv[i], size_of(kvsz, i), 7u + (unsigned)i)) >= 0)
+					printf("bad kv_cache %zu at %ld\n", i, bad);
+			if (bad < 0)
+				printf("ok\n");
+		} else if (strncmp(line, "probe", 5) == 0) {
+			printf("weights=%s kv_cache=%s\n", probe(w[0]), probe(kv[0]));
+		} else if (strncmp(line, "stat", 4) == 0) {
+			struct memctl_stat st;
+			int rc = M.stat("weights", &st);
+
+			printf("%d %llu %llu %llu %llu\n", rc, (unsigned long long)st.allocations,
+			       (unsigned long long)st.active_bytes,
+			       (unsigned long long)st.paused_bytes,
+			       (unsigned long long)st.host_bytes);
+		} else if (strncmp(line, "quit", 4) == 0) {
+			for (i = 0; i < nw; i++)
+				cudaFree(w[i]);
+			for (i = 0; i < nkv; i++)
+				cudaFree(kv[i]);
+			return 0;
+		}
+	}
+	return 0;
+}
