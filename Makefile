@@ -125,6 +125,18 @@ test-e2e: all $(E2E_TESTS) $(E2E_PROGS)
 	    echo "== $$t"; rm -f $(BUILD)/test/fakecuda.state; \
 	    $(TEST_ENV) LD_PRELOAD=$(CURDIR)/$(LIB) $$t --jobs 1; done
 
+FUZZ_SECONDS ?= 600
+FUZZ := $(BUILD)/fuzz/fuzz_proto
+$(FUZZ): test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c ctl/proto.h
+	@mkdir -p $(@D)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -Iinclude -Iregion -Ictl -o $@ test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c
+
+fuzz: $(FUZZ) ## fuzz the request parser for FUZZ_SECONDS (default 600; needs clang)
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+	    $(BUILD)/fuzz/corpus test/fuzz/corpus
+
 check: $(LIB) ## exports, DT_NEEDED and constructors of libmemctl.so
 	@sh test/check-lib.sh $(LIB)
 

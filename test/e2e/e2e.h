@@ -8,10 +8,13 @@
 #ifndef TEST_E2E_H
 #define TEST_E2E_H
 
+#include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "memctl.h"
 
@@ -61,6 +64,64 @@ static inline long check(const void *p, size_t n, unsigned seed)
 		if (c[i] != pattern(i, seed))
 			return (long)i;
 	return -1;
+}
+
+/* 1 on the simulated driver (device memory is host memory there). */
+static inline int on_fake(void)
+{
+	return dlsym(RTLD_DEFAULT, "fakecuda_used") != NULL;
+}
+
+/* Fill and check device memory through cudaMemcpy, so the same test runs
+ * on the simulated driver and on a GPU. */
+static inline int dev_fill(void *dev, size_t n, unsigned seed)
+{
+	unsigned char *h = malloc(n ? n : 1);
+	int rc;
+
+	if (h == NULL)
+		return -1;
+	fill(h, n, seed);
+	rc = cudaMemcpy(dev, h, n, cudaMemcpyHostToDevice) == cudaSuccess ? 0 : -1;
+	free(h);
+	return rc;
+}
+
+/* -1 when every byte is as filled; the first wrong index; -2 on error. */
+static inline long dev_check(const void *dev, size_t n, unsigned seed)
+{
+	unsigned char *h = malloc(n ? n : 1);
+	long bad = -2;
+
+	if (h == NULL)
+		return -2;
+	if (cudaMemcpy(h, dev, n, cudaMemcpyDeviceToHost) == cudaSuccess)
+		bad = check(h, n, seed);
+	free(h);
+	return bad;
+}
+
+/* 1 if the device memory at p is released: on the simulated driver a
+ * read faults (tried in a child), on a GPU a copy from it fails. */
+static inline int released(const void *p)
+{
+	if (on_fake()) {
+		pid_t pid = fork();
+		int st;
+
+		if (pid == 0) {
+			(void)*(volatile const char *)p;
+			_exit(0);
+		}
+		waitpid(pid, &st, 0);
+		return WIFSIGNALED(st);
+	} else {
+		unsigned char b;
+		int bad = cudaMemcpy(&b, p, 1, cudaMemcpyDeviceToHost) != cudaSuccess;
+
+		(void)cudaGetLastError();
+		return bad;
+	}
 }
 
 #endif

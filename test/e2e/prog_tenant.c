@@ -11,10 +11,7 @@
  * Runs under LD_PRELOAD=libmemctl.so and links only libcudart.so.13.
  */
 #include <cuda_runtime_api.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "e2e.h"
 
@@ -31,15 +28,7 @@ static size_t size_of(size_t base, size_t i)
 
 static const char *probe(void *p)
 {
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		(void)*(volatile const char *)p;
-		_exit(0);
-	}
-	waitpid(pid, &st, 0);
-	return WIFSIGNALED(st) ? "released" : "mapped";
+	return released(p) ? "released" : "mapped";
 }
 
 int main(int argc, char **argv)
@@ -62,14 +51,16 @@ int main(int argc, char **argv)
 	for (i = 0; i < nw; i++) {
 		if (cudaMalloc(&w[i], size_of(wsz, i)) != cudaSuccess)
 			return 3;
-		fill(w[i], size_of(wsz, i), (unsigned)(getpid() + (int)i));
+		if (dev_fill(w[i], size_of(wsz, i), (unsigned)(getpid() + (int)i)) < 0)
+			return 4;
 	}
 	M.region_end();
 	M.region_begin("kv_cache");
 	for (i = 0; i < nkv; i++) {
 		if (cudaMalloc(&kv[i], size_of(kvsz, i)) != cudaSuccess)
 			return 3;
-		fill(kv[i], size_of(kvsz, i), 7u + (unsigned)i);
+		if (dev_fill(kv[i], size_of(kvsz, i), 7u + (unsigned)i) < 0)
+			return 4;
 	}
 	M.region_end();
 	printf("ready %d\n", (int)getpid());
@@ -79,11 +70,11 @@ int main(int argc, char **argv)
 			long bad = -1;
 
 			for (i = 0; i < nw && bad < 0; i++)
-				if ((bad = check(w[i], size_of(wsz, i),
+				if ((bad = dev_check(w[i], size_of(wsz, i),
 						 (unsigned)(getpid() + (int)i))) >= 0)
 					printf("bad weights %zu at %ld\n", i, bad);
 			for (i = 0; i < nkv && bad < 0; i++)
-				if ((bad = check(kv[i], size_of(kvsz, i), 7u + (unsigned)i)) >= 0)
+				if ((bad = dev_check(kv[i], size_of(kvsz, i), 7u + (unsigned)i)) >= 0)
 					printf("bad kv_cache %zu at %ld\n", i, bad);
 			if (bad < 0)
 				printf("ok\n");
