@@ -40,6 +40,19 @@ int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
 		   struct region_err *err) MUST_CHECK;
 /* Unpin and free one allocation's host buffer (if any). */
 void stage_host_put(struct alloc *a);
+/* A set of queued copies; zero-initialise, queue, then finish once. */
+struct stage_batch {
+	uint32_t used;   /* devices with queued copies */
+	unsigned turn;   /* next stream, round-robin */
+	enum copy_dir dir;
+	int rc;          /* first failure */
+};
+
+/* Queue the copies of one allocation (its `size` bytes) between device and
+ * host buffer; returns at once. After a failure, later calls do nothing. */
+int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir);
+/* Wait for all queued copies; the first failure, with a message. */
+int stage_finish(struct stage_batch *b, struct region_err *err);
 /* Copy `size` bytes of each of `list` between device and host buffer, in
  * chunks over several streams per device; returns once all have landed. */
 int stage_copy(struct alloc **list, size_t n, enum copy_dir dir,

@@ -376,8 +376,9 @@ static size_t free_device_bytes(struct alloc **list, size_t n)
 int region_resume(const struct tagset *ts, unsigned flags,
 		  struct region_report *rep, struct region_err *err)
 {
-	struct alloc **list = NULL, **staged = NULL;
-	size_t n, matched, i, mapped = 0, nstaged = 0;
+	struct stage_batch batch = { 0 };
+	struct alloc **list = NULL;
+	size_t n, matched, i, mapped = 0;
 	uint64_t need = 0;
 	double t0 = now_ms();
 	int rc;
@@ -395,42 +396,41 @@ int region_resume(const struct tagset *ts, unsigned flags,
 		rc = nothing_tagged(ts, err);
 		goto out;
 	}
-	staged = malloc(sizeof(*staged) * (n ? n : 1));
-	if (staged == NULL) {
-		rc = fail_msg(err, -ENOMEM, "host memory: no room for the request");
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		need += list[i]->mapped;
-		if (list[i]->state == ALLOC_STAGED)
-			staged[nstaged++] = list[i];
-	}
+	/* Map and queue each allocation's copy at once, so the copy engines
+	 * work while the driver maps the next one. */
 	for (mapped = 0; mapped < n; mapped++) {
 		rc = back(list[mapped]);
 		if (rc < 0)
 			break;
+		if (list[mapped]->state == ALLOC_STAGED)
+			(void)stage_queue(&batch, list[mapped], COPY_HTOD);
 	}
 	if (rc < 0) {
-		if (rc == -ENOMEM) {
-			size_t have;
+		struct region_err ignored;
 
-			/* Measure after giving back what we took: that is
+		/* Copies into what we are about to unmap must land first. */
+		(void)stage_finish(&batch, &ignored);
+		while (mapped > 0)
+			(void)unback(list[--mapped]);
+		if (rc == -ENOMEM)
+			/* Measured after giving back what we took: that is
 			 * what a retry will find. */
-			while (mapped > 0)
-				(void)unback(list[--mapped]);
-			have = free_device_bytes(list, n);
 			fail_msg(err, -ENOMEM,
 				 "device memory: resume needs %llu bytes, %zu free; "
 				 "nothing resumed, staged contents kept",
-				 (unsigned long long)need, have);
-		} else {
+				 (unsigned long long)need, free_device_bytes(list, n));
+		else
 			fail_msg(err, rc, "device memory: mapping failed; nothing resumed");
-		}
-		goto rollback;
+		goto out;
 	}
-	rc = stage_copy(staged, nstaged, COPY_HTOD, err);
-	if (rc < 0)
-		goto rollback;
+	rc = stage_finish(&batch, err);
+	if (rc < 0) {
+		while (mapped > 0)
+			(void)unback(list[--mapped]);
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
 		if (list[i]->state == ALLOC_STAGED)
 			rep->staged_bytes += list[i]->size;
@@ -440,14 +440,8 @@ int region_resume(const struct tagset *ts, unsigned flags,
 		if (flags & MEMCTL_RELEASE_HOST)
 			stage_host_put(list[i]);
 	}
-	goto out;
-
-rollback:
-	while (mapped > 0)
-		(void)unback(list[--mapped]);
 out:
 	pthread_mutex_unlock(&R.lock);
-	free(staged);
 	free(list);
 	rep->ms = now_ms() - t0;
 	return rc;

@@ -280,52 +280,68 @@ static int streams_for(int dev, void ***out)
 	return 0;
 }
 
+/* Queue a's chunks on the device's streams, round-robin. */
+int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir)
+{
+	size_t off, chunk = S.opts.chunk_bytes;
+	void **streams;
+	int rc;
+
+	if (b->rc < 0)
+		return b->rc;
+	rc = streams_for(a->dev, &streams);
+	if (rc < 0)
+		return b->rc = rc;
+	b->used |= 1u << a->dev;
+	for (off = 0; off < a->size; off += chunk) {
+		size_t len = a->size - off < chunk ? a->size - off : chunk;
+		void *s = streams[b->turn++ % (unsigned)S.opts.streams];
+
+		if (dir == COPY_DTOH)
+			rc = S.ops->copy_dtoh(a->dev, (char *)a->host + off, a->va + off, len, s);
+		else
+			rc = S.ops->copy_htod(a->dev, a->va + off, (char *)a->host + off, len, s);
+		if (rc < 0) {
+			b->dir = dir;
+			return b->rc = rc;
+		}
+	}
+	b->dir = dir;
+	return 0;
+}
+
+int stage_finish(struct stage_batch *b, struct region_err *err)
+{
+	int dev, k;
+
+	/* Wait for everything queued, even after a failure: a copy still in
+	 * flight must not outlive the memory the caller may unmap next. */
+	for (dev = 0; dev < REGION_MAX_DEV; dev++) {
+		if (!(b->used & (1u << dev)))
+			continue;
+		for (k = 0; k < S.opts.streams; k++) {
+			int rc = S.ops->stream_sync(dev, S.streams[dev][k]);
+
+			if (b->rc == 0)
+				b->rc = rc;
+		}
+	}
+	b->used = 0;
+	if (b->rc < 0) {
+		snprintf(err->msg, sizeof(err->msg), "%s copy failed; nothing changed",
+			 b->dir == COPY_DTOH ? "device-to-host" : "host-to-device");
+		err->code = b->rc;
+	}
+	return b->rc;
+}
+
 int stage_copy(struct alloc **list, size_t n, enum copy_dir dir,
 	       struct region_err *err)
 {
-	uint32_t used = 0;
-	size_t i, chunk = S.opts.chunk_bytes;
-	unsigned turn = 0;
-	int rc = 0, dev, k;
+	struct stage_batch b = { 0 };
+	size_t i;
 
-	for (i = 0; i < n && rc == 0; i++) {
-		struct alloc *a = list[i];
-		void **streams;
-		size_t off;
-
-		rc = streams_for(a->dev, &streams);
-		if (rc < 0)
-			break;
-		used |= 1u << a->dev;
-		for (off = 0; off < a->size && rc == 0; off += chunk) {
-			size_t len = a->size - off < chunk ? a->size - off : chunk;
-			void *s = streams[turn++ % (unsigned)S.opts.streams];
-
-			if (dir == COPY_DTOH)
-				rc = S.ops->copy_dtoh(a->dev, (char *)a->host + off,
-						      a->va + off, len, s);
-			else
-				rc = S.ops->copy_htod(a->dev, a->va + off,
-						      (char *)a->host + off, len, s);
-		}
-	}
-	/* Wait for everything queued, even after a failure: a copy still in
-	 * flight must not outlive the buffers the caller may free next. */
-	for (dev = 0; dev < REGION_MAX_DEV; dev++) {
-		if (!(used & (1u << dev)))
-			continue;
-		for (k = 0; k < S.opts.streams; k++) {
-			int src = S.ops->stream_sync(dev, S.streams[dev][k]);
-
-			if (rc == 0)
-				rc = src;
-		}
-	}
-	if (rc < 0) {
-		snprintf(err->msg, sizeof(err->msg),
-			 "%s copy failed; nothing changed",
-			 dir == COPY_DTOH ? "device-to-host" : "host-to-device");
-		err->code = rc;
-	}
-	return rc;
+	for (i = 0; i < n && b.rc == 0; i++)
+		(void)stage_queue(&b, list[i], dir);
+	return stage_finish(&b, err);
 }
