@@ -45,7 +45,7 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
            MEMCTL_RUNTIME_DIR=$(CURDIR)/$(BUILD)/test/run \
            MEMCTL_BUILD=$(CURDIR)/$(BUILD)
 
-.PHONY: all lib cli fake test test-unit test-e2e test-gpu bench demo check \
+.PHONY: all lib cli fake test test-unit test-e2e test-python test-gpu gpu-build bench demo check \
         install clean help fuzz
 .DEFAULT_GOAL := all
 
@@ -111,7 +111,12 @@ $(BUILD)/test/prog_%: test/e2e/prog_%.c test/e2e/e2e.h $(FAKE_CUDART)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< \
 	    -L$(BUILD)/fake -l:libcudart.so.13 -l:libcuda.so.1 -ldl -lpthread
 
-test: all check test-unit test-e2e demo ## run every suite on the simulated driver (no GPU needed)
+test: all check test-unit test-e2e test-python demo ## run every suite on the simulated driver (no GPU needed)
+
+test-python: all
+	@echo "== test/python/test_memctl.py"
+	@rm -f $(BUILD)/test/fakecuda.state
+	@$(TEST_ENV) MEMCTL_SOCKET=0 LD_PRELOAD=$(CURDIR)/$(LIB) python3 test/python/test_memctl.py
 
 test-unit: $(UNIT_TESTS) $(UNIT_SAN)
 	@mkdir -p $(BUILD)/test/run
@@ -136,6 +141,47 @@ fuzz: $(FUZZ) ## fuzz the request parser for FUZZ_SECONDS (default 600; needs cl
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
 	    $(BUILD)/fuzz/corpus test/fuzz/corpus
+
+# ---- GPU: the same suites against the real runtime and driver ----------
+GPU := $(BUILD)/gpu
+NVCC_FLAGS := -O2 -std=c++17 -arch=sm_90 -cudart shared -Iinclude
+CUDA_LIB := $(CUDA_HOME)/lib64
+
+$(GPU)/test_e2e_api: test/e2e/test_e2e_api.c test/e2e/e2e.h
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(CUDA_LIB) -lcudart $(CRITERION) -ldl -lpthread
+
+$(GPU)/prog_tenant: test/e2e/prog_tenant.c test/e2e/e2e.h
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(CUDA_LIB) -lcudart -ldl
+
+$(GPU)/gpu_roundtrip: test/gpu/gpu_roundtrip.cu include/memctl.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< -ldl
+
+$(GPU)/bench: bench/bench.cu include/memctl.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< -ldl
+
+# Criterion's shared libraries travel with the GPU binaries (GPU machines
+# often lack it); glibc's own libraries and the CUDA runtime do not.
+$(GPU)/lib/.stamp: $(GPU)/test_e2e_api
+	@mkdir -p $(@D)
+	ldd $< | awk '/=>/{print $$3}' | \
+	    grep -v -E '/(libc|libdl|libpthread|libm|librt|libresolv|ld-linux[^/]*|libcudart)\.so' | \
+	    xargs -r -I{} cp -L {} $(@D)/
+	touch $@
+
+gpu-build: all $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/gpu_roundtrip $(GPU)/bench $(GPU)/lib/.stamp ## build the GPU suites and benchmarks (needs nvcc)
+
+test-gpu: gpu-build ## run the suites on a real GPU (API suite, CUDA roundtrip, CLI, PyTorch)
+	sh test/gpu/run.sh $(BUILD)
+
+bench: ## benchmarks against the measured hardware limits (GPU; says so and exits 0 without one)
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
+	    echo "bench: no NVIDIA GPU on this machine; nothing measured"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(LIB) $(GPU)/bench && \
+	LD_PRELOAD=$(CURDIR)/$(LIB) $(GPU)/bench $(BENCH_ARGS)
 
 check: $(LIB) ## exports, DT_NEEDED and constructors of libmemctl.so
 	@sh test/check-lib.sh $(LIB)

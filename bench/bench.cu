@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// bench.cu - memctl against the limits of the machine it runs on, all
+// measured in the same run: pinned copy bandwidth each way and both ways,
+// the raw driver calls (reserve+create+map+access, unmap+release), and the
+// real cudaMalloc. Every memctl figure is printed beside its limit as a
+// ratio. Run under LD_PRELOAD=libmemctl.so (make bench does).
+//
+// usage: bench [GiB,GiB,...] [count,count,...]   (default 1,16,64 16,256,4096)
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <vector>
+#include <algorithm>
+
+#include "memctl.h"
+
+#define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
+	fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+	exit(1); } } while (0)
+#define CU(x) do { CUresult r_ = (x); if (r_ != CUDA_SUCCESS) { \
+	fprintf(stderr, "%s:%d %s: error %d\n", __FILE__, __LINE__, #x, (int)r_); \
+	exit(1); } } while (0)
+
+static const double GiB = 1073741824.0;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// ---- the driver, directly ----
+static struct {
+	decltype(&cuMemAddressReserve) reserve;
+	decltype(&cuMemAddressFree) unreserve;
+	decltype(&cuMemCreate) create;
+	decltype(&cuMemRelease) release;
+	decltype(&cuMemMap) map;
+	decltype(&cuMemUnmap) unmap;
+	decltype(&cuMemSetAccess) access;
+	decltype(&cuMemGetInfo_v2) meminfo;
+} D;
+
+// ---- memctl, found in the preloaded library ----
+static struct {
+	int (*begin)(const char *);
+	int (*end)(void);
+	int (*pause)(const char *, unsigned);
+	int (*resume)(const char *, unsigned);
+	int (*prepare)(const char *);
+	int (*release_host)(const char *);
+	int (*stat)(const char *, struct memctl_stat *);
+	const char *(*strerror)(int);
+} M;
+
+static cudaError_t (*real_malloc)(void **, size_t);
+static cudaError_t (*real_free)(void *);
+
+static void load(void)
+{
+	void *cu = dlopen("libcuda.so.1", RTLD_NOW);
+	void *rt = dlopen("libcudart.so.13", RTLD_NOW | RTLD_NOLOAD);
+
+	*(void **)&D.reserve = dlsym(cu, "cuMemAddressReserve");
+	*(void **)&D.unreserve = dlsym(cu, "cuMemAddressFree");
+	*(void **)&D.create = dlsym(cu, "cuMemCreate");
+	*(void **)&D.release = dlsym(cu, "cuMemRelease");
+	*(void **)&D.map = dlsym(cu, "cuMemMap");
+	*(void **)&D.unmap = dlsym(cu, "cuMemUnmap");
+	*(void **)&D.access = dlsym(cu, "cuMemSetAccess");
+	*(void **)&D.meminfo = dlsym(cu, "cuMemGetInfo_v2");
+	*(void **)&M.begin = dlsym(RTLD_DEFAULT, "memctl_region_begin");
+	*(void **)&M.end = dlsym(RTLD_DEFAULT, "memctl_region_end");
+	*(void **)&M.pause = dlsym(RTLD_DEFAULT, "memctl_pause");
+	*(void **)&M.resume = dlsym(RTLD_DEFAULT, "memctl_resume");
+	*(void **)&M.prepare = dlsym(RTLD_DEFAULT, "memctl_prepare");
+	*(void **)&M.release_host = dlsym(RTLD_DEFAULT, "memctl_release_host");
+	*(void **)&M.stat = dlsym(RTLD_DEFAULT, "memctl_stat");
+	*(void **)&M.strerror = dlsym(RTLD_DEFAULT, "memctl_strerror");
+	// The runtime's own cudaMalloc, bypassing the interposer.
+	*(void **)&real_malloc = rt ? dlsym(rt, "cudaMalloc") : NULL;
+	*(void **)&real_free = rt ? dlsym(rt, "cudaFree") : NULL;
+	if (!M.pause || !D.create || !real_malloc) {
+		fprintf(stderr, "bench: run under LD_PRELOAD=libmemctl.so with the shared runtime\n");
+		exit(2);
+	}
+}
+
+static void must(int rc, const char *what)
+{
+	if (rc != 0) {
+		fprintf(stderr, "bench: %s: %s\n", what, M.strerror(rc));
+		exit(1);
+	}
+}
+
+static long rss_kib(void)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+__global__ void fill(unsigned *p, size_t n, unsigned seed)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		p[i] = (unsigned)(i * 2654435761u) ^ seed;
+}
+
+__global__ void verify(const unsigned *p, size_t n, unsigned seed, unsigned long long *bad)
+{
+	unsigned long long local = 0;
+
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		local += p[i] != ((unsigned)(i * 2654435761u) ^ seed);
+	if (local)
+		atomicAdd(bad, local);
+}
+
+// ---- the table ----
+struct row {
+	char figure[96];
+	char value[32];
+	char limit[40];
+	double ratio;
+	char target[24];
+	int pass; // -1: no target
+};
+static std::vector<row> rows;
+
+static void add(const char *figure, const char *value, const char *limit, double ratio,
+		const char *target, int pass)
+{
+	row r;
+
+	snprintf(r.figure, sizeof(r.figure), "%s", figure);
+	snprintf(r.value, sizeof(r.value), "%s", value);
+	snprintf(r.limit, sizeof(r.limit), "%s", limit);
+	r.ratio = ratio;
+	snprintf(r.target, sizeof(r.target), "%s", target);
+	r.pass = pass;
+	rows.push_back(r);
+	printf("  %-52s %-14s %-22s %6.3f %s\n", figure, value, limit, ratio, target);
+	fflush(stdout);
+}
+
+// ---- limits ----
+static double lim_d2h, lim_h2d, lim_both;
+
+static double copy_bw(void *host, char *dev, size_t bytes, int d2h, int nstreams, size_t chunk)
+{
+	cudaStream_t s[8];
+	double t0, best = 0;
+	int k, rep;
+
+	for (k = 0; k < nstreams; k++)
+		CHECK(cudaStreamCreateWithFlags(&s[k], cudaStreamNonBlocking));
+	for (rep = 0; rep < 4; rep++) {
+		size_t off;
+		int turn = 0;
+
+		CHECK(cudaDeviceSynchronize());
+		t0 = now();
+		for (off = 0; off < bytes; off += chunk) {
+			size_t len = std::min(chunk, bytes - off);
+
+			if (d2h)
+				CHECK(cudaMemcpyAsync((char *)host + off, dev + off, len,
+						      cudaMemcpyDeviceToHost, s[turn++ % nstreams]));
+			else
+				CHECK(cudaMemcpyAsync(dev + off, (char *)host + off, len,
+						      cudaMemcpyHostToDevice, s[turn++ % nstreams]));
+		}
+		for (k = 0; k < nstreams; k++)
+			CHECK(cudaStreamSynchronize(s[k]));
+		if (rep > 0) // the first is warm-up
+			best = std::max(best, bytes / GiB / (now() - t0));
+	}
+	for (k = 0; k < nstreams; k++)
+		CHECK(cudaStreamDestroy(s[k]));
+	return best;
+}
+
+static void limits(void)
+{
+	const size_t bytes = 4ull << 30;
+	char *dev;
+	void *host = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cudaStream_t a, b;
+	double t0, t;
+
+	memset(host, 1, bytes);
+	CHECK(cudaHostRegister(host, bytes, cudaHostRegisterPortable));
+	CHECK(real_malloc((void **)&dev, bytes));
+	lim_d2h = std::max(copy_bw(host, dev, bytes, 1, 1, bytes),
+			   copy_bw(host, dev, bytes, 1, 4, 64ull << 20));
+	lim_h2d = std::max(copy_bw(host, dev, bytes, 0, 1, bytes),
+			   copy_bw(host, dev, bytes, 0, 4, 64ull << 20));
+	CHECK(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
+	CHECK(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking));
+	lim_both = 0;
+	for (int rep = 0; rep < 3; rep++) {
+		t0 = now();
+		CHECK(cudaMemcpyAsync(host, dev, bytes / 2, cudaMemcpyDeviceToHost, a));
+		CHECK(cudaMemcpyAsync(dev + bytes / 2, (char *)host + bytes / 2, bytes / 2,
+				      cudaMemcpyHostToDevice, b));
+		CHECK(cudaStreamSynchronize(a));
+		CHECK(cudaStreamSynchronize(b));
+		t = now() - t0;
+		lim_both = std::max(lim_both, bytes / GiB / t);
+	}
+	CHECK(real_free(dev));
+	CHECK(cudaHostUnregister(host));
+	munmap(host, bytes);
+	printf("limits: pinned D2H %.1f GiB/s, H2D %.1f GiB/s, both ways at once %.1f GiB/s\n",
+	       lim_d2h, lim_h2d, lim_both);
+}
+
+// cudaMalloc/cudaFree outside regions: through memctl vs the runtime's own.
+static void passthrough(void)
+{
+	const int n = 2000;
+	std::vector<void *> p(n);
+	double through[5], direct[5];
+	char v[32], l[40];
+
+	for (int rep = 0; rep < 5; rep++) {
+		double t0 = now();
+
+		for (int i = 0; i < n; i++)
+			CHECK(cudaMalloc(&p[i], 0));
+		for (int i = 0; i < n; i++)
+			CHECK(cudaFree(p[i]));
+		through[rep] = (now() - t0) / (2.0 * n);
+		t0 = now();
+		for (int i = 0; i < n; i++)
+			CHECK(real_malloc(&p[i], 0));
+		for (int i = 0; i < n; i++)
+			CHECK(real_free(p[i]));
+		direct[rep] = (now() - t0) / (2.0 * n);
+	}
+	std::sort(through, through + 5);
+	std::sort(direct, direct + 5);
+	snprintf(v, sizeof(v), "+%.3f us", (through[2] - direct[2]) * 1e6);
+	snprintf(l, sizeof(l), "%.3f us/call raw", direct[2] * 1e6);
+	add("cudaMalloc(0)/cudaFree outside regions, added/call", v, l,
+	    through[2] / direct[2], "<= +1 us", (through[2] - direct[2]) * 1e6 <= 1.0);
+
+	for (int rep = 0; rep < 5; rep++) {
+		double t0 = now();
+
+		for (int i = 0; i < n / 4; i++)
+			CHECK(cudaMalloc(&p[i], 1 << 20));
+		for (int i = 0; i < n / 4; i++)
+			CHECK(cudaFree(p[i]));
+		through[rep] = (now() - t0) / (2.0 * n / 4);
+		t0 = now();
+		for (int i = 0; i < n / 4; i++)
+			CHECK(real_malloc(&p[i], 1 << 20));
+		for (int i = 0; i < n / 4; i++)
+			CHECK(real_free(p[i]));
+		direct[rep] = (now() - t0) / (2.0 * n / 4);
+	}
+	std::sort(through, through + 5);
+	std::sort(direct, direct + 5);
+	snprintf(v, sizeof(v), "%+.3f us", (through[2] - direct[2]) * 1e6);
+	snprintf(l, sizeof(l), "%.3f us/call raw", direct[2] * 1e6);
+	add("cudaMalloc(1 MiB)/cudaFree outside regions, added/call", v, l,
+	    through[2] / direct[2], "<= +1 us", (through[2] - direct[2]) * 1e6 <= 1.0);
+}
+
+struct raw_cost {
+	double reserve_create_map_access; // seconds, all allocations
+	double create_map_access;
+	double unmap_release;
+};
+
+static raw_cost raw_driver(int count, size_t size)
+{
+	CUmemAllocationProp prop;
+	CUmemAccessDesc acc;
+	size_t gran = 2u << 20, mapped = (size + gran - 1) / gran * gran;
+	std::vector<CUdeviceptr> va(count);
+	std::vector<CUmemGenericAllocationHandle> h(count);
+	raw_cost c;
+	double t0;
+
+	memset(&prop, 0, sizeof(prop));
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = 0;
+	memset(&acc, 0, sizeof(acc));
+	acc.location = prop.location;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	t0 = now();
+	for (int i = 0; i < count; i++) {
+		CU(D.reserve(&va[i], mapped, gran, 0, 0));
+		CU(D.create(&h[i], mapped, &prop, 0));
+		CU(D.map(va[i], mapped, 0, h[i], 0));
+		CU(D.access(va[i], mapped, &acc, 1));
+	}
+	c.reserve_create_map_access = now() - t0;
+	t0 = now();
+	for (int i = 0; i < count; i++) {
+		CU(D.unmap(va[i], mapped));
+		CU(D.release(h[i]));
+	}
+	c.unmap_release = now() - t0;
+	t0 = now();
+	for (int i = 0; i < count; i++) {
+		CU(D.create(&h[i], mapped, &prop, 0));
+		CU(D.map(va[i], mapped, 0, h[i], 0));
+		CU(D.access(va[i], mapped, &acc, 1));
+	}
+	c.create_map_access = now() - t0;
+	for (int i = 0; i < count; i++) {
+		CU(D.unmap(va[i], mapped));
+		CU(D.release(h[i]));
+		CU(D.unreserve(va[i], mapped));
+	}
+	return c;
+}
+
+static unsigned long long *bad_dev;
+
+static void fill_all(std::vector<void *> &p, size_t size, unsigned seed)
+{
+	for (size_t i = 0; i < p.size(); i++)
+		fill<<<264, 512>>>((unsigned *)p[i], size / 4, seed + (unsigned)i);
+	CHECK(cudaDeviceSynchronize());
+}
+
+static unsigned long long verify_all(std::vector<void *> &p, size_t size, unsigned seed)
+{
+	unsigned long long bad = 0;
+
+	CHECK(cudaMemset(bad_dev, 0, sizeof(*bad_dev)));
+	for (size_t i = 0; i < p.size(); i++)
+		verify<<<264, 512>>>((unsigned *)p[i], size / 4, seed + (unsigned)i, bad_dev);
+	CHECK(cudaMemcpy(&bad, bad_dev, sizeof(bad), cudaMemcpyDeviceToHost));
+	return bad;
+}
+
+static int wrong_bytes_total;
+
+static void check_contents(std::vector<void *> &p, size_t size, unsigned seed, const char *when)
+{
+	unsigned long long bad = verify_all(p, size, seed);
+
+	if (bad) {
+		printf("  CONTENTS WRONG after %s: %llu words\n", when, bad);
+		wrong_bytes_total++;
+	}
+}
+
+static double timed(int (*fn)(const char *, unsigned), const char *tag, unsigned flags,
+		    const char *what)
+{
+	double t0 = now();
+
+	must(fn(tag, flags), what);
+	return now() - t0;
+}
+
+static void scenario(double gib, int count)
+{
+	size_t total = (size_t)(gib * GiB), size = total / count / 4096 * 4096;
+	size_t gran = 2u << 20, mapped = (size + gran - 1) / gran * gran;
+	double staged = (double)size * count / GiB, t, t0;
+	std::vector<void *> p(count);
+	raw_cost raw = raw_driver(count, size);
+	struct memctl_stat st;
+	char name[96], v[32], l[40];
+	long rss0, rss_paused, rss_kept, rss_after;
+
+	printf("\n%.0f GiB in %d allocations of %.1f MiB (mapped %.2f GiB)\n", gib, count,
+	       size / 1048576.0, (double)mapped * count / GiB);
+	rss0 = rss_kib();
+	t0 = now();
+	must(M.begin("bench"), "region");
+	for (int i = 0; i < count; i++)
+		CHECK(cudaMalloc(&p[i], size));
+	must(M.end(), "region end");
+	t = now() - t0;
+	snprintf(name, sizeof(name), "[%gG/%d] tagged cudaMalloc, per call", gib, count);
+	snprintf(v, sizeof(v), "%.1f us", t / count * 1e6);
+	snprintf(l, sizeof(l), "%.1f us raw sequence", raw.reserve_create_map_access / count * 1e6);
+	add(name, v, l, t / raw.reserve_create_map_access, "<= 1.20",
+	    t / raw.reserve_create_map_access <= 1.20);
+	fill_all(p, size, 11);
+
+	// First staged pause: host buffers obtained and pinned on the way.
+	t = timed(M.pause, "bench", MEMCTL_STAGE_CPU, "pause 1");
+	snprintf(name, sizeof(name), "[%gG/%d] staged pause, first (nothing prepared)", gib, count);
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "D2H %.1f; tms 1.4 GiB/s", lim_d2h);
+	add(name, v, l, staged / t / lim_d2h, "report", -1);
+	t = timed(M.resume, "bench", 0, "resume 1");
+	check_contents(p, size, 11, "resume 1");
+	snprintf(name, sizeof(name), "[%gG/%d] staged resume, first", gib, count);
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "H2D %.1f GiB/s", lim_h2d);
+	add(name, v, l, staged / t / lim_h2d, "report", -1);
+
+	// Second cycle: buffers held.
+	fill_all(p, size, 23);
+	t = timed(M.pause, "bench", MEMCTL_STAGE_CPU, "pause 2");
+	rss_paused = rss_kib();
+	must(M.stat("bench", &st), "stat");
+	snprintf(name, sizeof(name), "[%gG/%d] staged pause, buffers held", gib, count);
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "D2H %.1f GiB/s", lim_d2h);
+	add(name, v, l, staged / t / lim_d2h, ">= 0.90", staged / t / lim_d2h >= 0.90);
+	t = timed(M.resume, "bench", 0, "resume 2");
+	check_contents(p, size, 23, "resume 2");
+	rss_kept = rss_kib();
+	snprintf(name, sizeof(name), "[%gG/%d] staged resume, buffers held", gib, count);
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "H2D %.1f GiB/s", lim_h2d);
+	add(name, v, l, staged / t / lim_h2d, ">= 0.90", staged / t / lim_h2d >= 0.90);
+
+	// Unstaged: release and remap only.
+	t = timed(M.pause, "bench", 0, "unstaged pause");
+	snprintf(name, sizeof(name), "[%gG/%d] unstaged pause (sync+unmap+release)", gib, count);
+	snprintf(v, sizeof(v), "%.2f ms", t * 1e3);
+	snprintf(l, sizeof(l), "%.2f ms raw unmap+release", raw.unmap_release * 1e3);
+	add(name, v, l, t / raw.unmap_release, "<= 1.10", t / raw.unmap_release <= 1.10);
+	t = timed(M.resume, "bench", 0, "unstaged resume");
+	snprintf(name, sizeof(name), "[%gG/%d] unstaged resume (create+map+access)", gib, count);
+	snprintf(v, sizeof(v), "%.2f ms", t * 1e3);
+	snprintf(l, sizeof(l), "%.2f ms raw", raw.create_map_access * 1e3);
+	add(name, v, l, t / raw.create_map_access, "<= 1.10", t / raw.create_map_access <= 1.10);
+
+	// Prepared ahead: the first pause after memctl_prepare.
+	fill_all(p, size, 37);
+	must(M.release_host("bench"), "release_host");
+	t0 = now();
+	must(M.prepare("bench"), "prepare");
+	t = now() - t0;
+	printf("  prepare (populate + pin %.2f GiB): %.2f s (%.2f s/GiB)\n", staged, t, t / staged);
+	t = timed(M.pause, "bench", MEMCTL_STAGE_CPU, "pause 3");
+	snprintf(name, sizeof(name), "[%gG/%d] staged pause, first after prepare", gib, count);
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "D2H %.1f GiB/s", lim_d2h);
+	add(name, v, l, staged / t / lim_d2h, ">= 0.80", staged / t / lim_d2h >= 0.80);
+	must(M.resume("bench", MEMCTL_RELEASE_HOST), "resume 3");
+	check_contents(p, size, 37, "resume 3");
+	rss_after = rss_kib();
+	printf("  host memory: RSS %.2f GiB before, %.2f paused (staged %.2f GiB pinned), "
+	       "%.2f after resume (buffers kept), %.2f after release\n",
+	       rss0 / 1048576.0, rss_paused / 1048576.0, st.host_bytes / GiB,
+	       rss_kept / 1048576.0, rss_after / 1048576.0);
+	for (int i = 0; i < count; i++)
+		CHECK(cudaFree(p[i]));
+}
+
+int main(int argc, char **argv)
+{
+	std::vector<double> sizes = { 1, 16, 64 };
+	std::vector<int> counts = { 16, 256, 4096 };
+	int dev_count = 0, failed = 0, passed = 0;
+	cudaDeviceProp prop;
+	size_t fr, tot;
+	int drv = 0;
+
+	if (cudaGetDeviceCount(&dev_count) != cudaSuccess || dev_count == 0) {
+		printf("bench: no GPU present; nothing measured\n");
+		return 0;
+	}
+	if (argc > 1) {
+		sizes.clear();
+		for (char *s = strtok(argv[1], ","); s; s = strtok(NULL, ","))
+			sizes.push_back(atof(s));
+	}
+	if (argc > 2) {
+		counts.clear();
+		for (char *s = strtok(argv[2], ","); s; s = strtok(NULL, ","))
+			counts.push_back(atoi(s));
+	}
+	load();
+	CHECK(cudaSetDevice(0));
+	CHECK(cudaGetDeviceProperties(&prop, 0));
+	CHECK(cudaDriverGetVersion(&drv));
+	CHECK(cudaMemGetInfo(&fr, &tot));
+	printf("device: %s, %.1f GiB, driver API %d\n", prop.name, tot / GiB, drv);
+	CHECK(real_malloc((void **)&bad_dev, sizeof(*bad_dev)));
+	limits();
+	printf("\n  %-52s %-14s %-22s %6s %s\n", "figure", "memctl", "limit (same run)", "ratio",
+	       "target");
+	{
+		// Measure the untagged path with tagged allocations live, as in a
+		// server: cudaFree must then look the pointer up.
+		std::vector<void *> live(64);
+
+		must(M.begin("live"), "region");
+		for (auto &q : live)
+			CHECK(cudaMalloc(&q, 2u << 20));
+		must(M.end(), "region end");
+		passthrough();
+		for (auto q : live)
+			CHECK(cudaFree(q));
+	}
+	for (double g : sizes)
+		for (int c : counts) {
+			CHECK(cudaMemGetInfo(&fr, &tot));
+			if (g * GiB * 1.02 + c * (2u << 20) > fr) {
+				printf("\n%.0f GiB in %d allocations: skipped, %.1f GiB free\n", g, c,
+				       fr / GiB);
+				continue;
+			}
+			scenario(g, c);
+		}
+
+	printf("\n## memctl bench: %s, driver %d\n\n", prop.name, drv);
+	printf("limits: pinned D2H %.1f GiB/s, H2D %.1f GiB/s, both ways %.1f GiB/s\n\n",
+	       lim_d2h, lim_h2d, lim_both);
+	printf("| figure | memctl | limit, same run | ratio | target | |\n|---|---|---|---|---|---|\n");
+	for (const row &r : rows) {
+		printf("| %s | %s | %s | %.3f | %s | %s |\n", r.figure, r.value, r.limit, r.ratio,
+		       r.target, r.pass < 0 ? "" : r.pass ? "met" : "MISSED");
+		if (r.pass == 0)
+			failed++;
+		else if (r.pass == 1)
+			passed++;
+	}
+	printf("\ncontents verified after every resume: %s\n", wrong_bytes_total ? "NO" : "yes");
+	printf("targets: %d met, %d missed\n", passed, failed);
+	return wrong_bytes_total ? 1 : 0;
+}

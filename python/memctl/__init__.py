@@ -1,0 +1,195 @@
+# SPDX-License-Identifier: Apache-2.0
+"""memctl for Python: tag, pause and resume GPU memory in this process.
+
+The process must run with libmemctl.so preloaded::
+
+    LD_PRELOAD=/usr/local/lib/libmemctl.so python serve.py
+
+Then::
+
+    import memctl
+    with memctl.region("weights"):
+        model = build_model().cuda()        # these allocations are tagged
+    memctl.pause("weights", stage=True)     # device memory released, contents on the host
+    memctl.resume("weights")                # same addresses, same bytes
+
+With PyTorch, ``region`` also routes the tag's allocations into a
+``torch.cuda.MemPool`` of its own, so the caching allocator never hands a
+block of one tag to a tensor of another. Standard library only; torch is
+used only when the program has already imported it.
+
+Contents of memory paused without ``stage=True`` are undefined after resume.
+"""
+import contextlib
+import ctypes
+import errno as _errno
+import os
+import sys
+
+__all__ = ["MemctlError", "available", "region", "pause", "resume", "prepare",
+           "release_host", "stat", "library_path", "preload_env"]
+
+__version__ = "0.1.0"
+
+STAGE_CPU = 1
+RELEASE_HOST = 2
+
+
+class MemctlError(OSError):
+    """A memctl call failed; ``errno`` holds the error, ``str()`` the library's message."""
+
+
+class _Stat(ctypes.Structure):
+    _fields_ = [("allocations", ctypes.c_uint64), ("active_bytes", ctypes.c_uint64),
+                ("paused_bytes", ctypes.c_uint64), ("host_bytes", ctypes.c_uint64)]
+
+
+_lib = None
+_pools = {}
+
+
+def _load():
+    global _lib
+    if _lib is not None:
+        return _lib
+    lib = ctypes.CDLL(None)  # the process's global scope: preloaded objects are there
+    try:
+        lib.memctl_pause
+    except AttributeError:
+        raise MemctlError(_errno.ENOSYS,
+                          "libmemctl.so is not preloaded in this process: start it with "
+                          "LD_PRELOAD=%s (memctl.preload_env() builds that environment)"
+                          % (library_path() or "/path/to/libmemctl.so")) from None
+    for name in ("memctl_region_begin", "memctl_set_default_tag", "memctl_prepare",
+                 "memctl_release_host"):
+        getattr(lib, name).argtypes = [ctypes.c_char_p]
+    lib.memctl_region_end.argtypes = []
+    lib.memctl_pause.argtypes = lib.memctl_resume.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    lib.memctl_stat.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Stat)]
+    lib.memctl_strerror.argtypes = [ctypes.c_int]
+    lib.memctl_strerror.restype = ctypes.c_char_p
+    _lib = lib
+    return lib
+
+
+def available():
+    """True when libmemctl.so is preloaded in this process."""
+    try:
+        _load()
+        return True
+    except MemctlError:
+        return False
+
+
+def _check(rc, what):
+    if rc < 0:
+        msg = _load().memctl_strerror(rc).decode("utf-8", "replace")
+        raise MemctlError(-rc, "%s: %s" % (what, msg))
+    return rc
+
+
+def _tags(tags):
+    if tags is None:
+        return b""
+    if isinstance(tags, (list, tuple, set)):
+        tags = ",".join(tags)
+    return tags.encode()
+
+
+def _torch_pool(tag):
+    """A MemPool for (tag, current device), when torch is already in use."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch.cuda, "MemPool") or not torch.cuda.is_available():
+        return None
+    key = (tag, torch.cuda.current_device())
+    if key not in _pools:
+        _pools[key] = torch.cuda.MemPool()
+    return _pools[key]
+
+
+@contextlib.contextmanager
+def region(tag, pool=True):
+    """Tag the cudaMalloc calls of this thread inside the block.
+
+    With torch imported and ``pool`` true, the block's tensors come from a
+    MemPool of this tag, so the caching allocator keeps the tag's blocks to
+    itself (without it, a freed weights block can be reused by any tensor,
+    which pausing "weights" would then take away).
+    """
+    lib = _load()
+    _check(lib.memctl_region_begin(tag.encode()), "region(%r)" % tag)
+    try:
+        mem_pool = _torch_pool(tag) if pool else None
+        if mem_pool is None:
+            yield
+        else:
+            import torch
+            with torch.cuda.use_mem_pool(mem_pool):
+                yield
+    finally:
+        lib.memctl_region_end()
+
+
+def pause(tags=None, stage=False):
+    """Release the device memory of ``tags`` ("weights,kv_cache", a list, or None for all).
+
+    With ``stage=True`` the contents are copied to pinned host memory first
+    and come back on resume. No GPU work may touch the memory while paused.
+    """
+    _check(_load().memctl_pause(_tags(tags), STAGE_CPU if stage else 0), "pause")
+
+
+def resume(tags=None, release_host=False):
+    """Map memory back at the same addresses; staged contents are copied back."""
+    _check(_load().memctl_resume(_tags(tags), RELEASE_HOST if release_host else 0), "resume")
+
+
+def prepare(tags=None):
+    """Obtain and pin host staging buffers now, so the first staged pause runs at copy speed."""
+    _check(_load().memctl_prepare(_tags(tags)), "prepare")
+
+
+def release_host(tags=None):
+    """Give back kept host buffers (never those that hold staged contents)."""
+    _check(_load().memctl_release_host(_tags(tags)), "release_host")
+
+
+def stat(tags=None):
+    """Figures of the allocations carrying ``tags``, as a dict."""
+    s = _Stat()
+    _check(_load().memctl_stat(_tags(tags), ctypes.byref(s)), "stat")
+    return {name: getattr(s, name) for name, _ in _Stat._fields_}
+
+
+def library_path():
+    """Path of libmemctl.so: loaded in this process, $MEMCTL_LIBRARY, or installed."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                if line.rstrip().endswith("/libmemctl.so"):
+                    return line.split()[-1]
+    except OSError:
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    for cand in (os.environ.get("MEMCTL_LIBRARY"),
+                 os.path.join(here, "..", "..", "build", "libmemctl.so"),
+                 "/usr/local/lib/libmemctl.so", "/usr/lib/libmemctl.so"):
+        if cand and os.path.exists(cand):
+            return os.path.realpath(cand)
+    return None
+
+
+def preload_env(env=None, default_tag=None, group=None):
+    """A copy of ``env`` (default os.environ) for starting a child with memctl preloaded."""
+    env = dict(os.environ if env is None else env)
+    path = library_path()
+    if path is None:
+        raise MemctlError(_errno.ENOENT, "libmemctl.so not found: set MEMCTL_LIBRARY")
+    old = env.get("LD_PRELOAD", "")
+    if path not in old.split(":"):
+        env["LD_PRELOAD"] = path + (":" + old if old else "")
+    if default_tag:
+        env["MEMCTL_DEFAULT_TAG"] = default_tag
+    if group:
+        env["MEMCTL_GROUP"] = group
+    return env

@@ -1,0 +1,34 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# make test-gpu: every GPU suite against the real driver, in one go, with a
+# summary at the end. Runs prebuilt binaries (make gpu-build), so it also
+# runs on a GPU machine without Criterion's headers.
+# usage: sh test/gpu/run.sh BUILD_DIR
+set -u
+B=$(cd "${1:-build}" && pwd)
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+# Our C programs find the shared runtime here; Criterion's libraries are
+# given to its suite alone, so they never shadow anything Python loads.
+CLIB="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export MEMCTL_RUNTIME_DIR=$(mktemp -d /tmp/memctl-gpu-XXXXXX)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || exit 1
+results=""
+run() {
+	name=$1; shift
+	echo; echo "=== $name"
+	if "$@"; then results="$results\n  PASS  $name"; else results="$results\n  FAIL  $name"; fi
+}
+run "API suite (Criterion, real driver)" env LD_LIBRARY_PATH="$B/gpu/lib:$CLIB" \
+	LD_PRELOAD="$B/libmemctl.so" "$B/gpu/test_e2e_api" --jobs 1
+run "CUDA kernel + graph roundtrip" env LD_LIBRARY_PATH="$CLIB" LD_PRELOAD="$B/libmemctl.so" \
+	"$B/gpu/gpu_roundtrip"
+run "CLI against a CUDA program" env LD_LIBRARY_PATH="$CLIB" sh "$(dirname "$0")/cli_on_gpu.sh" "$B"
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+	run "PyTorch: regions, CUDA graph, default tag, group" python3 "$(dirname "$0")/test_torch.py" "$B"
+else
+	results="$results\n  SKIP  PyTorch (torch with CUDA not importable)"
+fi
+rm -rf "$MEMCTL_RUNTIME_DIR"
+printf "\n=== test-gpu summary$results\n"
+case "$results" in *FAIL*) exit 1 ;; esac
+exit 0

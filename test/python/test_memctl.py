@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Python helper on the simulated driver (make test): run under
+LD_PRELOAD=libmemctl.so with the simulated libcudart.so.13 on the path."""
+import ctypes
+import errno
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+import memctl  # noqa: E402
+
+MiB = 1 << 20
+
+
+def runtime():
+    rt = ctypes.CDLL("libcudart.so.13", mode=ctypes.RTLD_GLOBAL)
+    glob = ctypes.CDLL(None)  # cudaMalloc as the application binds it: memctl's
+    glob.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
+    glob.cudaFree.argtypes = [ctypes.c_void_p]
+    rt.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return glob, rt
+
+
+class Helper(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.glob, cls.rt = runtime()
+
+    def alloc(self, n):
+        p = ctypes.c_void_p()
+        self.assertEqual(self.glob.cudaMalloc(ctypes.byref(p), n), 0)
+        return p
+
+    def put(self, dev, data):
+        buf = ctypes.create_string_buffer(data, len(data))
+        self.assertEqual(self.rt.cudaMemcpy(dev, buf, len(data), 1), 0)
+
+    def get(self, dev, n):
+        buf = ctypes.create_string_buffer(n)
+        self.assertEqual(self.rt.cudaMemcpy(buf, dev, n, 2), 0)
+        return buf.raw
+
+    def test_region_pause_stage_resume_restores_bytes(self):
+        data = os.urandom(3 * MiB)
+        with memctl.region("weights"):
+            p = self.alloc(len(data))
+        self.put(p, data)
+        self.assertEqual(memctl.stat("weights")["allocations"], 1)
+        memctl.pause("weights", stage=True)
+        st = memctl.stat("weights")
+        self.assertEqual(st["paused_bytes"], 4 * MiB)
+        self.assertEqual(st["active_bytes"], 0)
+        memctl.resume(["weights"])
+        self.assertEqual(self.get(p, len(data)), data)
+        self.glob.cudaFree(p)
+
+    def test_errors_raise_with_the_library_message(self):
+        with self.assertRaises(memctl.MemctlError) as cm:
+            memctl.pause("no_such_tag")
+        self.assertEqual(cm.exception.errno, errno.ENOENT)
+        self.assertIn("nothing tagged 'no_such_tag'", str(cm.exception))
+        with self.assertRaises(memctl.MemctlError) as cm:
+            with memctl.region("bad tag"):
+                pass
+        self.assertEqual(cm.exception.errno, errno.EINVAL)
+
+    def test_regions_nest_and_end_on_exceptions(self):
+        with self.assertRaises(RuntimeError):
+            with memctl.region("outer"):
+                with memctl.region("inner"):
+                    q = self.alloc(MiB)
+                raise RuntimeError("boom")
+        p = self.alloc(MiB)  # outside any region now: untagged
+        self.assertEqual(memctl.stat("inner")["allocations"], 1)
+        with self.assertRaises(memctl.MemctlError):
+            memctl.stat("outer")
+        self.glob.cudaFree(p)
+        self.glob.cudaFree(q)
+
+    def test_preload_env_names_the_library(self):
+        env = memctl.preload_env({"LD_PRELOAD": "/x/other.so"}, default_tag="model", group="g")
+        self.assertTrue(env["LD_PRELOAD"].split(":")[0].endswith("libmemctl.so"))
+        self.assertIn("/x/other.so", env["LD_PRELOAD"])
+        self.assertEqual(env["MEMCTL_DEFAULT_TAG"], "model")
+        self.assertEqual(env["MEMCTL_GROUP"], "g")
+
+    def test_not_preloaded_is_a_clear_error(self):
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        code = ("import sys; sys.path.insert(0, %r); import memctl\n"
+                "print(memctl.available())\n"
+                "try:\n    memctl.pause('weights')\n"
+                "except memctl.MemctlError as e:\n    print(e.errno, e)\n"
+                % os.path.dirname(os.path.dirname(memctl.__file__)))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        self.assertIn("False", out)
+        self.assertIn("%d" % errno.ENOSYS, out)
+        self.assertIn("not preloaded", out)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print("python: %d passed, %d failed" % (result.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
