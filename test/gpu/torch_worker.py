@@ -146,16 +146,20 @@ for line in sys.stdin:
         # reused for a tensor of another unless each tag has its own pool.
         out = {}
         for use_pool in (False, True):
-            with memctl.region("trap", pool=use_pool):
+            # A tag of its own per round: the first round's tagged block
+            # stays in the default pool's cache afterwards.
+            tag = "trap_pool" if use_pool else "trap_nopool"
+            with memctl.region(tag, pool=use_pool):
                 a = torch.empty(64 << 20, dtype=torch.uint8, device="cuda")
             old = a.data_ptr()
             del a
             b = torch.full((64 << 20,), 7, dtype=torch.uint8, device="cuda")
             out["pool" if use_pool else "no_pool"] = (b.data_ptr() == old)
             if use_pool:
-                memctl.pause("trap")
+                torch.cuda.synchronize()
+                memctl.pause(tag)
                 out["untagged_survives_pause"] = bool((b == 7).all())
-                memctl.resume("trap")
+                memctl.resume(tag)
             del b
             torch.cuda.synchronize()
         say(reused=out)
