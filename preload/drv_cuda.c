@@ -46,6 +46,10 @@ static struct {
 	FN(cuMemHostRegister);
 	FN(cuMemHostUnregister);
 	FN(cuMemGetInfo);
+	FN(cuEventCreate);
+	FN(cuEventDestroy);
+	FN(cuEventRecord);
+	FN(cuEventSynchronize);
 } D;
 
 static const struct { const char *sym; void **slot; } syms[] = {
@@ -74,6 +78,10 @@ static const struct { const char *sym; void **slot; } syms[] = {
 	SYM(cuMemHostRegister, "cuMemHostRegister_v2"),
 	SYM(cuMemHostUnregister, "cuMemHostUnregister"),
 	SYM(cuMemGetInfo, "cuMemGetInfo_v2"),
+	SYM(cuEventCreate, "cuEventCreate"),
+	SYM(cuEventDestroy, "cuEventDestroy_v2"),
+	SYM(cuEventRecord, "cuEventRecord"),
+	SYM(cuEventSynchronize, "cuEventSynchronize"),
 #undef SYM
 };
 
@@ -318,6 +326,30 @@ static int op_mem_info(int dev, size_t *free_bytes, size_t *total_bytes)
 	return IN_CTX(dev, "cuMemGetInfo", D.cuMemGetInfo_fn(free_bytes, total_bytes));
 }
 
+static int op_event_create(int dev, void **event)
+{
+	CUevent e = NULL;
+	int rc = IN_CTX(dev, "cuEventCreate", D.cuEventCreate_fn(&e, CU_EVENT_DISABLE_TIMING));
+
+	*event = e;
+	return rc;
+}
+
+static int op_event_destroy(int dev, void *event)
+{
+	return IN_CTX(dev, "cuEventDestroy", D.cuEventDestroy_fn((CUevent)event));
+}
+
+static int op_event_record(int dev, void *event, void *stream)
+{
+	return IN_CTX(dev, "cuEventRecord", D.cuEventRecord_fn((CUevent)event, (CUstream)stream));
+}
+
+static int op_event_sync(int dev, void *event)
+{
+	return IN_CTX(dev, "cuEventSynchronize", D.cuEventSynchronize_fn((CUevent)event));
+}
+
 static const struct drv_ops cuda_ops = {
 	.granularity = op_granularity,
 	.reserve = op_reserve,
@@ -336,6 +368,10 @@ static const struct drv_ops cuda_ops = {
 	.host_register = op_host_register,
 	.host_unregister = op_host_unregister,
 	.mem_info = op_mem_info,
+	.event_create = op_event_create,
+	.event_destroy = op_event_destroy,
+	.event_record = op_event_record,
+	.event_sync = op_event_sync,
 };
 
 const struct drv_ops *drv_cuda_load(void)

@@ -48,6 +48,13 @@ struct drv_ops {
 	/* Queue a copy; `host` must be pinned (host_register) for it to overlap. */
 	int (*copy_dtoh)(int dev, void *host, uint64_t src, size_t n, void *stream);
 	int (*copy_htod)(int dev, uint64_t dst, const void *host, size_t n, void *stream);
+	/* Events mark the end of one allocation's queued copies, so its pages
+	 * can be released while later copies still run. */
+	int (*event_create)(int dev, void **event);
+	int (*event_destroy)(int dev, void *event);
+	int (*event_record)(int dev, void *event, void *stream);
+	/* Block until the work recorded before `event` has finished. */
+	int (*event_sync)(int dev, void *event);
 	/* Page-lock host memory for DMA; -ENOMEM when it cannot be pinned. */
 	int (*host_register)(int dev, void *p, size_t n);
 	int (*host_unregister)(int dev, void *p);

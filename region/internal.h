@@ -10,6 +10,8 @@
 
 #include "region.h"
 
+#define STREAMS_MAX 16
+
 enum alloc_state {
 	ALLOC_ACTIVE, /* physical memory mapped */
 	ALLOC_PAUSED, /* released; contents undefined on resume */
@@ -25,6 +27,8 @@ struct alloc {
 	uint64_t handle;   /* physical memory while active */
 	void *host;        /* pinned host buffer, kept across cycles; or NULL */
 	size_t host_size;  /* bytes of `host` (size rounded to a page) */
+	void *ev[STREAMS_MAX]; /* per staging stream, created on first use */
+	uint32_t ev_used;  /* streams whose event marks this allocation's copies */
 	char tag[TAG_MAX];
 	UT_hash_handle hh;
 };
@@ -51,12 +55,13 @@ struct stage_batch {
 /* Queue the copies of one allocation (its `size` bytes) between device and
  * host buffer; returns at once. After a failure, later calls do nothing. */
 int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir);
+/* Block until the copies queued for `a` have finished (pause releases it
+ * then, while the copies of later allocations still run). */
+int stage_wait(struct alloc *a);
+/* Destroy `a`'s events (when it is freed). */
+void stage_alloc_done(struct alloc *a);
 /* Wait for all queued copies; the first failure, with a message. */
 int stage_finish(struct stage_batch *b, struct region_err *err);
-/* Copy `size` bytes of each of `list` between device and host buffer, in
- * chunks over several streams per device; returns once all have landed. */
-int stage_copy(struct alloc **list, size_t n, enum copy_dir dir,
-	       struct region_err *err) MUST_CHECK;
 /* Forget streams without calling the driver (forked child). */
 void stage_forget(void);
 

@@ -202,6 +202,7 @@ int region_free(uint64_t va)
 	if (rc == 0)
 		rc = R.ops->unreserve(a->dev, a->va, a->mapped);
 	stage_host_put(a);
+	stage_alloc_done(a);
 	free(a);
 	return rc;
 }
@@ -235,6 +236,26 @@ static int select_allocs(const struct tagset *ts, int want, struct alloc ***out,
 	*out = list;
 	*n = k;
 	return 0;
+}
+
+/* Unmap one allocation and mark it; on failure it stays active and the
+ * first error of the request is kept in *rc. */
+static void release_one(struct alloc *a, enum alloc_state to, struct region_report *rep,
+			struct region_err *err, int *rc)
+{
+	int urc = unback(a);
+
+	if (urc < 0) {
+		if (*rc == 0)
+			*rc = fail_msg(err, urc, "unmap of %zu bytes at 0x%llx failed",
+				       a->mapped, (unsigned long long)a->va);
+		return;
+	}
+	a->state = to;
+	rep->allocations++;
+	rep->device_bytes += a->mapped;
+	if (to == ALLOC_STAGED)
+		rep->staged_bytes += a->size;
 }
 
 static int nothing_tagged(const struct tagset *ts, struct region_err *err)
@@ -321,26 +342,42 @@ int region_pause(const struct tagset *ts, unsigned flags,
 		goto fail_host;
 	}
 	if (stage) {
-		rc = stage_copy(list, n, COPY_DTOH, err);
-		if (rc < 0)
-			goto fail_host;
-	}
-	for (i = 0; i < n; i++) {
-		struct alloc *a = list[i];
-		int urc = unback(a);
+		struct stage_batch batch = { 0 };
 
-		if (urc < 0) {
-			/* Still mapped, still active: report, carry on. */
-			if (rc == 0)
-				rc = fail_msg(err, urc, "unmap of %zu bytes at 0x%llx failed",
-					      a->mapped, (unsigned long long)a->va);
-			continue;
+		/* Queue every copy before releasing anything: a copy that
+		 * cannot be queued fails the request with nothing released. */
+		for (i = 0; i < n && batch.rc == 0; i++)
+			(void)stage_queue(&batch, list[i], COPY_DTOH);
+		if (batch.rc < 0) {
+			rc = stage_finish(&batch, err);
+			goto fail_host;
 		}
-		a->state = stage ? ALLOC_STAGED : ALLOC_PAUSED;
-		rep->allocations++;
-		rep->device_bytes += a->mapped;
-		if (stage)
-			rep->staged_bytes += a->size;
+		/* Release each allocation as soon as its own copies are done,
+		 * while the copy engines work on the next ones. */
+		for (i = 0; i < n; i++) {
+			int wrc = stage_wait(list[i]);
+
+			if (wrc < 0) {
+				/* The device failed mid-copy (a sticky error):
+				 * what was released stays staged, the rest is
+				 * still active; nothing is lost. */
+				rc = fail_msg(err, wrc,
+					      "device failed while staging: %zu of %zu allocations "
+					      "staged and released, the rest still active", i, n);
+				break;
+			}
+			release_one(list[i], ALLOC_STAGED, rep, err, &rc);
+		}
+		if (rc == 0) {
+			rc = stage_finish(&batch, err);
+		} else {
+			struct region_err ignored;
+
+			(void)stage_finish(&batch, &ignored);
+		}
+	} else {
+		for (i = 0; i < n; i++)
+			release_one(list[i], ALLOC_PAUSED, rep, err, &rc);
 	}
 	goto out;
 

@@ -24,7 +24,6 @@
 
 #include "internal.h"
 
-#define STREAMS_MAX 16
 #define POPULATE_PIECE (256ul << 20)
 
 static struct {
@@ -284,30 +283,65 @@ static int streams_for(int dev, void ***out)
 int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir)
 {
 	size_t off, chunk = S.opts.chunk_bytes;
+	uint32_t used = 0;
 	void **streams;
-	int rc;
+	int rc, k;
 
 	if (b->rc < 0)
 		return b->rc;
+	b->dir = dir;
 	rc = streams_for(a->dev, &streams);
 	if (rc < 0)
 		return b->rc = rc;
 	b->used |= 1u << a->dev;
 	for (off = 0; off < a->size; off += chunk) {
 		size_t len = a->size - off < chunk ? a->size - off : chunk;
-		void *s = streams[b->turn++ % (unsigned)S.opts.streams];
 
+		k = (int)(b->turn++ % (unsigned)S.opts.streams);
+		used |= 1u << k;
 		if (dir == COPY_DTOH)
-			rc = S.ops->copy_dtoh(a->dev, (char *)a->host + off, a->va + off, len, s);
+			rc = S.ops->copy_dtoh(a->dev, (char *)a->host + off, a->va + off, len,
+					      streams[k]);
 		else
-			rc = S.ops->copy_htod(a->dev, a->va + off, (char *)a->host + off, len, s);
-		if (rc < 0) {
-			b->dir = dir;
+			rc = S.ops->copy_htod(a->dev, a->va + off, (char *)a->host + off, len,
+					      streams[k]);
+		if (rc < 0)
 			return b->rc = rc;
-		}
 	}
-	b->dir = dir;
+	/* Mark the end of this allocation's copies on every stream used. */
+	a->ev_used = 0;
+	for (k = 0; k < S.opts.streams; k++) {
+		if (!(used & (1u << k)))
+			continue;
+		if (a->ev[k] == NULL && (rc = S.ops->event_create(a->dev, &a->ev[k])) < 0)
+			return b->rc = rc;
+		if ((rc = S.ops->event_record(a->dev, a->ev[k], streams[k])) < 0)
+			return b->rc = rc;
+		a->ev_used |= 1u << k;
+	}
 	return 0;
+}
+
+int stage_wait(struct alloc *a)
+{
+	int k, rc;
+
+	for (k = 0; k < STREAMS_MAX; k++)
+		if ((a->ev_used & (1u << k)) && (rc = S.ops->event_sync(a->dev, a->ev[k])) < 0)
+			return rc;
+	a->ev_used = 0;
+	return 0;
+}
+
+void stage_alloc_done(struct alloc *a)
+{
+	int k;
+
+	for (k = 0; k < STREAMS_MAX; k++)
+		if (a->ev[k] != NULL) {
+			(void)S.ops->event_destroy(a->dev, a->ev[k]);
+			a->ev[k] = NULL;
+		}
 }
 
 int stage_finish(struct stage_batch *b, struct region_err *err)
@@ -333,15 +367,4 @@ int stage_finish(struct stage_batch *b, struct region_err *err)
 		err->code = b->rc;
 	}
 	return b->rc;
-}
-
-int stage_copy(struct alloc **list, size_t n, enum copy_dir dir,
-	       struct region_err *err)
-{
-	struct stage_batch b = { 0 };
-	size_t i;
-
-	for (i = 0; i < n && b.rc == 0; i++)
-		(void)stage_queue(&b, list[i], dir);
-	return stage_finish(&b, err);
 }

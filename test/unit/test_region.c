@@ -379,3 +379,28 @@ ParameterizedTest(struct transition *t, region, transitions)
 	apply(OP_RESUME);
 	cr_assert(eq(int, same(va, 3 * MiB, 42), t->bytes_kept));
 }
+
+Test(region, device_failure_mid_staging_keeps_every_byte)
+{
+	struct region_err err;
+	struct tagset w = tags("weights");
+	struct memctl_stat st;
+	uint64_t va[5];
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		va[i] = alloc("weights", MiB); /* one chunk, one event each */
+		fill(va[i], MiB, (unsigned)i);
+	}
+	/* The 3rd allocation's copy completion reports a device fault. */
+	fakecuda_set_fail("cuEventSynchronize:3");
+	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), -EIO));
+	cr_assert(not(eq(ptr, strstr(err.msg, "2 of 5"), NULL)), "%s", err.msg);
+	cr_assert(eq(int, region_stat(&w, &st), 0));
+	cr_assert(eq(u64, st.paused_bytes, 2 * 2 * MiB));
+	cr_assert(eq(u64, st.active_bytes, 3 * 2 * MiB));
+	fakecuda_set_fail(NULL);
+	cr_assert(eq(int, do_resume("weights", 0, &err), 0), "%s", err.msg);
+	for (i = 0; i < 5; i++)
+		cr_assert(same(va[i], MiB, (unsigned)i), "allocation %d", i);
+}
