@@ -120,6 +120,7 @@ static void load_driver(void)
 	ro.chunk_bytes = opts.chunk_bytes;
 	ro.streams = opts.streams;
 	ro.pin_threads = opts.pin_threads;
+	ro.hugepages = opts.hugepages;
 	region_init(ops, &ro);
 	driver_rc = 0;
 }
@@ -283,6 +284,11 @@ MEMCTL_EXPORT int memctl_pause(const char *tags, unsigned flags)
 
 	if (rc == 0)
 		rc = region_pause(&ts, flags, &rep, &err);
+	if (rc == 0)
+		memctl_log_debug("pause %s: %llu allocations, %llu bytes in %.2f ms "
+				 "(host buffers %.2f, sync %.2f)", tags ? tags : "*",
+				 (unsigned long long)rep.allocations,
+				 (unsigned long long)rep.device_bytes, rep.ms, rep.ms_host, rep.ms_sync);
 	return rc < 0 ? api_fail(rc, &err, "pause") : 0;
 }
 

@@ -98,6 +98,8 @@ static const struct opt table[] = {
 	  "staging streams per device" },
 	{ "MEMCTL_PIN_THREADS", OPT_INT, OFF(pin_threads), 1, 64,
 	  "threads populating and pinning host buffers" },
+	{ "MEMCTL_HUGEPAGES", OPT_INT, OFF(hugepages), 0, 1,
+	  "1: transparent huge pages for host buffers, 0: none" },
 };
 
 static int parse_level(const char *s, int *out)
@@ -125,6 +127,7 @@ void options_load(struct options *o)
 	o->chunk_bytes = 64u << 20;
 	o->streams = 4;
 	o->pin_threads = ncpu > 8 ? 8 : (ncpu < 1 ? 1 : (int)ncpu);
+	o->hugepages = 1;
 
 	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		const struct opt *t = &table[i];

@@ -20,6 +20,7 @@ struct options {
 	size_t chunk_bytes;        /* MEMCTL_CHUNK */
 	int streams;               /* MEMCTL_STREAMS */
 	int pin_threads;           /* MEMCTL_PIN_THREADS */
+	int hugepages;             /* MEMCTL_HUGEPAGES */
 	int expandable_segments;   /* PYTORCH_CUDA_ALLOC_CONF asks for them */
 };
 

@@ -330,13 +330,18 @@ int region_pause(const struct tagset *ts, unsigned flags,
 	for (i = 0; i < n; i++)
 		had[i] = list[i]->host != NULL;
 	if (stage) {
+		double th = now_ms();
+
 		rc = stage_host_get(list, n, &rep->host_new_bytes, err);
+		rep->ms_host = now_ms() - th;
 		if (rc < 0)
 			goto out;
 	}
 	/* An in-flight kernel reading memory we unmap takes the context down
 	 * with an illegal address: let the devices drain first. */
+	rep->ms_sync = now_ms();
 	rc = sync_devices(list, n);
+	rep->ms_sync = now_ms() - rep->ms_sync;
 	if (rc < 0) {
 		fail_msg(err, rc, "device synchronisation failed; nothing released");
 		goto fail_host;

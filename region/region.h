@@ -41,6 +41,7 @@ struct region_opts {
 	size_t chunk_bytes; /* one staging copy, bytes */
 	int streams;        /* staging streams per device */
 	int pin_threads;    /* threads that populate and pin host buffers */
+	int hugepages;      /* ask for transparent huge pages for host buffers */
 };
 
 /* What one request did, for the caller's reply. */
@@ -50,6 +51,8 @@ struct region_report {
 	uint64_t staged_bytes; /* bytes copied between host and device */
 	uint64_t host_new_bytes; /* host bytes obtained and pinned for it */
 	double ms;            /* wall time of the request */
+	double ms_host;       /* of which: obtaining and pinning host buffers */
+	double ms_sync;       /* device synchronisation */
 };
 
 /* Per-tag figures for status. */

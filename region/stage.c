@@ -237,7 +237,8 @@ int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
 			rc = -ENOMEM;
 			break;
 		}
-		(void)madvise(p, a->host_size, MADV_HUGEPAGE);
+		if (S.opts.hugepages)
+			(void)madvise(p, a->host_size, MADV_HUGEPAGE);
 		a->host = p;
 	}
 	if (rc == 0)

@@ -20,7 +20,7 @@ static char fixture_state[64];
 
 static inline void fixture_setup(void)
 {
-	struct region_opts ro = { .chunk_bytes = 1 << 20, .streams = 3, .pin_threads = 4 };
+	struct region_opts ro = { .chunk_bytes = 1 << 20, .streams = 3, .pin_threads = 4, .hugepages = 1 };
 	const struct drv_ops *ops;
 
 	snprintf(fixture_state, sizeof(fixture_state), "/tmp/fakecuda-unit-%d.state",
