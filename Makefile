@@ -183,6 +183,9 @@ bench: ## benchmarks against the measured hardware limits (GPU; says so and exit
 	$(MAKE) --no-print-directory $(LIB) $(GPU)/bench && \
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(GPU)/bench $(BENCH_ARGS)
 
+demo: all $(BUILD)/test/prog_tenant ## the main job: a workload paused and resumed by the memctl CLI (GPU if present, else simulated)
+	@sh test/demo/demo.sh $(BUILD)
+
 check: $(LIB) ## exports, DT_NEEDED and constructors of libmemctl.so
 	@sh test/check-lib.sh $(LIB)
 

@@ -124,7 +124,7 @@ void options_load(struct options *o)
 	memset(o, 0, sizeof(*o));
 	o->socket = 1;
 	o->log_level = LOG_WARN;
-	o->chunk_bytes = 64u << 20;
+	o->chunk_bytes = 32u << 20;
 	o->streams = 4;
 	o->pin_threads = ncpu > 8 ? 8 : (ncpu < 1 ? 1 : (int)ncpu);
 	o->hugepages = 1;

@@ -5,7 +5,8 @@
  *   check  -> "ok" if every byte is as written, else "bad <tag> <i>"
  *   probe  -> "weights=<mapped|released> kv_cache=<...>", by touching the
  *             first byte of each tag's first allocation in a child
- *   stat   -> "<allocations> <active> <paused> <host>" for weights
+ *   stat   -> "<rc> <allocations> <active> <paused> <host>" for weights
+ *   mem    -> "<free> <total>" device bytes (cudaMemGetInfo)
  *   quit   -> frees everything, exits 0
  * usage: prog_tenant NWEIGHTS WEIGHT_BYTES NKV KV_BYTES
  * Runs under LD_PRELOAD=libmemctl.so and links only libcudart.so.13.
@@ -88,6 +89,11 @@ int main(int argc, char **argv)
 			       (unsigned long long)st.active_bytes,
 			       (unsigned long long)st.paused_bytes,
 			       (unsigned long long)st.host_bytes);
+		} else if (strncmp(line, "mem", 3) == 0) {
+			size_t fr = 0, tot = 0;
+
+			cudaMemGetInfo(&fr, &tot);
+			printf("%zu %zu\n", fr, tot);
 		} else if (strncmp(line, "quit", 4) == 0) {
 			for (i = 0; i < nw; i++)
 				cudaFree(w[i]);

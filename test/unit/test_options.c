@@ -59,7 +59,7 @@ Test(options, invalid_values_fall_back_to_defaults)
 	unsetenv("XDG_RUNTIME_DIR");
 	options_load(&o);
 	cr_assert(eq(str, o.default_tag, ""));
-	cr_assert(eq(sz, o.chunk_bytes, 64u << 20));
+	cr_assert(eq(sz, o.chunk_bytes, 32u << 20));
 	cr_assert(eq(int, o.streams, 4));
 	cr_assert(eq(int, o.log_level, 1));
 	cr_assert(eq(int, o.socket, 1));
