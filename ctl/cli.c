@@ -176,7 +176,7 @@ static void *talk(void *arg)
 	struct sockaddr_un addr;
 	double deadline = now_s() + C.timeout_s;
 	size_t len = 0, sent = 0, reqlen = strlen(C.request);
-	int fd, lines = 0, want = 1;
+	int fd, lines = 0, want = 1, send_errno = 0;
 
 	t->ok = 0;
 	memset(&addr, 0, sizeof(addr));
@@ -221,8 +221,12 @@ static void *talk(void *arg)
 			ssize_t w = send(fd, C.request + sent, reqlen - sent, MSG_NOSIGNAL);
 
 			if (w < 0 && errno != EAGAIN && errno != EINTR) {
-				target_fail(t, "EIO", "send: %s", strerror(errno));
-				break;
+				/* The server may have refused us and closed (another
+				 * user, too many clients): its reason is waiting to be
+				 * read. */
+				send_errno = errno;
+				sent = reqlen;
+				continue;
 			}
 			if (w > 0)
 				sent += (size_t)w;
@@ -234,7 +238,10 @@ static void *talk(void *arg)
 			if (r < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			if (r <= 0) {
-				target_fail(t, "EPROTO", "connection closed without a reply");
+				if (send_errno)
+					target_fail(t, "EIO", "send: %s", strerror(send_errno));
+				else
+					target_fail(t, "EPROTO", "connection closed without a reply");
 				break;
 			}
 			len += (size_t)r;
