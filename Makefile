@@ -189,13 +189,21 @@ demo: all $(BUILD)/test/prog_tenant ## the main job: a workload paused and resum
 check: $(LIB) ## exports, DT_NEEDED and constructors of libmemctl.so
 	@sh test/check-lib.sh $(LIB)
 
-install: $(LIB) $(CLI) ## install into $(PREFIX) (DESTDIR honoured)
+# Where `import memctl` finds the helper: python3's own site-packages.
+PYTHON_SITE ?= $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
+
+install: $(LIB) $(CLI) ## install library, CLI, header, man page and the Python helper (DESTDIR, PREFIX, PYTHON_SITE honoured)
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libmemctl.so
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/memctl
 	install -m 0644 include/memctl.h $(DESTDIR)$(PREFIX)/include/memctl.h
 	install -m 0644 docs/memctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/memctl.1
+	@if [ -n "$(PYTHON_SITE)" ]; then \
+	    install -d $(DESTDIR)$(PYTHON_SITE)/memctl && \
+	    install -m 0644 python/memctl/__init__.py $(DESTDIR)$(PYTHON_SITE)/memctl/__init__.py && \
+	    echo "python helper: $(PYTHON_SITE)/memctl"; \
+	else echo "python3 not found: Python helper not installed"; fi
 
 clean: ## remove build/
 	rm -rf $(BUILD)
