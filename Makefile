@@ -101,7 +101,7 @@ $(BUILD)/test/test_%-san: test/unit/test_%.c $(SAN_OBJ) $(FAKE_CUDA)
 
 # End-to-end programs link only the simulated runtime, like an application;
 # libmemctl.so comes in through LD_PRELOAD.
-$(BUILD)/test/test_e2e_%: test/e2e/test_e2e_%.c test/e2e/e2e.h $(FAKE_CUDART)
+$(BUILD)/test/test_e2e_%: test/e2e/test_e2e_%.c test/e2e/e2e.h test/e2e/e2e_suite.h $(FAKE_CUDART)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< \
 	    -L$(BUILD)/fake -l:libcudart.so.13 -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
@@ -144,10 +144,10 @@ fuzz: $(FUZZ) ## fuzz the request parser for FUZZ_SECONDS (default 600; needs cl
 
 # ---- GPU: the same suites against the real runtime and driver ----------
 GPU := $(BUILD)/gpu
-NVCC_FLAGS := -O2 -std=c++17 -arch=sm_90 -cudart shared -Iinclude
+NVCC_FLAGS := -O2 -std=c++17 -arch=sm_90 -cudart shared -Iinclude -Itest/gpu -Itest/e2e
 CUDA_LIB := $(CUDA_HOME)/lib64
 
-$(GPU)/test_e2e_api: test/e2e/test_e2e_api.c test/e2e/e2e.h
+$(GPU)/test_e2e_api: test/e2e/test_e2e_api.c test/e2e/e2e.h test/e2e/e2e_suite.h
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(CUDA_LIB) -lcudart $(CRITERION) -ldl -lpthread
 
@@ -155,11 +155,11 @@ $(GPU)/prog_tenant: test/e2e/prog_tenant.c test/e2e/e2e.h
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(CUDA_LIB) -lcudart -ldl
 
-$(GPU)/gpu_roundtrip: test/gpu/gpu_roundtrip.cu include/memctl.h
+$(GPU)/gpu_roundtrip: test/gpu/gpu_roundtrip.cu test/gpu/pattern.cuh include/memctl.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< -ldl
 
-$(GPU)/bench: bench/bench.cu include/memctl.h
+$(GPU)/bench: bench/bench.cu test/gpu/pattern.cuh test/e2e/e2e.h include/memctl.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< -ldl
 

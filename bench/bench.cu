@@ -19,6 +19,8 @@
 #include <algorithm>
 
 #include "memctl.h"
+#include "pattern.cuh"
+#include "e2e.h"
 
 #define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
 	fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
@@ -49,17 +51,8 @@ static struct {
 	decltype(&cuMemGetInfo_v2) meminfo;
 } D;
 
-// ---- memctl, found in the preloaded library ----
-static struct {
-	int (*begin)(const char *);
-	int (*end)(void);
-	int (*pause)(const char *, unsigned);
-	int (*resume)(const char *, unsigned);
-	int (*prepare)(const char *);
-	int (*release_host)(const char *);
-	int (*stat)(const char *, struct memctl_stat *);
-	const char *(*strerror)(int);
-} M;
+// ---- memctl, found in the preloaded library (test/e2e/e2e.h) ----
+static struct memctl_api M;
 
 static cudaError_t (*real_malloc)(void **, size_t);
 static cudaError_t (*real_free)(void *);
@@ -77,18 +70,10 @@ static void load(void)
 	*(void **)&D.unmap = dlsym(cu, "cuMemUnmap");
 	*(void **)&D.access = dlsym(cu, "cuMemSetAccess");
 	*(void **)&D.meminfo = dlsym(cu, "cuMemGetInfo_v2");
-	*(void **)&M.begin = dlsym(RTLD_DEFAULT, "memctl_region_begin");
-	*(void **)&M.end = dlsym(RTLD_DEFAULT, "memctl_region_end");
-	*(void **)&M.pause = dlsym(RTLD_DEFAULT, "memctl_pause");
-	*(void **)&M.resume = dlsym(RTLD_DEFAULT, "memctl_resume");
-	*(void **)&M.prepare = dlsym(RTLD_DEFAULT, "memctl_prepare");
-	*(void **)&M.release_host = dlsym(RTLD_DEFAULT, "memctl_release_host");
-	*(void **)&M.stat = dlsym(RTLD_DEFAULT, "memctl_stat");
-	*(void **)&M.strerror = dlsym(RTLD_DEFAULT, "memctl_strerror");
 	// The runtime's own cudaMalloc, bypassing the interposer.
 	*(void **)&real_malloc = rt ? dlsym(rt, "cudaMalloc") : NULL;
 	*(void **)&real_free = rt ? dlsym(rt, "cudaFree") : NULL;
-	if (!M.pause || !D.create || !real_malloc) {
+	if (memctl_api_load(&M) < 0 || !D.create || !real_malloc) {
 		fprintf(stderr, "bench: run under LD_PRELOAD=libmemctl.so with the shared runtime\n");
 		exit(2);
 	}
@@ -116,23 +101,6 @@ static long rss_kib(void)
 	return v;
 }
 
-__global__ void fill(unsigned *p, size_t n, unsigned seed)
-{
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x)
-		p[i] = (unsigned)(i * 2654435761u) ^ seed;
-}
-
-__global__ void verify(const unsigned *p, size_t n, unsigned seed, unsigned long long *bad)
-{
-	unsigned long long local = 0;
-
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x)
-		local += p[i] != ((unsigned)(i * 2654435761u) ^ seed);
-	if (local)
-		atomicAdd(bad, local);
-}
 
 // ---- the table ----
 struct row {
@@ -319,7 +287,7 @@ static raw_cost raw_driver(int count, size_t size)
 		CU(D.create(&h[i], mapped, &prop, 0));
 		CU(D.map(va[i], mapped, 0, h[i], 0));
 		CU(D.access(va[i], mapped, &acc, 1));
-		fill<<<264, 512>>>((unsigned *)va[i], size / 4, 1);
+		pattern_fill<<<264, 512>>>((unsigned *)va[i], size / 4, 1);
 	}
 	CHECK(cudaDeviceSynchronize());
 	// Five release/remap cycles; the medians are the references.
@@ -367,7 +335,7 @@ static raw_cost raw_driver(int count, size_t size)
 static void fill_all(std::vector<void *> &p, size_t size, unsigned seed)
 {
 	for (size_t i = 0; i < p.size(); i++)
-		fill<<<264, 512>>>((unsigned *)p[i], size / 4, seed + (unsigned)i);
+		pattern_fill<<<264, 512>>>((unsigned *)p[i], size / 4, seed + (unsigned)i);
 	CHECK(cudaDeviceSynchronize());
 }
 
@@ -377,7 +345,7 @@ static unsigned long long verify_all(std::vector<void *> &p, size_t size, unsign
 
 	CHECK(cudaMemset(bad_dev, 0, sizeof(*bad_dev)));
 	for (size_t i = 0; i < p.size(); i++)
-		verify<<<264, 512>>>((unsigned *)p[i], size / 4, seed + (unsigned)i, bad_dev);
+		pattern_verify<<<264, 512>>>((unsigned *)p[i], size / 4, seed + (unsigned)i, bad_dev);
 	CHECK(cudaMemcpy(&bad, bad_dev, sizeof(bad), cudaMemcpyDeviceToHost));
 	return bad;
 }
@@ -418,10 +386,10 @@ static void scenario(double gib, int count)
 	       size / 1048576.0, (double)mapped * count / GiB);
 	rss0 = rss_kib();
 	t0 = now();
-	must(M.begin("bench"), "region");
+	must(M.region_begin("bench"), "region");
 	for (int i = 0; i < count; i++)
 		CHECK(cudaMalloc(&p[i], size));
-	must(M.end(), "region end");
+	must(M.region_end(), "region end");
 	t = now() - t0;
 	snprintf(name, sizeof(name), "[%gG/%d] tagged cudaMalloc, per call", gib, count);
 	snprintf(v, sizeof(v), "%.1f us", t / count * 1e6);
@@ -547,10 +515,10 @@ int main(int argc, char **argv)
 		// server: cudaFree must then look the pointer up.
 		std::vector<void *> live(64);
 
-		must(M.begin("live"), "region");
+		must(M.region_begin("live"), "region");
 		for (auto &q : live)
 			CHECK(cudaMalloc(&q, 2u << 20));
-		must(M.end(), "region end");
+		must(M.region_end(), "region end");
 		passthrough();
 		for (auto q : live)
 			CHECK(cudaFree(q));

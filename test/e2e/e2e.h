@@ -47,7 +47,7 @@ static inline unsigned char pattern(size_t i, unsigned seed)
 
 static inline void fill(void *p, size_t n, unsigned seed)
 {
-	unsigned char *c = p;
+	unsigned char *c = (unsigned char *)p;
 	size_t i;
 
 	for (i = 0; i < n; i++)
@@ -57,7 +57,7 @@ static inline void fill(void *p, size_t n, unsigned seed)
 /* Index of the first wrong byte, or -1 when every byte is as filled. */
 static inline long check(const void *p, size_t n, unsigned seed)
 {
-	const unsigned char *c = p;
+	const unsigned char *c = (const unsigned char *)p;
 	size_t i;
 
 	for (i = 0; i < n; i++)
@@ -76,7 +76,7 @@ static inline int on_fake(void)
  * on the simulated driver and on a GPU. */
 static inline int dev_fill(void *dev, size_t n, unsigned seed)
 {
-	unsigned char *h = malloc(n ? n : 1);
+	unsigned char *h = (unsigned char *)malloc(n ? n : 1);
 	int rc;
 
 	if (h == NULL)
@@ -90,7 +90,7 @@ static inline int dev_fill(void *dev, size_t n, unsigned seed)
 /* -1 when every byte is as filled; the first wrong index; -2 on error. */
 static inline long dev_check(const void *dev, size_t n, unsigned seed)
 {
-	unsigned char *h = malloc(n ? n : 1);
+	unsigned char *h = (unsigned char *)malloc(n ? n : 1);
 	long bad = -2;
 
 	if (h == NULL)

@@ -15,12 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "e2e.h"
+#include "e2e_suite.h"
 
 #define MiB (1ull << 20)
 #define GRAN (2 * MiB)
 
-static struct memctl_api M;
 static char state_path[64];
 /* On a GPU the driver may move free memory by a few pages of its own
  * (streams, page tables); the simulated device is exact. */
@@ -47,24 +46,6 @@ TestSuite(api, .init = setup, .fini = teardown, .timeout = 120);
 static size_t rounded(size_t n)
 {
 	return (n + GRAN - 1) / GRAN * GRAN;
-}
-
-static void *tagged(const char *tag, size_t n)
-{
-	void *p = NULL;
-
-	cr_assert(eq(int, M.region_begin(tag), 0));
-	cr_assert(eq(int, cudaMalloc(&p, n), cudaSuccess));
-	cr_assert(eq(int, M.region_end(), 0));
-	return p;
-}
-
-static size_t dev_free(void)
-{
-	size_t fr, tot;
-
-	cr_assert(eq(int, cudaMemGetInfo(&fr, &tot), cudaSuccess));
-	return fr;
 }
 
 #define assert_near(actual, expected)                                              \

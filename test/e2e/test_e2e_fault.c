@@ -11,13 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "e2e.h"
+#include "e2e_suite.h"
 #include "fakecuda.h"
 
 #define MiB (1ull << 20)
 #define GRAN (2 * MiB)
 
-static struct memctl_api M;
 static char state_path[64];
 
 static void setup(void)
@@ -36,24 +35,6 @@ static void teardown(void)
 }
 
 TestSuite(fault, .init = setup, .fini = teardown, .timeout = 60);
-
-static void *tagged(const char *tag, size_t n)
-{
-	void *p = NULL;
-
-	cr_assert(eq(int, M.region_begin(tag), 0));
-	cr_assert(eq(int, cudaMalloc(&p, n), cudaSuccess));
-	cr_assert(eq(int, M.region_end(), 0));
-	return p;
-}
-
-static size_t dev_free(void)
-{
-	size_t fr, tot;
-
-	cr_assert(eq(int, cudaMemGetInfo(&fr, &tot), cudaSuccess));
-	return fr;
-}
 
 Test(fault, resume_oom_at_each_device_allocation_keeps_staged_bytes)
 {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "memctl.h"
+#include "pattern.cuh"
 
 #define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
 	fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
@@ -22,23 +23,6 @@ typedef int (*api1)(const char *);
 typedef int (*api2)(const char *, unsigned);
 typedef int (*api0)(void);
 
-__global__ void fill(unsigned *p, size_t n, unsigned seed)
-{
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x)
-		p[i] = (unsigned)(i * 2654435761u) ^ seed;
-}
-
-__global__ void verify(const unsigned *p, size_t n, unsigned seed, unsigned long long *bad)
-{
-	unsigned long long local = 0;
-
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-	     i += (size_t)gridDim.x * blockDim.x)
-		local += p[i] != ((unsigned)(i * 2654435761u) ^ seed);
-	if (local)
-		atomicAdd(bad, local);
-}
 
 static size_t driver_free(void)
 {
@@ -80,14 +64,14 @@ int main(void)
 		CHECK(cudaMalloc(&buf[i], bytes));
 	end();
 	for (i = 0; i < nbuf; i++)
-		fill<<<264, 512, 0, s>>>(buf[i], words, 17u * (unsigned)i);
+		pattern_fill<<<264, 512, 0, s>>>(buf[i], words, 17u * (unsigned)i);
 	CHECK(cudaStreamSynchronize(s));
 
 	// A graph whose kernels hold the tagged pointers.
 	CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
 	cudaMemsetAsync(bad, 0, sizeof(*bad), s);
 	for (i = 0; i < nbuf; i++)
-		verify<<<264, 512, 0, s>>>(buf[i], words, 17u * (unsigned)i, bad);
+		pattern_verify<<<264, 512, 0, s>>>(buf[i], words, 17u * (unsigned)i, bad);
 	CHECK(cudaStreamEndCapture(s, &graph));
 	CHECK(cudaGraphInstantiate(&exec, graph, 0));
 
@@ -111,7 +95,7 @@ int main(void)
 		}
 		if (!staged) // contents undefined: write them again
 			for (i = 0; i < nbuf; i++)
-				fill<<<264, 512, 0, s>>>(buf[i], words, 17u * (unsigned)i);
+				pattern_fill<<<264, 512, 0, s>>>(buf[i], words, 17u * (unsigned)i);
 		CHECK(cudaGraphLaunch(exec, s));
 		CHECK(cudaStreamSynchronize(s));
 		CHECK(cudaMemcpy(&host_bad, bad, sizeof(host_bad), cudaMemcpyDeviceToHost));
