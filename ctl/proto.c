@@ -113,6 +113,8 @@ int proto_parse(const char *line, size_t len, struct proto_req *req,
 				struct region_err rerr;
 				struct tagset ts;
 
+				if (vlen == 0)
+					return fail(err, errlen, "tags= needs a value (tags=* for all)%s", "", 0);
 				if (vlen >= sizeof(req->tags))
 					return fail(err, errlen, "tags too long%s", "", 0);
 				memcpy(req->tags, val, vlen);

@@ -69,7 +69,7 @@ void options_runtime_dir(char *buf, size_t len)
 		snprintf(buf, len, "/tmp/memctl-%u", (unsigned)getuid());
 }
 
-enum opt_kind { OPT_TAG, OPT_STR, OPT_SIZE, OPT_INT, OPT_LEVEL };
+enum opt_kind { OPT_TAG, OPT_TAGS, OPT_SIZE, OPT_INT, OPT_LEVEL };
 
 struct opt {
 	const char *name;
@@ -86,7 +86,7 @@ static const struct opt table[] = {
 	  "tag for every allocation made outside a region" },
 	{ "MEMCTL_GROUP", OPT_TAG, OFF(group), 0, 0,
 	  "group name the CLI can select (--group)" },
-	{ "MEMCTL_PREPARE", OPT_STR, OFF(prepare), 0, 0,
+	{ "MEMCTL_PREPARE", OPT_TAGS, OFF(prepare), 0, 0,
 	  "tags whose host buffers are prepared once allocations settle" },
 	{ "MEMCTL_SOCKET", OPT_INT, OFF(socket), 0, 1,
 	  "0: no control socket" },
@@ -144,12 +144,16 @@ void options_load(struct options *o)
 			else
 				rc = -EINVAL;
 			break;
-		case OPT_STR:
-			if (strlen(v) < 256)
+		case OPT_TAGS: {
+			struct region_err err;
+			struct tagset ts;
+
+			if (strlen(v) < 256 && tagset_parse(v, &ts, &err) == 0)
 				snprintf(field, 256, "%s", v);
 			else
 				rc = -EINVAL;
 			break;
+		}
 		case OPT_SIZE: {
 			size_t sz;
 

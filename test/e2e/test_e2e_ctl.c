@@ -500,3 +500,31 @@ Test(ctl, expandable_segments_is_warned_about_once)
 		n++;
 	cr_assert(eq(int, n, 1), "%s", out);
 }
+
+Test(ctl, memctl_prepare_pins_host_buffers_once_allocations_settle)
+{
+	struct tenant t;
+	char buf[8192];
+	uint64_t host = 0, active = 0;
+	int i;
+
+	setenv("MEMCTL_PREPARE", "weights", 1);
+	t = spawn(NULL, 4, MiB);
+	unsetenv("MEMCTL_PREPARE");
+	/* Allocations settle, then within a tick or two the buffers appear. */
+	for (i = 0; i < 40 && host == 0; i++) {
+		usleep(100000);
+		roundtrip(t.pid, "status\n", buf, sizeof(buf));
+		json_u64(buf, "host_bytes", &host);
+	}
+	cr_assert(gt(u64, host, 4 * MiB), "%s", buf);
+	json_u64(buf, "active_bytes", &active);
+	cr_assert(eq(u64, active, 8 * GRAN), "still active: %s", buf);
+	roundtrip(t.pid, "pause tags=weights stage=cpu\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"host_new_bytes\":0"), NULL)), "%s", buf);
+	roundtrip(t.pid, "pause tags=\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "EINVAL"), NULL)), "%s", buf);
+	roundtrip(t.pid, "resume tags=*\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	finish(&t);
+}

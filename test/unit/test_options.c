@@ -35,6 +35,7 @@ Test(options, defaults_and_valid_values)
 	setenv("MEMCTL_STREAMS", "8", 1);
 	setenv("MEMCTL_GROUP", "server", 1);
 	setenv("MEMCTL_RUNTIME_DIR", "/tmp/x", 1);
+	setenv("MEMCTL_PREPARE", "weights,kv_cache", 1);
 	setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True", 1);
 	options_load(&o);
 	cr_assert(eq(str, o.default_tag, "weights"));
@@ -42,6 +43,7 @@ Test(options, defaults_and_valid_values)
 	cr_assert(eq(int, o.streams, 8));
 	cr_assert(eq(str, o.group, "server"));
 	cr_assert(eq(str, o.runtime_dir, "/tmp/x"));
+	cr_assert(eq(str, o.prepare, "weights,kv_cache"));
 	cr_assert(eq(int, o.socket, 1));
 	cr_assert(eq(int, o.expandable_segments, 1));
 }
@@ -55,6 +57,7 @@ Test(options, invalid_values_fall_back_to_defaults)
 	setenv("MEMCTL_STREAMS", "99", 1);
 	setenv("MEMCTL_LOG", "loud", 1);
 	setenv("MEMCTL_SOCKET", "maybe", 1);
+	setenv("MEMCTL_PREPARE", "weights,,kv", 1);
 	unsetenv("MEMCTL_RUNTIME_DIR");
 	unsetenv("XDG_RUNTIME_DIR");
 	options_load(&o);
@@ -63,5 +66,6 @@ Test(options, invalid_values_fall_back_to_defaults)
 	cr_assert(eq(int, o.streams, 4));
 	cr_assert(eq(int, o.log_level, 1));
 	cr_assert(eq(int, o.socket, 1));
+	cr_assert(eq(str, o.prepare, ""));
 	cr_assert(eq(int, strncmp(o.runtime_dir, "/tmp/memctl-", 12), 0));
 }
