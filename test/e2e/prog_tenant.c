@@ -7,6 +7,7 @@
  *             first byte of each tag's first allocation in a child
  *   stat   -> "<rc> <allocations> <active> <paused> <host>" for weights
  *   mem    -> "<free> <total>" device bytes (cudaMemGetInfo)
+ *   forkexit -> a child forks and exits normally; "forked"
  *   quit   -> frees everything, exits 0
  * usage: prog_tenant NWEIGHTS WEIGHT_BYTES NKV KV_BYTES
  * Runs under LD_PRELOAD=libmemctl.so and links only libcudart.so.13.
@@ -94,6 +95,16 @@ int main(int argc, char **argv)
 
 			cudaMemGetInfo(&fr, &tot);
 			printf("%zu %zu\n", fr, tot);
+		} else if (strncmp(line, "forkexit", 8) == 0) {
+			/* A child that exits normally runs the atexit handlers it
+			 * inherited: it must not remove the parent's socket. */
+			pid_t pid = fork();
+			int st;
+
+			if (pid == 0)
+				exit(0);
+			waitpid(pid, &st, 0);
+			printf("forked\n");
 		} else if (strncmp(line, "quit", 4) == 0) {
 			for (i = 0; i < nw; i++)
 				cudaFree(w[i]);

@@ -105,6 +105,7 @@ static void ask(struct tenant *t, const char *cmd, char *out, size_t len)
 
 static void finish(struct tenant *t)
 {
+	char path[128];
 	int st;
 
 	fprintf(t->in, "quit\n");
@@ -112,6 +113,11 @@ static void finish(struct tenant *t)
 	fclose(t->out);
 	waitpid(t->pid, &st, 0);
 	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0));
+	/* A process that exits removes its socket and info file. */
+	snprintf(path, sizeof(path), "%s/%d.sock", dir, (int)t->pid);
+	cr_assert(ne(int, access(path, F_OK), 0), "%s left behind", path);
+	snprintf(path, sizeof(path), "%s/%d.info", dir, (int)t->pid);
+	cr_assert(ne(int, access(path, F_OK), 0), "%s left behind", path);
 }
 
 /* Run the CLI; its output lands in out, its exit status is returned. */
@@ -526,5 +532,32 @@ Test(ctl, memctl_prepare_pins_host_buffers_once_allocations_settle)
 	cr_assert(not(eq(ptr, strstr(buf, "EINVAL"), NULL)), "%s", buf);
 	roundtrip(t.pid, "resume tags=*\n", buf, sizeof(buf));
 	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	finish(&t);
+}
+
+Test(ctl, a_forked_child_leaves_the_parents_socket_alone)
+{
+	struct tenant t = spawn(NULL, 2, MiB);
+	char line[128], buf[4096];
+
+	ask(&t, "forkexit", line, sizeof(line));
+	cr_assert(eq(str, line, "forked"));
+	roundtrip(t.pid, "hello\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	finish(&t);
+}
+
+Test(ctl, a_socket_directory_others_can_write_is_refused)
+{
+	char out[4096], line[128];
+	struct tenant t;
+
+	cr_assert(eq(int, chmod(dir, 0777), 0));
+	t = spawn(NULL, 2, MiB);
+	/* The process runs on, without a socket; the CLI finds nothing. */
+	cr_assert(eq(int, cli(out, sizeof(out), "ls"), 3), "%s", out);
+	ask(&t, "check", line, sizeof(line));
+	cr_assert(eq(str, line, "ok"));
+	cr_assert(eq(int, chmod(dir, 0700), 0));
 	finish(&t);
 }
