@@ -37,10 +37,14 @@ enum copy_dir { COPY_DTOH, COPY_HTOD };
 
 /* stage.c */
 void stage_init(const struct drv_ops *ops, const struct region_opts *opts);
-/* Give each of `list` without a host buffer a new pinned one; all or
- * nothing: on failure, what this call obtained is freed again. Adds the
- * bytes obtained to *new_bytes. */
+/* Give each of `list` without a host buffer a new pinned one, populating
+ * and pinning on several threads. With `ready`, each new buffer is handed to
+ * it (in list order, on the calling thread) as soon as it is pinned; a
+ * failure of ready stops the work and is returned. Adds the bytes obtained
+ * to *new_bytes. On failure the buffers pinned so far stay attached (copies
+ * may still be in flight into them): the caller frees them afterwards. */
 int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
+		   int (*ready)(struct alloc *, void *), void *ctx,
 		   struct region_err *err) MUST_CHECK;
 /* Unpin and free one allocation's host buffer (if any). */
 void stage_host_put(struct alloc *a);

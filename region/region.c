@@ -297,9 +297,17 @@ static void put_new_host(struct alloc **list, size_t n, const unsigned char *had
 			stage_host_put(list[i]);
 }
 
+/* stage_host_get's callback in a staged pause: queue the copies of a
+ * buffer as soon as it is pinned. */
+static int queue_dtoh(struct alloc *a, void *batch)
+{
+	return stage_queue(batch, a, COPY_DTOH);
+}
+
 int region_pause(const struct tagset *ts, unsigned flags,
 		 struct region_report *rep, struct region_err *err)
 {
+	struct stage_batch batch = { 0 };
 	struct alloc **list = NULL;
 	unsigned char *had = NULL;
 	size_t n, matched, i;
@@ -329,14 +337,6 @@ int region_pause(const struct tagset *ts, unsigned flags,
 	}
 	for (i = 0; i < n; i++)
 		had[i] = list[i]->host != NULL;
-	if (stage) {
-		double th = now_ms();
-
-		rc = stage_host_get(list, n, &rep->host_new_bytes, err);
-		rep->ms_host = now_ms() - th;
-		if (rc < 0)
-			goto out;
-	}
 	/* An in-flight kernel reading memory we unmap takes the context down
 	 * with an illegal address: let the devices drain first. */
 	rep->ms_sync = now_ms();
@@ -344,45 +344,61 @@ int region_pause(const struct tagset *ts, unsigned flags,
 	rep->ms_sync = now_ms() - rep->ms_sync;
 	if (rc < 0) {
 		fail_msg(err, rc, "device synchronisation failed; nothing released");
-		goto fail_host;
+		goto out;
 	}
-	if (stage) {
-		struct stage_batch batch = { 0 };
+	if (!stage) {
+		for (i = 0; i < n; i++)
+			release_one(list[i], ALLOC_PAUSED, rep, err, &rc);
+		goto out;
+	}
 
-		/* Queue every copy before releasing anything: a copy that
-		 * cannot be queued fails the request with nothing released. */
-		for (i = 0; i < n && batch.rc == 0; i++)
+	/* Queue every copy before releasing anything: kept buffers at once,
+	 * new ones as soon as each is pinned. If host memory cannot be had or
+	 * a copy cannot be queued, nothing is released. */
+	for (i = 0; i < n && batch.rc == 0; i++)
+		if (had[i])
 			(void)stage_queue(&batch, list[i], COPY_DTOH);
-		if (batch.rc < 0) {
-			rc = stage_finish(&batch, err);
-			goto fail_host;
-		}
-		/* Release each allocation as soon as its own copies are done,
-		 * while the copy engines work on the next ones. */
-		for (i = 0; i < n; i++) {
-			int wrc = stage_wait(list[i]);
+	if (batch.rc == 0) {
+		double th = now_ms();
 
-			if (wrc < 0) {
-				/* The device failed mid-copy (a sticky error):
-				 * what was released stays staged, the rest is
-				 * still active; nothing is lost. */
-				rc = fail_msg(err, wrc,
-					      "device failed while staging: %zu of %zu allocations "
-					      "staged and released, the rest still active", i, n);
-				break;
-			}
-			release_one(list[i], ALLOC_STAGED, rep, err, &rc);
-		}
-		if (rc == 0) {
+		rc = stage_host_get(list, n, &rep->host_new_bytes, queue_dtoh, &batch, err);
+		rep->ms_host = now_ms() - th;
+	}
+	if (rc < 0 || batch.rc < 0) {
+		/* Copies into the new buffers must land before they go. A
+		 * copy that could not be queued tells the story; otherwise
+		 * host memory did, and err already says so. */
+		if (batch.rc < 0) {
 			rc = stage_finish(&batch, err);
 		} else {
 			struct region_err ignored;
 
 			(void)stage_finish(&batch, &ignored);
 		}
+		goto fail_host;
+	}
+	/* Release each allocation as soon as its own copies are done, while
+	 * the copy engines work on the next ones. */
+	for (i = 0; i < n; i++) {
+		int wrc = stage_wait(list[i]);
+
+		if (wrc < 0) {
+			/* The device failed mid-copy (a sticky error): what was
+			 * released stays staged, the rest is still active;
+			 * nothing is lost. */
+			rc = fail_msg(err, wrc,
+				      "device failed while staging: %zu of %zu allocations "
+				      "staged and released, the rest still active", i, n);
+			break;
+		}
+		release_one(list[i], ALLOC_STAGED, rep, err, &rc);
+	}
+	if (rc == 0) {
+		rc = stage_finish(&batch, err);
 	} else {
-		for (i = 0; i < n; i++)
-			release_one(list[i], ALLOC_PAUSED, rep, err, &rc);
+		struct region_err ignored;
+
+		(void)stage_finish(&batch, &ignored);
 	}
 	goto out;
 
@@ -493,20 +509,35 @@ int region_prepare(const struct tagset *ts, struct region_report *rep,
 		   struct region_err *err)
 {
 	struct alloc **list = NULL;
-	size_t n, matched;
+	unsigned char *had = NULL;
+	size_t n, matched, i;
 	double t0 = now_ms();
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
 	pthread_mutex_lock(&R.lock);
 	rc = select_allocs(ts, -1, &list, &n, &matched);
-	if (rc < 0)
+	if (rc < 0) {
 		fail_msg(err, rc, "host memory: no room to list allocations");
-	else if (matched == 0)
+		goto out;
+	}
+	if (matched == 0) {
 		rc = nothing_tagged(ts, err);
-	else
-		rc = stage_host_get(list, n, &rep->host_new_bytes, err);
+		goto out;
+	}
+	had = calloc(n ? n : 1, 1);
+	if (had == NULL) {
+		rc = fail_msg(err, -ENOMEM, "host memory: no room for the request");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		had[i] = list[i]->host != NULL;
+	rc = stage_host_get(list, n, &rep->host_new_bytes, NULL, NULL, err);
+	if (rc < 0)
+		put_new_host(list, n, had); /* all or nothing */
+out:
 	pthread_mutex_unlock(&R.lock);
+	free(had);
 	free(list);
 	rep->ms = now_ms() - t0;
 	return rc;

@@ -88,85 +88,84 @@ void stage_host_put(struct alloc *a)
 	a->host_size = 0;
 }
 
-/* Work shared by the populate/pin threads: pieces to touch, then buffers to
- * pin, each handed out by an atomic counter. */
+/*
+ * Obtaining host buffers, pipelined. Pieces of every new buffer (in buffer
+ * order) are touched by worker threads; the worker that touches a buffer's
+ * last piece pins it and marks it ready. The calling thread meanwhile hands
+ * each buffer, in order, to `ready` as soon as it is pinned: a staged pause
+ * queues its copies there, so the copy engines start while later buffers
+ * are still being pinned.
+ */
 struct pin_work {
 	struct alloc **bufs;
 	size_t nbufs;
-	size_t *piece_buf; /* per piece: index into bufs */
+	size_t *piece_buf;  /* per piece: index into bufs */
 	size_t *piece_off;
 	size_t npieces;
-	size_t next;
-	int rc;
+	size_t next;        /* next piece to touch */
+	unsigned *left;     /* per buffer: pieces not yet touched */
+	int *state;         /* per buffer: 0 pending, 1 pinned, -1 failed */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	int rc;             /* first failure */
 };
 
-static void *touch_worker(void *arg)
+static void pin_one(struct pin_work *w, size_t b)
+{
+	struct alloc *a = w->bufs[b];
+	int rc;
+
+	/* Once the request has failed, pinning more would only be undone. */
+	rc = __atomic_load_n(&w->rc, __ATOMIC_RELAXED);
+	if (rc == 0)
+		rc = S.ops->host_register(a->dev, a->host, a->host_size);
+
+	pthread_mutex_lock(&w->lock);
+	if (rc < 0) {
+		/* A buffer that is not pinned must never be unregistered. */
+		munmap(a->host, a->host_size);
+		a->host = NULL;
+		if (w->rc == 0)
+			w->rc = rc;
+	}
+	w->state[b] = rc < 0 ? -1 : 1;
+	pthread_cond_broadcast(&w->changed);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void *pin_worker(void *arg)
 {
 	struct pin_work *w = arg;
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 	size_t i;
 
 	while ((i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->npieces) {
-		struct alloc *a = w->bufs[w->piece_buf[i]];
+		size_t b = w->piece_buf[i];
+		struct alloc *a = w->bufs[b];
 		char *p = (char *)a->host + w->piece_off[i];
 		size_t len = a->host_size - w->piece_off[i], off;
 
-		if (len > POPULATE_PIECE)
-			len = POPULATE_PIECE;
-		for (off = 0; off < len; off += pg)
-			p[off] = 0;
-	}
-	return NULL;
-}
-
-static void *pin_worker(void *arg)
-{
-	struct pin_work *w = arg;
-	size_t i;
-
-	while ((i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->nbufs) {
-		struct alloc *a = w->bufs[i];
-		int rc = S.ops->host_register(a->dev, a->host, a->host_size);
-
-		if (rc < 0) {
-			int zero = 0;
-
-			__atomic_compare_exchange_n(&w->rc, &zero, rc, 0,
-						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-			/* A buffer that is not pinned must never be
-			 * unregistered: drop it here. */
-			munmap(a->host, a->host_size);
-			a->host = NULL;
+		if (__atomic_load_n(&w->rc, __ATOMIC_RELAXED) == 0) {
+			if (len > POPULATE_PIECE)
+				len = POPULATE_PIECE;
+			for (off = 0; off < len; off += pg)
+				p[off] = 0;
 		}
+		if (__atomic_sub_fetch(&w->left[b], 1, __ATOMIC_ACQ_REL) == 0)
+			pin_one(w, b);
 	}
 	return NULL;
 }
 
-/* Run fn on up to `nthreads` threads, the caller's among them. */
-static void run_threads(void *(*fn)(void *), struct pin_work *w, int nthreads)
+/* Touch and pin `bufs`; call ready(bufs[i]) in order as each is pinned.
+ * *ready_rc gets ready's failure, if that is what stopped it. */
+static int populate_and_pin(struct alloc **bufs, size_t nbufs,
+			    int (*ready)(struct alloc *, void *), void *ctx, int *ready_rc)
 {
 	pthread_t tids[64];
-	int t, started = 0;
-
-	w->next = 0;
-	if (nthreads > 64)
-		nthreads = 64;
-	for (t = 0; t < nthreads - 1; t++) {
-		if (pthread_create(&tids[t], NULL, fn, w) != 0)
-			break;
-		started++;
-	}
-	fn(w);
-	for (t = 0; t < started; t++)
-		pthread_join(tids[t], NULL);
-}
-
-/* Touch and pin the buffers of `bufs`, spread over threads. */
-static int populate_and_pin(struct alloc **bufs, size_t nbufs)
-{
 	struct pin_work w;
 	size_t i, k = 0, total = 0;
-	int nthreads = S.opts.pin_threads;
+	int t, started = 0, nthreads = S.opts.pin_threads, rc = 0;
 
 	memset(&w, 0, sizeof(w));
 	w.bufs = bufs;
@@ -175,10 +174,11 @@ static int populate_and_pin(struct alloc **bufs, size_t nbufs)
 		total += (bufs[i]->host_size + POPULATE_PIECE - 1) / POPULATE_PIECE;
 	w.piece_buf = malloc(sizeof(size_t) * (total ? total : 1));
 	w.piece_off = malloc(sizeof(size_t) * (total ? total : 1));
-	if (w.piece_buf == NULL || w.piece_off == NULL) {
-		free(w.piece_buf);
-		free(w.piece_off);
-		return -ENOMEM;
+	w.left = calloc(nbufs ? nbufs : 1, sizeof(unsigned));
+	w.state = calloc(nbufs ? nbufs : 1, sizeof(int));
+	if (w.piece_buf == NULL || w.piece_off == NULL || w.left == NULL || w.state == NULL) {
+		rc = -ENOMEM;
+		goto out;
 	}
 	for (i = 0; i < nbufs; i++) {
 		size_t off;
@@ -186,22 +186,58 @@ static int populate_and_pin(struct alloc **bufs, size_t nbufs)
 		for (off = 0; off < bufs[i]->host_size; off += POPULATE_PIECE) {
 			w.piece_buf[k] = i;
 			w.piece_off[k++] = off;
+			w.left[i]++;
 		}
 	}
 	w.npieces = k;
-	run_threads(touch_worker, &w, (size_t)nthreads < k ? nthreads : (int)k);
-	run_threads(pin_worker, &w, (size_t)nthreads < nbufs ? nthreads : (int)nbufs);
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.changed, NULL);
+	if ((size_t)nthreads > k)
+		nthreads = (int)k;
+	for (t = 0; t < nthreads && t < 64; t++) {
+		if (pthread_create(&tids[t], NULL, pin_worker, &w) != 0)
+			break;
+		started++;
+	}
+	if (started == 0)
+		pin_worker(&w); /* no thread to be had: do it here */
+	for (i = 0; i < nbufs; i++) {
+		int st;
+
+		pthread_mutex_lock(&w.lock);
+		while ((st = w.state[i]) == 0)
+			pthread_cond_wait(&w.changed, &w.lock);
+		pthread_mutex_unlock(&w.lock);
+		if (st < 0 || (ready != NULL && (*ready_rc = rc = ready(bufs[i], ctx)) < 0)) {
+			/* Stop the workers touching pages nobody will use. */
+			int zero = 0;
+
+			__atomic_compare_exchange_n(&w.rc, &zero, rc < 0 ? rc : -ENOMEM, 0,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	for (t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	if (rc == 0)
+		rc = w.rc;
+	pthread_cond_destroy(&w.changed);
+	pthread_mutex_destroy(&w.lock);
+out:
 	free(w.piece_buf);
 	free(w.piece_off);
-	return w.rc;
+	free(w.left);
+	free(w.state);
+	return rc;
 }
 
 int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
+		   int (*ready)(struct alloc *, void *), void *ctx,
 		   struct region_err *err)
 {
 	struct alloc **fresh;
 	size_t nfresh = 0, need = 0, avail, i;
-	int rc = 0;
+	int rc = 0, ready_rc = 0;
 
 	fresh = malloc(sizeof(*fresh) * (n ? n : 1));
 	if (fresh == NULL)
@@ -242,13 +278,16 @@ int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
 		a->host = p;
 	}
 	if (rc == 0)
-		rc = populate_and_pin(fresh, nfresh);
+		rc = populate_and_pin(fresh, nfresh, ready, ctx, &ready_rc);
 	if (rc < 0) {
-		for (i = 0; i < n; i++)
-			if (list[i]->host == NULL)
-				list[i]->host_size = 0;
+		/* Buffers pinned so far stay with their allocations: copies may
+		 * be in flight into them, and the caller frees them once those
+		 * have landed. */
 		for (i = 0; i < nfresh; i++)
-			stage_host_put(fresh[i]);
+			if (fresh[i]->host == NULL)
+				fresh[i]->host_size = 0;
+		if (ready_rc < 0)
+			return free(fresh), ready_rc; /* the caller has the story */
 		snprintf(err->msg, sizeof(err->msg),
 			 "host memory: cannot obtain and pin %zu bytes for staging; nothing released",
 			 need);

@@ -188,6 +188,7 @@ Test(region, copy_failure_during_staged_pause_releases_nothing)
 	used0 = fakecuda_used();
 	fakecuda_set_fail("cuMemcpyDtoHAsync:4");
 	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), -ENOMEM));
+	cr_assert(not(eq(ptr, strstr(err.msg, "device-to-host copy failed"), NULL)), "%s", err.msg);
 	cr_assert(eq(u64, fakecuda_used(), used0));
 	cr_assert(same(va, 5 * MiB, 9));
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
@@ -403,4 +404,32 @@ Test(region, device_failure_mid_staging_keeps_every_byte)
 	cr_assert(eq(int, do_resume("weights", 0, &err), 0), "%s", err.msg);
 	for (i = 0; i < 5; i++)
 		cr_assert(same(va[i], MiB, (unsigned)i), "allocation %d", i);
+}
+
+Test(region, kept_and_new_buffers_mixed_in_one_staged_pause)
+{
+	struct region_err err;
+	struct region_report rep;
+	struct tagset a = tags("w_a"), both = tags("w_a,w_b");
+	uint64_t va[6];
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		va[i] = alloc(i < 3 ? "w_a" : "w_b", (size_t)(i + 1) * MiB + 123);
+		fill(va[i], (size_t)(i + 1) * MiB + 123, (unsigned)i);
+	}
+	/* A failed prepare keeps nothing. */
+	fakecuda_set_fail("cuMemHostRegister:2");
+	cr_assert(eq(int, region_prepare(&a, &rep, &err), -ENOMEM));
+	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
+	fakecuda_set_fail(NULL);
+	/* Three buffers kept ahead; the pause obtains the other three while
+	 * the first copies already run. */
+	cr_assert(eq(int, region_prepare(&a, &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_pause(&both, MEMCTL_STAGE_CPU, &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(u64, rep.allocations, 6));
+	cr_assert(eq(u64, rep.host_new_bytes, (4 + 5 + 6) * MiB + 3 * 4096));
+	cr_assert(eq(int, region_resume(&both, 0, &rep, &err), 0));
+	for (i = 0; i < 6; i++)
+		cr_assert(same(va[i], (size_t)(i + 1) * MiB + 123, (unsigned)i), "allocation %d", i);
 }
