@@ -254,82 +254,79 @@ static void passthrough(void)
 	    through[2] / direct[2], "<= +1 us", (through[2] - direct[2]) * 1e6 <= 1.0);
 }
 
-struct raw_cost {
-	double reserve_create_map_access; // seconds, all allocations
-	double create_map_access;
-	double unmap_release;
-};
-
 static unsigned long long *bad_dev;
 
-// The raw driver sequence for the same allocations, in the state memctl
-// meets them: pages written before they are released, and allocations made
-// right after a release (the driver then has memory to scrub first).
-static raw_cost raw_driver(int count, size_t size)
-{
+// The raw driver sequence on allocations of the same shape as memctl's,
+// measured interleaved with memctl's own calls so that both meet the
+// driver in the same state (a create right after a release waits for the
+// driver to scrub what was released; at a few milliseconds that state
+// matters more than anything either side does).
+struct raw_set {
+	int count;
+	size_t size, mapped;
 	CUmemAllocationProp prop;
 	CUmemAccessDesc acc;
-	size_t gran = 2u << 20, mapped = (size + gran - 1) / gran * gran;
-	std::vector<CUdeviceptr> va(count);
-	std::vector<CUmemGenericAllocationHandle> h(count);
-	raw_cost c;
-	double t0;
+	std::vector<CUdeviceptr> va;
+	std::vector<CUmemGenericAllocationHandle> h;
+};
 
-	memset(&prop, 0, sizeof(prop));
-	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	prop.location.id = 0;
-	memset(&acc, 0, sizeof(acc));
-	acc.location = prop.location;
-	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	for (int i = 0; i < count; i++) {
-		CU(D.reserve(&va[i], mapped, gran, 0, 0));
-		CU(D.create(&h[i], mapped, &prop, 0));
-		CU(D.map(va[i], mapped, 0, h[i], 0));
-		CU(D.access(va[i], mapped, &acc, 1));
-		pattern_fill<<<264, 512>>>((unsigned *)va[i], size / 4, 1);
+static void raw_init(raw_set &r, int count, size_t size)
+{
+	size_t gran = 2u << 20;
+
+	r.count = count;
+	r.size = size;
+	r.mapped = (size + gran - 1) / gran * gran;
+	r.va.assign(count, 0);
+	r.h.assign(count, 0);
+	memset(&r.prop, 0, sizeof(r.prop));
+	r.prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	r.prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	r.prop.location.id = 0;
+	memset(&r.acc, 0, sizeof(r.acc));
+	r.acc.location = r.prop.location;
+	r.acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+}
+
+static void raw_reserve(raw_set &r)
+{
+	for (int i = 0; i < r.count; i++)
+		CU(D.reserve(&r.va[i], r.mapped, 2u << 20, 0, 0));
+}
+
+static void raw_unreserve(raw_set &r)
+{
+	for (int i = 0; i < r.count; i++)
+		CU(D.unreserve(r.va[i], r.mapped));
+}
+
+static double raw_create_map(raw_set &r)
+{
+	double t0 = now();
+
+	for (int i = 0; i < r.count; i++) {
+		CU(D.create(&r.h[i], r.mapped, &r.prop, 0));
+		CU(D.map(r.va[i], r.mapped, 0, r.h[i], 0));
+		CU(D.access(r.va[i], r.mapped, &r.acc, 1));
 	}
-	CHECK(cudaDeviceSynchronize());
-	// Five release/remap cycles; the medians are the references.
-	double ur[5], cma[5];
-	for (int rep = 0; rep < 5; rep++) {
-		t0 = now();
-		for (int i = 0; i < count; i++) {
-			CU(D.unmap(va[i], mapped));
-			CU(D.release(h[i]));
-		}
-		ur[rep] = now() - t0;
-		t0 = now();
-		for (int i = 0; i < count; i++) {
-			CU(D.create(&h[i], mapped, &prop, 0));
-			CU(D.map(va[i], mapped, 0, h[i], 0));
-			CU(D.access(va[i], mapped, &acc, 1));
-		}
-		cma[rep] = now() - t0;
+	return now() - t0;
+}
+
+static double raw_unmap_release(raw_set &r)
+{
+	double t0 = now();
+
+	for (int i = 0; i < r.count; i++) {
+		CU(D.unmap(r.va[i], r.mapped));
+		CU(D.release(r.h[i]));
 	}
-	std::sort(ur, ur + 5);
-	std::sort(cma, cma + 5);
-	c.unmap_release = ur[2];
-	c.create_map_access = cma[2];
-	for (int i = 0; i < count; i++) {
-		CU(D.unmap(va[i], mapped));
-		CU(D.release(h[i]));
-		CU(D.unreserve(va[i], mapped));
-	}
-	t0 = now();
-	for (int i = 0; i < count; i++) {
-		CU(D.reserve(&va[i], mapped, gran, 0, 0));
-		CU(D.create(&h[i], mapped, &prop, 0));
-		CU(D.map(va[i], mapped, 0, h[i], 0));
-		CU(D.access(va[i], mapped, &acc, 1));
-	}
-	c.reserve_create_map_access = now() - t0;
-	for (int i = 0; i < count; i++) {
-		CU(D.unmap(va[i], mapped));
-		CU(D.release(h[i]));
-		CU(D.unreserve(va[i], mapped));
-	}
-	return c;
+	return now() - t0;
+}
+
+static double median3(double *v)
+{
+	std::sort(v, v + 3);
+	return v[1];
 }
 
 static void fill_all(std::vector<void *> &p, size_t size, unsigned seed)
@@ -377,25 +374,73 @@ static void scenario(double gib, int count)
 	size_t gran = 2u << 20, mapped = (size + gran - 1) / gran * gran;
 	double staged = (double)size * count / GiB, t, t0;
 	std::vector<void *> p(count);
-	raw_cost raw = raw_driver(count, size);
 	struct memctl_stat st;
 	char name[96], v[32], l[40];
 	long rss0, rss_paused, rss_kept, rss_after;
+	double tm[3], tr[3], up[5], ur[5], rc[5], ru[5];
+	double raw_unmap, raw_map;
+	raw_set raw;
 
 	printf("\n%.0f GiB in %d allocations of %.1f MiB (mapped %.2f GiB)\n", gib, count,
 	       size / 1048576.0, (double)mapped * count / GiB);
 	rss0 = rss_kib();
-	t0 = now();
-	must(M.region_begin("bench"), "region");
-	for (int i = 0; i < count; i++)
-		CHECK(cudaMalloc(&p[i], size));
-	must(M.region_end(), "region end");
-	t = now() - t0;
+	raw_init(raw, count, size);
+
+	// Tagged cudaMalloc against reserve+create+map+access, three rounds
+	// each, alternating; the last memctl round's allocations are kept.
+	for (int r = 0; r < 3; r++) {
+		t0 = now();
+		raw_reserve(raw);
+		raw_create_map(raw);
+		tr[r] = now() - t0;
+		raw_unmap_release(raw);
+		raw_unreserve(raw);
+		t0 = now();
+		must(M.region_begin("bench"), "region");
+		for (int i = 0; i < count; i++)
+			CHECK(cudaMalloc(&p[i], size));
+		must(M.region_end(), "region end");
+		tm[r] = now() - t0;
+		if (r < 2)
+			for (int i = 0; i < count; i++)
+				CHECK(cudaFree(p[i]));
+	}
+	t = median3(tm);
 	snprintf(name, sizeof(name), "[%gG/%d] tagged cudaMalloc, per call", gib, count);
 	snprintf(v, sizeof(v), "%.1f us", t / count * 1e6);
-	snprintf(l, sizeof(l), "%.1f us raw sequence", raw.reserve_create_map_access / count * 1e6);
-	add(name, v, l, t / raw.reserve_create_map_access, "<= 1.20",
-	    t / raw.reserve_create_map_access <= 1.20);
+	snprintf(l, sizeof(l), "%.1f us raw sequence", median3(tr) / count * 1e6);
+	add(name, v, l, t / median3(tr), "<= 1.20", t / median3(tr) <= 1.20);
+
+	// Unstaged pause and resume against unmap+release and create+map+access
+	// of a raw set of the same shape, interleaved: memctl pauses, the raw
+	// set takes the memory and gives it back, memctl resumes.
+	fill_all(p, size, 5);
+	raw_reserve(raw);
+	for (int rep = 0; rep < 5; rep++) {
+		up[rep] = timed(M.pause, "bench", 0, "unstaged pause");
+		rc[rep] = raw_create_map(raw);
+		for (int i = 0; i < count; i++) // written pages, as memctl's are
+			pattern_fill<<<264, 512>>>((unsigned *)raw.va[i], size / 4, 1);
+		CHECK(cudaDeviceSynchronize());
+		ru[rep] = raw_unmap_release(raw);
+		ur[rep] = timed(M.resume, "bench", 0, "unstaged resume");
+		fill_all(p, size, 5);
+	}
+	raw_unreserve(raw);
+	std::sort(up, up + 5);
+	std::sort(ur, ur + 5);
+	std::sort(rc, rc + 5);
+	std::sort(ru, ru + 5);
+	raw_unmap = ru[2];
+	raw_map = rc[2];
+	snprintf(name, sizeof(name), "[%gG/%d] unstaged pause (sync+unmap+release)", gib, count);
+	snprintf(v, sizeof(v), "%.2f ms", up[2] * 1e3);
+	snprintf(l, sizeof(l), "%.2f ms raw unmap+release", raw_unmap * 1e3);
+	add(name, v, l, up[2] / raw_unmap, "<= 1.10", up[2] / raw_unmap <= 1.10);
+	snprintf(name, sizeof(name), "[%gG/%d] unstaged resume (create+map+access)", gib, count);
+	snprintf(v, sizeof(v), "%.2f ms", ur[2] * 1e3);
+	snprintf(l, sizeof(l), "%.2f ms raw", raw_map * 1e3);
+	add(name, v, l, ur[2] / raw_map, "<= 1.10", ur[2] / raw_map <= 1.10);
 	fill_all(p, size, 11);
 
 	// First staged pause: host buffers obtained and pinned on the way.
@@ -419,7 +464,7 @@ static void scenario(double gib, int count)
 	snprintf(name, sizeof(name), "[%gG/%d] staged pause, buffers held", gib, count);
 	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
 	snprintf(l, sizeof(l), "D2H %.1f, bound %.1f GiB/s", lim_d2h,
-		 staged / std::max(staged / lim_d2h, raw.unmap_release));
+		 staged / std::max(staged / lim_d2h, raw_unmap));
 	add(name, v, l, staged / t / lim_d2h, ">= 0.90", staged / t / lim_d2h >= 0.90);
 	t = timed(M.resume, "bench", 0, "resume 2");
 	check_contents(p, size, 23, "resume 2");
@@ -427,27 +472,8 @@ static void scenario(double gib, int count)
 	snprintf(name, sizeof(name), "[%gG/%d] staged resume, buffers held", gib, count);
 	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
 	snprintf(l, sizeof(l), "H2D %.1f, bound %.1f GiB/s", lim_h2d,
-		 staged / std::max(staged / lim_h2d, raw.create_map_access));
+		 staged / std::max(staged / lim_h2d, raw_map));
 	add(name, v, l, staged / t / lim_h2d, ">= 0.90", staged / t / lim_h2d >= 0.90);
-
-	// Unstaged: release and remap only; medians of five cycles.
-	double up[5], ur[5];
-	for (int rep = 0; rep < 5; rep++) {
-		up[rep] = timed(M.pause, "bench", 0, "unstaged pause");
-		ur[rep] = timed(M.resume, "bench", 0, "unstaged resume");
-	}
-	std::sort(up, up + 5);
-	std::sort(ur, ur + 5);
-	t = up[2];
-	snprintf(name, sizeof(name), "[%gG/%d] unstaged pause (sync+unmap+release)", gib, count);
-	snprintf(v, sizeof(v), "%.2f ms", t * 1e3);
-	snprintf(l, sizeof(l), "%.2f ms raw unmap+release", raw.unmap_release * 1e3);
-	add(name, v, l, t / raw.unmap_release, "<= 1.10", t / raw.unmap_release <= 1.10);
-	t = ur[2];
-	snprintf(name, sizeof(name), "[%gG/%d] unstaged resume (create+map+access)", gib, count);
-	snprintf(v, sizeof(v), "%.2f ms", t * 1e3);
-	snprintf(l, sizeof(l), "%.2f ms raw", raw.create_map_access * 1e3);
-	add(name, v, l, t / raw.create_map_access, "<= 1.10", t / raw.create_map_access <= 1.10);
 
 	// Prepared ahead: the first pause after memctl_prepare.
 	fill_all(p, size, 37);
