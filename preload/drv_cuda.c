@@ -27,6 +27,8 @@ static struct {
 	FN(cuDeviceGet);
 	FN(cuDeviceGetCount);
 	FN(cuDevicePrimaryCtxRetain);
+	FN(cuCtxGetCurrent);
+	FN(cuCtxSetCurrent);
 	FN(cuCtxPushCurrent);
 	FN(cuCtxPopCurrent);
 	FN(cuCtxSynchronize);
@@ -59,6 +61,8 @@ static const struct { const char *sym; void **slot; } syms[] = {
 	SYM(cuDeviceGet, "cuDeviceGet"),
 	SYM(cuDeviceGetCount, "cuDeviceGetCount"),
 	SYM(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"),
+	SYM(cuCtxGetCurrent, "cuCtxGetCurrent"),
+	SYM(cuCtxSetCurrent, "cuCtxSetCurrent"),
 	SYM(cuCtxPushCurrent, "cuCtxPushCurrent_v2"),
 	SYM(cuCtxPopCurrent, "cuCtxPopCurrent_v2"),
 	SYM(cuCtxSynchronize, "cuCtxSynchronize"),
@@ -149,12 +153,20 @@ void drv_cuda_forget(void)
 	memset(primary, 0, sizeof(primary));
 }
 
-/* Push dev's primary context (retained once, for the process lifetime). */
-static int enter(int dev)
+/*
+ * Make dev's primary context (retained once, for the process lifetime)
+ * current for one driver call. Usually it already is (the runtime makes it
+ * current on application threads; the control thread keeps it): then this
+ * costs one cuCtxGetCurrent. A thread with no context gets the primary one
+ * set, as the runtime itself would do. Only a thread that has a context of
+ * its own gets the primary one pushed, and *pushed tells to pop it again.
+ */
+static int enter(int dev, int *pushed)
 {
-	CUcontext ctx;
+	CUcontext ctx, cur = NULL;
 	int rc = 0;
 
+	*pushed = 0;
 	if (dev < 0 || dev >= ndevices)
 		return -EINVAL;
 	ctx = __atomic_load_n(&primary[dev], __ATOMIC_ACQUIRE);
@@ -175,23 +187,30 @@ static int enter(int dev)
 		if (rc < 0)
 			return rc;
 	}
+	if (D.cuCtxGetCurrent_fn(&cur) == CUDA_SUCCESS && cur == ctx)
+		return 0;
+	if (cur == NULL)
+		return cu_err(D.cuCtxSetCurrent_fn(ctx), "cuCtxSetCurrent");
+	*pushed = 1;
 	return cu_err(D.cuCtxPushCurrent_fn(ctx), "cuCtxPushCurrent");
 }
 
-static void leave(void)
+static void leave(int pushed)
 {
 	CUcontext ctx;
 
-	(void)D.cuCtxPopCurrent_fn(&ctx);
+	if (pushed)
+		(void)D.cuCtxPopCurrent_fn(&ctx);
 }
 
-/* Run `call` inside dev's primary context; evaluates to an errno. */
+/* Run `call` in dev's primary context; evaluates to an errno. */
 #define IN_CTX(dev, what, call)                                   \
 	({                                                        \
-		int rc_ = enter(dev);                             \
+		int pushed_;                                      \
+		int rc_ = enter(dev, &pushed_);                   \
 		if (rc_ == 0) {                                   \
 			rc_ = cu_err(call, what);                 \
-			leave();                                  \
+			leave(pushed_);                           \
 		}                                                 \
 		rc_;                                              \
 	})

@@ -9,11 +9,12 @@
  * Every entry returns 0 or a negative errno: -ENOMEM when the driver ran out
  * of memory, -EINVAL for arguments it refused, -EIO for anything else (the
  * binding logs the driver's own error name, once, where it happens).
- * Every entry takes the device it concerns and runs with that device's
- * primary context pushed on the calling thread and popped again, so any
- * thread may call it and the application's own current context is left as
- * it was. Host buffers are registered portable. Nothing here calls exit or
- * abort.
+ * Every entry takes the device it concerns and runs in that device's
+ * primary context, so any thread may call it: where the primary context is
+ * already current nothing changes, a thread with no context gets it set (as
+ * the runtime would), and over an application's own context it is pushed
+ * and popped again, leaving that context current. Host buffers are
+ * registered portable. Nothing here calls exit or abort.
  */
 #ifndef MEMCTL_DRV_H
 #define MEMCTL_DRV_H

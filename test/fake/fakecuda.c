@@ -73,6 +73,7 @@ static struct {
 } F = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static __thread int ctx_depth;
+static __thread CUcontext ctx_current;
 
 static uint64_t parse_size(const char *s, uint64_t dflt)
 {
@@ -357,11 +358,29 @@ EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice dev)
 	return CUDA_SUCCESS;
 }
 
+/* A one-level context stack per thread is all memctl needs: it pushes
+ * only over a context of the application's own. */
+static __thread CUcontext ctx_saved;
+
+EXPORT CUresult cuCtxGetCurrent(CUcontext *ctx)
+{
+	*ctx = ctx_current;
+	return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuCtxSetCurrent(CUcontext ctx)
+{
+	ctx_current = ctx;
+	return CUDA_SUCCESS;
+}
+
 EXPORT CUresult cuCtxPushCurrent(CUcontext ctx)
 {
-	if (ctx == NULL)
+	if (ctx == NULL || ctx_depth == 1)
 		return CUDA_ERROR_INVALID_VALUE;
 	ctx_depth++;
+	ctx_saved = ctx_current;
+	ctx_current = ctx;
 	return CUDA_SUCCESS;
 }
 
@@ -371,7 +390,8 @@ EXPORT CUresult cuCtxPopCurrent(CUcontext *ctx)
 		return CUDA_ERROR_INVALID_VALUE;
 	ctx_depth--;
 	if (ctx != NULL)
-		*ctx = (CUcontext)(void *)&fake_ctx[0];
+		*ctx = ctx_current;
+	ctx_current = ctx_saved;
 	return CUDA_SUCCESS;
 }
 

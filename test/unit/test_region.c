@@ -4,6 +4,7 @@
  * driver through the real driver binding.
  */
 #include <criterion/criterion.h>
+#include <cuda.h>
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
@@ -432,4 +433,29 @@ Test(region, kept_and_new_buffers_mixed_in_one_staged_pause)
 	cr_assert(eq(int, region_resume(&both, 0, &rep, &err), 0));
 	for (i = 0; i < 6; i++)
 		cr_assert(same(va[i], (size_t)(i + 1) * MiB + 123, (unsigned)i), "allocation %d", i);
+}
+
+/* The application's own current context is never changed under it. */
+Test(region, an_application_context_is_left_current)
+{
+	static char app_ctx_storage[8];
+	CUcontext app = (CUcontext)(void *)app_ctx_storage, cur = NULL;
+	struct region_err err;
+	uint64_t va;
+
+	cr_assert(eq(int, cuCtxSetCurrent(app), CUDA_SUCCESS));
+	va = alloc("weights", MiB);
+	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), 0));
+	cr_assert(eq(int, do_resume("weights", 0, &err), 0));
+	cr_assert(eq(int, region_free(va), 0));
+	cr_assert(eq(int, cuCtxGetCurrent(&cur), CUDA_SUCCESS));
+	cr_assert(eq(ptr, (void *)cur, (void *)app));
+	/* A thread without a context gets the primary one, as the runtime
+	 * would give it, and keeps it. */
+	cr_assert(eq(int, cuCtxSetCurrent(NULL), CUDA_SUCCESS));
+	va = alloc("weights", MiB);
+	cr_assert(eq(int, cuCtxGetCurrent(&cur), CUDA_SUCCESS));
+	cr_assert(not(eq(ptr, (void *)cur, NULL)));
+	cr_assert(not(eq(ptr, (void *)cur, (void *)app)));
+	cr_assert(eq(int, region_free(va), 0));
 }
