@@ -45,7 +45,7 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
            MEMCTL_RUNTIME_DIR=$(CURDIR)/$(BUILD)/test/run \
            MEMCTL_BUILD=$(CURDIR)/$(BUILD)
 
-.PHONY: all lib cli fake test test-unit test-e2e test-python test-gpu gpu-build bench demo check \
+.PHONY: all lib cli fake test test-suites test-unit test-e2e test-python test-gpu gpu-build bench demo check \
         install clean help fuzz
 .DEFAULT_GOAL := all
 
@@ -111,7 +111,13 @@ $(BUILD)/test/prog_%: test/e2e/prog_%.c test/e2e/e2e.h $(FAKE_CUDART)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< \
 	    -L$(BUILD)/fake -l:libcudart.so.13 -l:libcuda.so.1 -ldl -lpthread
 
-test: all check test-unit test-e2e test-python demo ## run every suite on the simulated driver (no GPU needed)
+test: all ## run every suite on the simulated driver (no GPU needed)
+	@mkdir -p $(BUILD)/test
+	@{ $(MAKE) --no-print-directory test-suites; echo $$? > $(BUILD)/test/status; } 2>&1 | \
+	    tee $(BUILD)/test/all.log
+	@st=$$(cat $(BUILD)/test/status); sh test/summary.sh $(BUILD)/test/all.log $$st; exit $$st
+
+test-suites: all check test-unit test-e2e test-python demo
 
 test-python: all
 	@echo "== test/python/test_memctl.py"
