@@ -48,6 +48,9 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
 .PHONY: all lib cli fake test test-suites test-unit test-e2e test-python test-gpu gpu-build bench demo check \
         install clean help fuzz
 .DEFAULT_GOAL := all
+# Keep the sanitizer objects between runs (they are intermediates of the
+# -san suites, which make would otherwise delete).
+.SECONDARY:
 
 all: $(LIB) $(CLI) $(FAKE_CUDA) $(FAKE_CUDART) ## build the library, the CLI and the simulated driver
 

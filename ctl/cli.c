@@ -45,7 +45,7 @@ static struct {
 	double timeout_s;
 	int json;
 	const char *verb;
-} C = { .timeout_s = 60.0 };
+} C = { .timeout_s = -1 };
 
 static void usage(FILE *f)
 {
@@ -69,7 +69,7 @@ static void usage(FILE *f)
 "  -g, --group NAME              processes started with MEMCTL_GROUP=NAME\n"
 "\n"
 "options:\n"
-"  -t, --timeout SECONDS         per process, default 60\n"
+"  -t, --timeout SECONDS         per process; default 10 for ls and status, 60 otherwise\n"
 "  -j, --json                    one JSON object per process and line\n"
 "  -h, --help, -V, --version\n"
 "\n"
@@ -519,6 +519,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	if (C.timeout_s < 0) /* looking should not wait as long as changing */
+		C.timeout_s = strcmp(C.verb, "ls") == 0 || strcmp(C.verb, "status") == 0 ? 10 : 60;
 	options_runtime_dir(C.dir, sizeof(C.dir));
 	n = discover(targets, MAX_TARGETS);
 	if (npids > 0) {
