@@ -175,30 +175,23 @@ static void do_change(struct jbuf *j, const struct proto_req *req)
 	const char *verb = proto_verb_name(req->verb);
 	struct region_report rep;
 	struct region_err err = { 0, "" };
-	struct tagset ts;
 	int rc;
 
-	rc = tagset_parse(req->tags, &ts, &err);
-	if (rc == 0 && region_count() > 0 && preload_driver() < 0) {
-		snprintf(err.msg, sizeof(err.msg), "the CUDA driver is not available");
-		rc = -ENOSYS;
-	}
-	if (rc == 0) {
-		switch (req->verb) {
-		case VERB_PAUSE:
-			rc = region_pause(&ts, req->stage_cpu ? MEMCTL_STAGE_CPU : 0, &rep, &err);
-			break;
-		case VERB_RESUME:
-			rc = region_resume(&ts, req->release_host ? MEMCTL_RELEASE_HOST : 0,
-					   &rep, &err);
-			break;
-		case VERB_PREPARE:
-			rc = region_prepare(&ts, &rep, &err);
-			break;
-		default:
-			rc = region_release_host(&ts, &rep, &err);
-			break;
-		}
+	switch (req->verb) {
+	case VERB_PAUSE:
+		rc = preload_request(REQ_PAUSE, req->tags,
+				     req->stage_cpu ? MEMCTL_STAGE_CPU : 0, &rep, &err);
+		break;
+	case VERB_RESUME:
+		rc = preload_request(REQ_RESUME, req->tags,
+				     req->release_host ? MEMCTL_RELEASE_HOST : 0, &rep, &err);
+		break;
+	case VERB_PREPARE:
+		rc = preload_request(REQ_PREPARE, req->tags, 0, &rep, &err);
+		break;
+	default:
+		rc = preload_request(REQ_RELEASE_HOST, req->tags, 0, &rep, &err);
+		break;
 	}
 	if (rc < 0) {
 		memctl_log_info("%s tags=%s: %s", verb, req->tags[0] ? req->tags : "*", err.msg);
@@ -215,8 +208,10 @@ static void do_change(struct jbuf *j, const struct proto_req *req)
 		jb_u64(j, req->verb == VERB_PAUSE ? "released_bytes" : "restored_bytes",
 		       rep.device_bytes);
 	jb_u64(j, "staged_bytes", rep.staged_bytes);
-	jb_u64(j, req->verb == VERB_RELEASE_HOST ? "host_freed_bytes" : "host_new_bytes",
-	       rep.host_new_bytes);
+	if (req->verb == VERB_RELEASE_HOST)
+		jb_u64(j, "host_freed_bytes", rep.host_freed_bytes);
+	else
+		jb_u64(j, "host_new_bytes", rep.host_new_bytes);
 	jb_double(j, "ms", rep.ms);
 	jb_raw(j, "}");
 }
@@ -389,14 +384,12 @@ static void auto_prepare(void)
 	uint64_t count = region_count();
 	struct region_report rep;
 	struct region_err err;
-	struct tagset ts;
 
 	if (S.opts->prepare[0] == '\0' || count == 0)
 		return;
-	if (count == S.last_count && count != S.prepared_at_count &&
-	    tagset_parse(S.opts->prepare, &ts, &err) == 0 && preload_driver() == 0) {
+	if (count == S.last_count && count != S.prepared_at_count) {
 		S.prepared_at_count = count;
-		if (region_prepare(&ts, &rep, &err) == 0)
+		if (preload_request(REQ_PREPARE, S.opts->prepare, 0, &rep, &err) == 0)
 			memctl_log_info("prepared %llu host bytes for '%s' in %.1f ms",
 					(unsigned long long)rep.host_new_bytes,
 					S.opts->prepare, rep.ms);

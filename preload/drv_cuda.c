@@ -41,7 +41,6 @@ static struct {
 	FN(cuMemUnmap);
 	FN(cuMemSetAccess);
 	FN(cuStreamCreate);
-	FN(cuStreamDestroy);
 	FN(cuStreamSynchronize);
 	FN(cuMemcpyDtoHAsync);
 	FN(cuMemcpyHtoDAsync);
@@ -75,7 +74,6 @@ static const struct { const char *sym; void **slot; } syms[] = {
 	SYM(cuMemUnmap, "cuMemUnmap"),
 	SYM(cuMemSetAccess, "cuMemSetAccess"),
 	SYM(cuStreamCreate, "cuStreamCreate"),
-	SYM(cuStreamDestroy, "cuStreamDestroy_v2"),
 	SYM(cuStreamSynchronize, "cuStreamSynchronize"),
 	SYM(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2"),
 	SYM(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"),
@@ -306,11 +304,6 @@ static int op_stream_create(int dev, void **stream)
 	return rc;
 }
 
-static int op_stream_destroy(int dev, void *stream)
-{
-	return IN_CTX(dev, "cuStreamDestroy", D.cuStreamDestroy_fn((CUstream)stream));
-}
-
 static int op_stream_sync(int dev, void *stream)
 {
 	return IN_CTX(dev, "cuStreamSynchronize",
@@ -380,7 +373,6 @@ static const struct drv_ops cuda_ops = {
 	.set_access = op_set_access,
 	.device_sync = op_device_sync,
 	.stream_create = op_stream_create,
-	.stream_destroy = op_stream_destroy,
 	.stream_sync = op_stream_sync,
 	.copy_dtoh = op_copy_dtoh,
 	.copy_htod = op_copy_htod,

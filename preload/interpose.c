@@ -238,6 +238,40 @@ static int api_enter(const char *tags, struct tagset *ts, struct region_err *err
 	return 0;
 }
 
+int preload_request(enum preload_request req, const char *tags, unsigned flags,
+		    struct region_report *rep, struct region_err *err)
+{
+	static const char *names[] = { "pause", "resume", "prepare", "release_host" };
+	struct tagset ts;
+	int rc = api_enter(tags, &ts, err);
+
+	memset(rep, 0, sizeof(*rep));
+	if (rc < 0)
+		return rc;
+	switch (req) {
+	case REQ_PAUSE:
+		rc = region_pause(&ts, flags, rep, err);
+		break;
+	case REQ_RESUME:
+		rc = region_resume(&ts, flags, rep, err);
+		break;
+	case REQ_PREPARE:
+		rc = region_prepare(&ts, rep, err);
+		break;
+	case REQ_RELEASE_HOST:
+		rc = region_release_host(&ts, rep, err);
+		break;
+	}
+	if (rc == 0)
+		memctl_log_debug("%s %s: %llu allocations, %llu bytes in %.2f ms "
+				 "(host buffers %.2f, sync %.2f)", names[req],
+				 tags && tags[0] ? tags : "*",
+				 (unsigned long long)rep->allocations,
+				 (unsigned long long)rep->device_bytes, rep->ms, rep->ms_host,
+				 rep->ms_sync);
+	return rc;
+}
+
 MEMCTL_EXPORT int memctl_region_begin(const char *tag)
 {
 	pthread_once(&init_once, init);
@@ -275,57 +309,34 @@ MEMCTL_EXPORT int memctl_set_default_tag(const char *tag)
 	return 0;
 }
 
-MEMCTL_EXPORT int memctl_pause(const char *tags, unsigned flags)
+static int api_request(enum preload_request req, const char *tags, unsigned flags,
+		       const char *what)
 {
 	struct region_report rep;
 	struct region_err err;
-	struct tagset ts;
-	int rc = api_enter(tags, &ts, &err);
+	int rc = preload_request(req, tags, flags, &rep, &err);
 
-	if (rc == 0)
-		rc = region_pause(&ts, flags, &rep, &err);
-	if (rc == 0)
-		memctl_log_debug("pause %s: %llu allocations, %llu bytes in %.2f ms "
-				 "(host buffers %.2f, sync %.2f)", tags ? tags : "*",
-				 (unsigned long long)rep.allocations,
-				 (unsigned long long)rep.device_bytes, rep.ms, rep.ms_host, rep.ms_sync);
-	return rc < 0 ? api_fail(rc, &err, "pause") : 0;
+	return rc < 0 ? api_fail(rc, &err, what) : 0;
+}
+
+MEMCTL_EXPORT int memctl_pause(const char *tags, unsigned flags)
+{
+	return api_request(REQ_PAUSE, tags, flags, "pause");
 }
 
 MEMCTL_EXPORT int memctl_resume(const char *tags, unsigned flags)
 {
-	struct region_report rep;
-	struct region_err err;
-	struct tagset ts;
-	int rc = api_enter(tags, &ts, &err);
-
-	if (rc == 0)
-		rc = region_resume(&ts, flags, &rep, &err);
-	return rc < 0 ? api_fail(rc, &err, "resume") : 0;
+	return api_request(REQ_RESUME, tags, flags, "resume");
 }
 
 MEMCTL_EXPORT int memctl_prepare(const char *tags)
 {
-	struct region_report rep;
-	struct region_err err;
-	struct tagset ts;
-	int rc = api_enter(tags, &ts, &err);
-
-	if (rc == 0)
-		rc = region_prepare(&ts, &rep, &err);
-	return rc < 0 ? api_fail(rc, &err, "prepare") : 0;
+	return api_request(REQ_PREPARE, tags, 0, "prepare");
 }
 
 MEMCTL_EXPORT int memctl_release_host(const char *tags)
 {
-	struct region_report rep;
-	struct region_err err;
-	struct tagset ts;
-	int rc = api_enter(tags, &ts, &err);
-
-	if (rc == 0)
-		rc = region_release_host(&ts, &rep, &err);
-	return rc < 0 ? api_fail(rc, &err, "release_host") : 0;
+	return api_request(REQ_RELEASE_HOST, tags, 0, "release_host");
 }
 
 MEMCTL_EXPORT int memctl_stat(const char *tags, struct memctl_stat *out)

@@ -16,4 +16,17 @@ const struct options *preload_options(void);
  * when the driver cannot be loaded. */
 int preload_driver(void);
 
+enum preload_request {
+	REQ_PAUSE,        /* flags: MEMCTL_STAGE_CPU */
+	REQ_RESUME,       /* flags: MEMCTL_RELEASE_HOST */
+	REQ_PREPARE,
+	REQ_RELEASE_HOST,
+};
+
+/* One request on the registry, as the C API and the control server both
+ * run it: init, tags parsed ("" or NULL: all), driver loaded where tagged
+ * memory exists, the region_* call. 0 or a negative errno with err filled. */
+int preload_request(enum preload_request req, const char *tags, unsigned flags,
+		    struct region_report *rep, struct region_err *err);
+
 #endif /* MEMCTL_PRELOAD_H */

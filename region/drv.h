@@ -41,9 +41,9 @@ struct drv_ops {
 	int (*set_access)(int dev, uint64_t va, size_t size);
 	/* Block until all work on `dev` has finished. May block for long. */
 	int (*device_sync)(int dev);
-	/* Streams for staging copies, non-blocking with respect to stream 0. */
+	/* Streams for staging copies, non-blocking with respect to stream 0;
+	 * created once per device and kept for the life of the process. */
 	int (*stream_create)(int dev, void **stream);
-	int (*stream_destroy)(int dev, void *stream);
 	/* Block until everything queued on `stream` has finished. */
 	int (*stream_sync)(int dev, void *stream);
 	/* Queue a copy; `host` must be pinned (host_register) for it to overlap. */

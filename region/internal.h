@@ -64,7 +64,8 @@ int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir);
 int stage_wait(struct alloc *a);
 /* Destroy `a`'s events (when it is freed). */
 void stage_alloc_done(struct alloc *a);
-/* Wait for all queued copies; the first failure, with a message. */
+/* Wait for all queued copies; the first failure, with a message in err
+ * (err NULL: just drain, the caller already has its story). */
 int stage_finish(struct stage_batch *b, struct region_err *err);
 /* Forget streams without calling the driver (forked child). */
 void stage_forget(void);

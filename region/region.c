@@ -81,14 +81,19 @@ static int granularity(int dev, size_t *out)
 {
 	int rc;
 
+	size_t g;
+
 	if (dev < 0 || dev >= REGION_MAX_DEV)
 		return -EINVAL;
-	if (R.gran[dev] == 0) {
-		rc = R.ops->granularity(dev, &R.gran[dev]);
+	/* Asked once per device; threads that race here store the same value. */
+	g = __atomic_load_n(&R.gran[dev], __ATOMIC_RELAXED);
+	if (g == 0) {
+		rc = R.ops->granularity(dev, &g);
 		if (rc < 0)
 			return rc;
+		__atomic_store_n(&R.gran[dev], g, __ATOMIC_RELAXED);
 	}
-	*out = R.gran[dev];
+	*out = g;
 	return 0;
 }
 
@@ -207,34 +212,65 @@ int region_free(uint64_t va)
 	return rc;
 }
 
+static int nothing_tagged(const struct tagset *ts, struct region_err *err)
+{
+	char names[256];
+
+	tagset_format(ts, names, sizeof(names));
+	if (ts->all)
+		return fail_msg(err, -ENOENT, "nothing tagged: no tagged allocation is live");
+	return fail_msg(err, -ENOENT, "nothing tagged '%s'", names);
+}
+
 /*
  * Collect the allocations matching `ts` into a fresh array (*out, caller
  * frees). With `want` >= 0 only those in that state class are listed
- * (0: active, 1: not active); *matched always counts every match.
- * Called with the lock held.
+ * (0: active, 1: not active). -ENOENT, with the request's message, when no
+ * live allocation matches at all, whatever its state. Called with the lock
+ * held.
  */
 static int select_allocs(const struct tagset *ts, int want, struct alloc ***out,
-			 size_t *n, size_t *matched)
+			 size_t *n, struct region_err *err)
 {
 	struct alloc *a, *tmp, **list;
-	size_t k = 0;
+	size_t k = 0, matched = 0;
 
-	*matched = 0;
+	*out = NULL;
+	*n = 0;
 	list = malloc(sizeof(*list) * (R.count ? R.count : 1));
 	if (list == NULL)
-		return -ENOMEM;
+		return fail_msg(err, -ENOMEM, "host memory: no room to list allocations");
 	HASH_ITER(hh, R.allocs, a, tmp) {
 		if (!tagset_has(ts, a->tag))
 			continue;
-		(*matched)++;
+		matched++;
 		if (want == 0 && a->state != ALLOC_ACTIVE)
 			continue;
 		if (want == 1 && a->state == ALLOC_ACTIVE)
 			continue;
 		list[k++] = a;
 	}
+	if (matched == 0) {
+		free(list);
+		return nothing_tagged(ts, err);
+	}
 	*out = list;
 	*n = k;
+	return 0;
+}
+
+/* Which of `list` have a host buffer now, so that a failed request frees
+ * only the ones it obtained (put_new_host). */
+static int note_host(struct alloc **list, size_t n, unsigned char **had,
+		     struct region_err *err)
+{
+	size_t i;
+
+	*had = calloc(n ? n : 1, 1);
+	if (*had == NULL)
+		return fail_msg(err, -ENOMEM, "host memory: no room for the request");
+	for (i = 0; i < n; i++)
+		(*had)[i] = list[i]->host != NULL;
 	return 0;
 }
 
@@ -256,16 +292,6 @@ static void release_one(struct alloc *a, enum alloc_state to, struct region_repo
 	rep->device_bytes += a->mapped;
 	if (to == ALLOC_STAGED)
 		rep->staged_bytes += a->size;
-}
-
-static int nothing_tagged(const struct tagset *ts, struct region_err *err)
-{
-	char names[256];
-
-	tagset_format(ts, names, sizeof(names));
-	if (ts->all)
-		return fail_msg(err, -ENOENT, "nothing tagged: no tagged allocation is live");
-	return fail_msg(err, -ENOENT, "nothing tagged '%s'", names);
 }
 
 static int sync_devices(struct alloc **list, size_t n)
@@ -310,7 +336,7 @@ int region_pause(const struct tagset *ts, unsigned flags,
 	struct stage_batch batch = { 0 };
 	struct alloc **list = NULL;
 	unsigned char *had = NULL;
-	size_t n, matched, i;
+	size_t n, i;
 	double t0 = now_ms();
 	int stage = (flags & MEMCTL_STAGE_CPU) != 0;
 	int rc;
@@ -319,24 +345,12 @@ int region_pause(const struct tagset *ts, unsigned flags,
 	if (flags & ~MEMCTL_STAGE_CPU)
 		return fail_msg(err, -EINVAL, "pause: unknown flags 0x%x", flags);
 	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, 0, &list, &n, &matched);
-	if (rc < 0) {
-		fail_msg(err, rc, "host memory: no room to list allocations");
+	rc = select_allocs(ts, 0, &list, &n, err);
+	if (rc < 0 || n == 0)
 		goto out;
-	}
-	if (matched == 0) {
-		rc = nothing_tagged(ts, err);
+	rc = note_host(list, n, &had, err);
+	if (rc < 0)
 		goto out;
-	}
-	if (n == 0)
-		goto out;
-	had = calloc(n, 1);
-	if (had == NULL) {
-		rc = fail_msg(err, -ENOMEM, "host memory: no room for the request");
-		goto out;
-	}
-	for (i = 0; i < n; i++)
-		had[i] = list[i]->host != NULL;
 	/* An in-flight kernel reading memory we unmap takes the context down
 	 * with an illegal address: let the devices drain first. */
 	rep->ms_sync = now_ms();
@@ -368,13 +382,10 @@ int region_pause(const struct tagset *ts, unsigned flags,
 		/* Copies into the new buffers must land before they go. A
 		 * copy that could not be queued tells the story; otherwise
 		 * host memory did, and err already says so. */
-		if (batch.rc < 0) {
+		if (batch.rc < 0)
 			rc = stage_finish(&batch, err);
-		} else {
-			struct region_err ignored;
-
-			(void)stage_finish(&batch, &ignored);
-		}
+		else
+			(void)stage_finish(&batch, NULL);
 		goto fail_host;
 	}
 	/* Release each allocation as soon as its own copies are done, while
@@ -393,13 +404,10 @@ int region_pause(const struct tagset *ts, unsigned flags,
 		}
 		release_one(list[i], ALLOC_STAGED, rep, err, &rc);
 	}
-	if (rc == 0) {
+	if (rc == 0)
 		rc = stage_finish(&batch, err);
-	} else {
-		struct region_err ignored;
-
-		(void)stage_finish(&batch, &ignored);
-	}
+	else
+		(void)stage_finish(&batch, NULL);
 	goto out;
 
 fail_host:
@@ -436,7 +444,7 @@ int region_resume(const struct tagset *ts, unsigned flags,
 {
 	struct stage_batch batch = { 0 };
 	struct alloc **list = NULL;
-	size_t n, matched, i, mapped = 0;
+	size_t n, i, mapped = 0;
 	uint64_t need = 0;
 	double t0 = now_ms();
 	int rc;
@@ -445,15 +453,9 @@ int region_resume(const struct tagset *ts, unsigned flags,
 	if (flags & ~MEMCTL_RELEASE_HOST)
 		return fail_msg(err, -EINVAL, "resume: unknown flags 0x%x", flags);
 	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, 1, &list, &n, &matched);
-	if (rc < 0) {
-		fail_msg(err, rc, "host memory: no room to list allocations");
+	rc = select_allocs(ts, 1, &list, &n, err);
+	if (rc < 0)
 		goto out;
-	}
-	if (matched == 0) {
-		rc = nothing_tagged(ts, err);
-		goto out;
-	}
 	for (i = 0; i < n; i++)
 		need += list[i]->mapped;
 	/* Map and queue each allocation's copy at once, so the copy engines
@@ -466,10 +468,8 @@ int region_resume(const struct tagset *ts, unsigned flags,
 			(void)stage_queue(&batch, list[mapped], COPY_HTOD);
 	}
 	if (rc < 0) {
-		struct region_err ignored;
-
 		/* Copies into what we are about to unmap must land first. */
-		(void)stage_finish(&batch, &ignored);
+		(void)stage_finish(&batch, NULL);
 		while (mapped > 0)
 			(void)unback(list[--mapped]);
 		if (rc == -ENOMEM)
@@ -510,28 +510,18 @@ int region_prepare(const struct tagset *ts, struct region_report *rep,
 {
 	struct alloc **list = NULL;
 	unsigned char *had = NULL;
-	size_t n, matched, i;
+	size_t n;
 	double t0 = now_ms();
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
 	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, -1, &list, &n, &matched);
-	if (rc < 0) {
-		fail_msg(err, rc, "host memory: no room to list allocations");
+	rc = select_allocs(ts, -1, &list, &n, err);
+	if (rc < 0)
 		goto out;
-	}
-	if (matched == 0) {
-		rc = nothing_tagged(ts, err);
+	rc = note_host(list, n, &had, err);
+	if (rc < 0)
 		goto out;
-	}
-	had = calloc(n ? n : 1, 1);
-	if (had == NULL) {
-		rc = fail_msg(err, -ENOMEM, "host memory: no room for the request");
-		goto out;
-	}
-	for (i = 0; i < n; i++)
-		had[i] = list[i]->host != NULL;
 	rc = stage_host_get(list, n, &rep->host_new_bytes, NULL, NULL, err);
 	if (rc < 0)
 		put_new_host(list, n, had); /* all or nothing */
@@ -547,23 +537,19 @@ int region_release_host(const struct tagset *ts, struct region_report *rep,
 			struct region_err *err)
 {
 	struct alloc **list = NULL;
-	size_t n, matched, i;
+	size_t n, i;
 	double t0 = now_ms();
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
 	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, -1, &list, &n, &matched);
-	if (rc < 0)
-		fail_msg(err, rc, "host memory: no room to list allocations");
-	else if (matched == 0)
-		rc = nothing_tagged(ts, err);
+	rc = select_allocs(ts, -1, &list, &n, err);
 	for (i = 0; rc == 0 && i < n; i++) {
 		/* Staged contents live only there: never drop them. */
 		if (list[i]->state == ALLOC_STAGED || list[i]->host == NULL)
 			continue;
 		rep->allocations++;
-		rep->host_new_bytes += list[i]->host_size;
+		rep->host_freed_bytes += list[i]->host_size;
 		stage_host_put(list[i]);
 	}
 	pthread_mutex_unlock(&R.lock);

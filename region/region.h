@@ -50,6 +50,7 @@ struct region_report {
 	uint64_t device_bytes; /* device bytes released or mapped */
 	uint64_t staged_bytes; /* bytes copied between host and device */
 	uint64_t host_new_bytes; /* host bytes obtained and pinned for it */
+	uint64_t host_freed_bytes; /* host bytes given back (release_host) */
 	double ms;            /* wall time of the request */
 	double ms_host;       /* of which: obtaining and pinning host buffers */
 	double ms_sync;       /* device synchronisation */

@@ -4,11 +4,13 @@
  * speed of the bus.
  *
  * Host buffers are anonymous mappings, populated by several threads at once
- * (first-touch of fresh pages is the slow part of pinning) and then
- * page-locked with host_register; they are kept across cycles so that a
- * second pause pays only for the copy. Copies are cut into large chunks and
- * spread round-robin over a few streams per device, all queued before the
- * first wait, so the copy engines never idle between allocations.
+ * (first-touch of fresh pages is the slow part of pinning) and page-locked
+ * with host_register as each is complete, so that a pause can start copying
+ * into the first buffers while later ones are still being pinned; they are
+ * kept across cycles so that a second pause pays only for the copy. Copies
+ * are cut into large chunks and spread round-robin over a few streams per
+ * device, all queued before the first wait, so the copy engines never idle
+ * between allocations.
  *
  * Before taking host memory we compare the request with MemAvailable: an
  * overcommitted mapping that the kernel cannot back would otherwise end in
@@ -401,7 +403,7 @@ int stage_finish(struct stage_batch *b, struct region_err *err)
 		}
 	}
 	b->used = 0;
-	if (b->rc < 0) {
+	if (b->rc < 0 && err != NULL) {
 		snprintf(err->msg, sizeof(err->msg), "%s copy failed; nothing changed",
 			 b->dir == COPY_DTOH ? "device-to-host" : "host-to-device");
 		err->code = b->rc;
