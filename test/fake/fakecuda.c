@@ -12,8 +12,10 @@
  *   release     the memory is freed once it is also unmapped
  *
  * Device pointers are host addresses, so tests read and write "device"
- * memory directly. FAKECUDA_FAIL=fn:n[,fn:n] makes the n-th call of fn fail
- * with CUDA_ERROR_OUT_OF_MEMORY. Copies run synchronously.
+ * memory directly. FAKECUDA_FAIL=fn:n[:err][,...] makes the n-th call of any
+ * entry point fn fail (with CUDA_ERROR_OUT_OF_MEMORY, or err: inval,
+ * illegal, unknown). FAKECUDA_HOLD=fn:path[,...] makes calls of fn wait on
+ * entry while the file path exists. Copies run synchronously.
  */
 #include <cuda.h>
 #include <errno.h>
@@ -57,6 +59,16 @@ struct fail_rule {
 	char fn[48];
 	long at;   /* fail when calls reaches this */
 	long calls;
+	CUresult err;
+};
+
+/* A call held open: callers of `fn` block on entry while it is set
+ * (fakecuda_hold), or while the file `path` exists (FAKECUDA_HOLD, for
+ * other processes). */
+struct hold {
+	char fn[48];
+	char path[200];
+	int waiting;
 };
 
 static struct {
@@ -69,8 +81,16 @@ static struct {
 	size_t nranges, cap_ranges;
 	struct fail_rule rules[16];
 	int nrules;
+	int armed;             /* rules or holds exist: entry points look */
+	struct hold holds[8];
+	int nholds;
 	long live_handles, syncs;
 } F = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+#define LOCKED_INIT() do { pthread_mutex_lock(&F.lock); init_locked(); } while (0)
+#define UNLOCK() pthread_mutex_unlock(&F.lock)
+
+static void init_locked(void);
 
 static __thread int ctx_depth;
 static __thread CUcontext ctx_current;
@@ -93,9 +113,28 @@ static uint64_t parse_size(const char *s, uint64_t dflt)
 	return v;
 }
 
+/* The error a fault rule returns: "oom" (the default), "inval",
+ * "illegal" (a sticky device fault) or "unknown". */
+static CUresult error_named(const char *s)
+{
+	if (strncmp(s, "inval", 5) == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (strncmp(s, "illegal", 7) == 0)
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if (strncmp(s, "unknown", 7) == 0)
+		return CUDA_ERROR_UNKNOWN;
+	return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+static void arm_locked(void)
+{
+	__atomic_store_n(&F.armed, F.nrules > 0 || F.nholds > 0, __ATOMIC_RELEASE);
+}
+
 static void set_fail_locked(const char *spec)
 {
 	const char *p = spec;
+	char *end;
 
 	F.nrules = 0;
 	while (p != NULL && *p != '\0' && F.nrules < 16) {
@@ -111,11 +150,42 @@ static void set_fail_locked(const char *spec)
 			len = sizeof(r->fn) - 1;
 		memcpy(r->fn, p, len);
 		r->fn[len] = '\0';
-		r->at = strtol(colon + 1, NULL, 10);
+		r->at = strtol(colon + 1, &end, 10);
 		r->calls = 0;
+		r->err = CUDA_ERROR_OUT_OF_MEMORY;
+		if (*end == ':')
+			r->err = error_named(end + 1);
 		F.nrules++;
 		p = comma ? comma + 1 : NULL;
 	}
+	arm_locked();
+}
+
+/* FAKECUDA_HOLD=fn:path[,fn:path]: calls of fn block while path exists. */
+static void hold_env_locked(const char *spec)
+{
+	const char *p = spec;
+
+	while (p != NULL && *p != '\0' && F.nholds < 8) {
+		struct hold *h = &F.holds[F.nholds];
+		const char *colon = strchr(p, ':');
+		const char *comma;
+		size_t len;
+
+		if (colon == NULL)
+			break;
+		comma = strchr(colon, ',');
+		memset(h, 0, sizeof(*h));
+		len = (size_t)(colon - p) < sizeof(h->fn) ? (size_t)(colon - p) : sizeof(h->fn) - 1;
+		memcpy(h->fn, p, len);
+		len = comma ? (size_t)(comma - colon - 1) : strlen(colon + 1);
+		if (len == 0 || len >= sizeof(h->path))
+			break;
+		memcpy(h->path, colon + 1, len);
+		F.nholds++;
+		p = comma ? comma + 1 : NULL;
+	}
+	arm_locked();
 }
 
 static void init_locked(void)
@@ -129,6 +199,7 @@ static void init_locked(void)
 	F.capacity = parse_size(getenv("FAKECUDA_MEMORY"), 8ull << 30);
 	F.devices = (int)parse_size(getenv("FAKECUDA_DEVICES"), 1);
 	set_fail_locked(getenv("FAKECUDA_FAIL"));
+	hold_env_locked(getenv("FAKECUDA_HOLD"));
 	if (sp == NULL || *sp == '\0') {
 		snprintf(path, sizeof(path), "/tmp/fakecuda-%u.state", (unsigned)getuid());
 		sp = path;
@@ -155,19 +226,64 @@ static void init_locked(void)
 	F.ready = 1;
 }
 
-#define LOCKED_INIT() do { pthread_mutex_lock(&F.lock); init_locked(); } while (0)
-#define UNLOCK() pthread_mutex_unlock(&F.lock)
 
-/* Count a call of fn; 1 if the fault plan says this one fails. */
-static int should_fail_locked(const char *fn)
+/* Count a call of fn; its error if the fault plan says this one fails,
+ * else CUDA_SUCCESS. */
+static CUresult should_fail_locked(const char *fn)
 {
 	int i;
 
 	for (i = 0; i < F.nrules; i++)
 		if (strcmp(F.rules[i].fn, fn) == 0 && ++F.rules[i].calls == F.rules[i].at)
-			return 1;
-	return 0;
+			return F.rules[i].err;
+	return CUDA_SUCCESS;
 }
+
+static int held_locked(struct hold *h)
+{
+	if (h->path[0] == '\0')
+		return 1;
+	return access(h->path, F_OK) == 0;
+}
+
+/* Block while a hold names fn (without the driver lock, so other calls
+ * go on), then consult the fault plan. Every entry point starts here;
+ * when nothing is armed it costs one atomic load. */
+static CUresult enter_call(const char *fn)
+{
+	CUresult r;
+	int i;
+
+	if (!__atomic_load_n(&F.armed, __ATOMIC_ACQUIRE))
+		return CUDA_SUCCESS;
+	LOCKED_INIT();
+	for (i = 0; i < F.nholds; i++) {
+		struct hold *h = &F.holds[i];
+
+		if (strcmp(h->fn, fn) != 0)
+			continue;
+		h->waiting++;
+		while (i < F.nholds && strcmp(h->fn, fn) == 0 && held_locked(h)) {
+			UNLOCK();
+			usleep(1000);
+			pthread_mutex_lock(&F.lock);
+		}
+		if (i < F.nholds && strcmp(h->fn, fn) == 0)
+			h->waiting--;
+		break;
+	}
+	r = should_fail_locked(fn);
+	UNLOCK();
+	return r;
+}
+
+/* At the top of every driver entry point. */
+#define ENTER(fn)                                   \
+	do {                                        \
+		CUresult fault_ = enter_call(fn);   \
+		if (fault_ != CUDA_SUCCESS)         \
+			return fault_;              \
+	} while (0)
 
 static int take(uint64_t bytes)
 {
@@ -261,6 +377,46 @@ EXPORT void fakecuda_set_fail(const char *spec)
 	UNLOCK();
 }
 
+EXPORT void fakecuda_hold(const char *fn)
+{
+	struct hold *h;
+
+	LOCKED_INIT();
+	if (F.nholds < 8) {
+		h = &F.holds[F.nholds++];
+		memset(h, 0, sizeof(*h));
+		snprintf(h->fn, sizeof(h->fn), "%s", fn);
+	}
+	arm_locked();
+	UNLOCK();
+}
+
+EXPORT void fakecuda_unhold(void)
+{
+	int i, k = 0;
+
+	LOCKED_INIT();
+	/* Holds that came from the environment (with a path) stay. */
+	for (i = 0; i < F.nholds; i++)
+		if (F.holds[i].path[0] != '\0')
+			F.holds[k++] = F.holds[i];
+	F.nholds = k;
+	arm_locked();
+	UNLOCK();
+}
+
+EXPORT int fakecuda_held(const char *fn)
+{
+	int i, n = 0;
+
+	LOCKED_INIT();
+	for (i = 0; i < F.nholds; i++)
+		if (strcmp(F.holds[i].fn, fn) == 0)
+			n += F.holds[i].waiting;
+	UNLOCK();
+	return n;
+}
+
 static long count_kind(enum range_kind kind)
 {
 	long n = 0;
@@ -308,6 +464,7 @@ EXPORT void fakecuda_tenant_give(uint64_t bytes)
 
 EXPORT CUresult cuInit(unsigned int flags)
 {
+	ENTER("cuInit");
 	(void)flags;
 	LOCKED_INIT();
 	UNLOCK();
@@ -334,6 +491,7 @@ EXPORT CUresult cuGetErrorString(CUresult error, const char **str)
 
 EXPORT CUresult cuDeviceGetCount(int *count)
 {
+	ENTER("cuDeviceGetCount");
 	LOCKED_INIT();
 	*count = F.devices;
 	UNLOCK();
@@ -342,6 +500,7 @@ EXPORT CUresult cuDeviceGetCount(int *count)
 
 EXPORT CUresult cuDeviceGet(CUdevice *dev, int ordinal)
 {
+	ENTER("cuDeviceGet");
 	if (ordinal < 0 || ordinal >= F.devices)
 		return CUDA_ERROR_INVALID_DEVICE;
 	*dev = ordinal;
@@ -352,6 +511,7 @@ static char fake_ctx[16];
 
 EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice dev)
 {
+	ENTER("cuDevicePrimaryCtxRetain");
 	if (dev < 0 || dev >= 16)
 		return CUDA_ERROR_INVALID_DEVICE;
 	*ctx = (CUcontext)(void *)&fake_ctx[dev];
@@ -364,18 +524,21 @@ static __thread CUcontext ctx_saved;
 
 EXPORT CUresult cuCtxGetCurrent(CUcontext *ctx)
 {
+	ENTER("cuCtxGetCurrent");
 	*ctx = ctx_current;
 	return CUDA_SUCCESS;
 }
 
 EXPORT CUresult cuCtxSetCurrent(CUcontext ctx)
 {
+	ENTER("cuCtxSetCurrent");
 	ctx_current = ctx;
 	return CUDA_SUCCESS;
 }
 
 EXPORT CUresult cuCtxPushCurrent(CUcontext ctx)
 {
+	ENTER("cuCtxPushCurrent");
 	if (ctx == NULL || ctx_depth == 1)
 		return CUDA_ERROR_INVALID_VALUE;
 	ctx_depth++;
@@ -386,6 +549,7 @@ EXPORT CUresult cuCtxPushCurrent(CUcontext ctx)
 
 EXPORT CUresult cuCtxPopCurrent(CUcontext *ctx)
 {
+	ENTER("cuCtxPopCurrent");
 	if (ctx_depth == 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	ctx_depth--;
@@ -397,6 +561,7 @@ EXPORT CUresult cuCtxPopCurrent(CUcontext *ctx)
 
 EXPORT CUresult cuCtxSynchronize(void)
 {
+	ENTER("cuCtxSynchronize");
 	__atomic_add_fetch(&F.syncs, 1, __ATOMIC_RELAXED);
 	return CUDA_SUCCESS;
 }
@@ -404,6 +569,7 @@ EXPORT CUresult cuCtxSynchronize(void)
 EXPORT CUresult cuMemGetAllocationGranularity(size_t *g, const CUmemAllocationProp *prop,
 					      CUmemAllocationGranularity_flags option)
 {
+	ENTER("cuMemGetAllocationGranularity");
 	(void)option;
 	if (prop == NULL || prop->location.id < 0 || prop->location.id >= F.devices)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -418,6 +584,7 @@ EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t align,
 	uint64_t start;
 	CUresult r = CUDA_SUCCESS;
 
+	ENTER("cuMemAddressReserve");
 	(void)addr;
 	(void)flags;
 	if (size == 0 || size % GRANULARITY)
@@ -425,10 +592,6 @@ EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t align,
 	if (align < GRANULARITY)
 		align = GRANULARITY;
 	LOCKED_INIT();
-	if (should_fail_locked("cuMemAddressReserve")) {
-		r = CUDA_ERROR_OUT_OF_MEMORY;
-		goto out;
-	}
 	p = mmap(NULL, size + align, PROT_NONE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED) {
@@ -456,6 +619,7 @@ EXPORT CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
 	struct range *r;
 	CUresult res = CUDA_SUCCESS;
 
+	ENTER("cuMemAddressFree");
 	LOCKED_INIT();
 	r = find_locked(RANGE_RESERVED, ptr);
 	if (r == NULL || r->size != size || overlaps_locked(RANGE_MAPPED, ptr, size)) {
@@ -474,12 +638,13 @@ EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 	struct phys *p;
 	CUresult r = CUDA_SUCCESS;
 
+	ENTER("cuMemCreate");
 	(void)flags;
 	if (size == 0 || size % GRANULARITY || prop == NULL ||
 	    prop->location.id < 0 || prop->location.id >= F.devices)
 		return CUDA_ERROR_INVALID_VALUE;
 	LOCKED_INIT();
-	if (should_fail_locked("cuMemCreate") || take(size) < 0) {
+	if (take(size) < 0) {
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
@@ -506,6 +671,7 @@ EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 {
 	struct phys *p = (struct phys *)(uintptr_t)handle;
 
+	ENTER("cuMemRelease");
 	if (p == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	LOCKED_INIT();
@@ -527,6 +693,7 @@ EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	struct range *m;
 	CUresult r = CUDA_SUCCESS;
 
+	ENTER("cuMemMap");
 	(void)flags;
 	if (p == NULL || offset != 0 || size != p->size)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -534,10 +701,6 @@ EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 	if (p->released || containing_locked(RANGE_RESERVED, ptr, size) == NULL ||
 	    overlaps_locked(RANGE_MAPPED, ptr, size)) {
 		r = CUDA_ERROR_INVALID_VALUE;
-		goto out;
-	}
-	if (should_fail_locked("cuMemMap")) {
-		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
 	if (mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_SHARED | MAP_FIXED,
@@ -564,6 +727,7 @@ EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
 	struct range *m;
 	struct phys *p;
 
+	ENTER("cuMemUnmap");
 	LOCKED_INIT();
 	m = find_locked(RANGE_MAPPED, ptr);
 	if (m == NULL || m->size != size) {
@@ -586,6 +750,7 @@ EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDe
 {
 	CUresult r = CUDA_SUCCESS;
 
+	ENTER("cuMemSetAccess");
 	if (desc == NULL || count == 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	LOCKED_INIT();
@@ -599,6 +764,7 @@ EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDe
 
 EXPORT CUresult cuStreamCreate(CUstream *s, unsigned int flags)
 {
+	ENTER("cuStreamCreate");
 	(void)flags;
 	*s = malloc(16);
 	return *s ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
@@ -606,18 +772,21 @@ EXPORT CUresult cuStreamCreate(CUstream *s, unsigned int flags)
 
 EXPORT CUresult cuStreamDestroy(CUstream s)
 {
+	ENTER("cuStreamDestroy");
 	free(s);
 	return CUDA_SUCCESS;
 }
 
 EXPORT CUresult cuStreamSynchronize(CUstream s)
 {
+	ENTER("cuStreamSynchronize");
 	return s ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 /* Copies run synchronously, so an event is complete once recorded. */
 EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
 {
+	ENTER("cuEventCreate");
 	(void)flags;
 	*e = malloc(16);
 	return *e ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
@@ -625,31 +794,26 @@ EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
 
 EXPORT CUresult cuEventDestroy(CUevent e)
 {
+	ENTER("cuEventDestroy");
 	free(e);
 	return CUDA_SUCCESS;
 }
 
 EXPORT CUresult cuEventRecord(CUevent e, CUstream s)
 {
+	ENTER("cuEventRecord");
 	return e && s ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 EXPORT CUresult cuEventSynchronize(CUevent e)
 {
-	CUresult r = CUDA_SUCCESS;
-
-	if (e == NULL)
-		return CUDA_ERROR_INVALID_VALUE;
-	LOCKED_INIT();
-	if (should_fail_locked("cuEventSynchronize"))
-		r = CUDA_ERROR_ILLEGAL_ADDRESS; /* as a device failing mid-copy */
-	UNLOCK();
-	return r;
+	ENTER("cuEventSynchronize");
+	return e ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 /* Copies check the device side is mapped and accessible, as the real
  * driver would report an illegal address rather than crash. */
-static CUresult copy(void *dst, const void *src, uint64_t dev, size_t n, const char *fn)
+static CUresult copy(void *dst, const void *src, uint64_t dev, size_t n)
 {
 	struct range *m;
 	CUresult r = CUDA_SUCCESS;
@@ -660,8 +824,6 @@ static CUresult copy(void *dst, const void *src, uint64_t dev, size_t n, const c
 		m = containing_locked(RANGE_ALLOC, dev, n);
 	if (m == NULL)
 		r = CUDA_ERROR_INVALID_VALUE;
-	else if (should_fail_locked(fn))
-		r = CUDA_ERROR_OUT_OF_MEMORY;
 	UNLOCK();
 	if (r == CUDA_SUCCESS)
 		memcpy(dst, src, n);
@@ -670,26 +832,27 @@ static CUresult copy(void *dst, const void *src, uint64_t dev, size_t n, const c
 
 EXPORT CUresult cuMemcpyDtoHAsync(void *dst, CUdeviceptr src, size_t n, CUstream s)
 {
+	ENTER("cuMemcpyDtoHAsync");
 	(void)s;
-	return copy(dst, (const void *)(uintptr_t)src, src, n, "cuMemcpyDtoHAsync");
+	return copy(dst, (const void *)(uintptr_t)src, src, n);
 }
 
 EXPORT CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void *src, size_t n, CUstream s)
 {
+	ENTER("cuMemcpyHtoDAsync");
 	(void)s;
-	return copy((void *)(uintptr_t)dst, src, dst, n, "cuMemcpyHtoDAsync");
+	return copy((void *)(uintptr_t)dst, src, dst, n);
 }
 
 EXPORT CUresult cuMemHostRegister(void *p, size_t n, unsigned int flags)
 {
 	CUresult r = CUDA_SUCCESS;
 
+	ENTER("cuMemHostRegister");
 	(void)flags;
 	LOCKED_INIT();
 	if (overlaps_locked(RANGE_HOSTREG, (uint64_t)(uintptr_t)p, n))
 		r = CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
-	else if (should_fail_locked("cuMemHostRegister"))
-		r = CUDA_ERROR_OUT_OF_MEMORY;
 	else if (add_locked(RANGE_HOSTREG, (uint64_t)(uintptr_t)p, n) == NULL)
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 	UNLOCK();
@@ -701,6 +864,7 @@ EXPORT CUresult cuMemHostUnregister(void *p)
 	struct range *r;
 	CUresult res = CUDA_SUCCESS;
 
+	ENTER("cuMemHostUnregister");
 	LOCKED_INIT();
 	r = find_locked(RANGE_HOSTREG, (uint64_t)(uintptr_t)p);
 	if (r == NULL)
@@ -715,6 +879,7 @@ EXPORT CUresult cuMemGetInfo(size_t *free_bytes, size_t *total)
 {
 	uint64_t used;
 
+	ENTER("cuMemGetInfo");
 	LOCKED_INIT();
 	UNLOCK();
 	used = __atomic_load_n(&F.st->used, __ATOMIC_RELAXED);
@@ -730,10 +895,11 @@ EXPORT CUresult cuMemAlloc(CUdeviceptr *ptr, size_t size)
 	CUresult r = CUDA_SUCCESS;
 	void *p;
 
+	ENTER("cuMemAlloc");
 	if (size == 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	LOCKED_INIT();
-	if (should_fail_locked("cuMemAlloc") || take(rounded) < 0) {
+	if (take(rounded) < 0) {
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
@@ -756,6 +922,7 @@ EXPORT CUresult cuMemFree(CUdeviceptr ptr)
 	struct range *r;
 	CUresult res = CUDA_SUCCESS;
 
+	ENTER("cuMemFree");
 	LOCKED_INIT();
 	r = find_locked(RANGE_ALLOC, ptr);
 	if (r == NULL) {

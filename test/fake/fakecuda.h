@@ -11,8 +11,17 @@
 
 /* Replace the fault plan: "cuMemCreate:3,cuMemHostRegister:1" makes the 3rd
  * call of cuMemCreate (counted from now) and the 1st of cuMemHostRegister
- * fail with CUDA_ERROR_OUT_OF_MEMORY. NULL or "" clears it. */
+ * fail with CUDA_ERROR_OUT_OF_MEMORY. Any entry point can be named, by its
+ * name without the _v2 suffix; "cuMemRelease:1:unknown" picks the error
+ * (oom, inval, illegal, unknown). NULL or "" clears it. */
 void fakecuda_set_fail(const char *spec);
+/* Make every later call of `fn` block on entry, without holding the
+ * driver's lock, until fakecuda_unhold(): a request held open at a known
+ * point, whatever the machine's speed. */
+void fakecuda_hold(const char *fn);
+void fakecuda_unhold(void);
+/* Callers blocked in `fn` by a hold right now. */
+int fakecuda_held(const char *fn);
 /* Physical allocations created and not yet released (cuMemCreate). */
 long fakecuda_live_handles(void);
 /* Ranges currently mapped (cuMemMap). */

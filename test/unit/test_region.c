@@ -395,7 +395,7 @@ Test(region, device_failure_mid_staging_keeps_every_byte)
 		fill(va[i], MiB, (unsigned)i);
 	}
 	/* The 3rd allocation's copy completion reports a device fault. */
-	fakecuda_set_fail("cuEventSynchronize:3");
+	fakecuda_set_fail("cuEventSynchronize:3:illegal");
 	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), -EIO));
 	cr_assert(not(eq(ptr, strstr(err.msg, "2 of 5"), NULL)), "%s", err.msg);
 	cr_assert(eq(int, region_stat(&w, &st), 0));
