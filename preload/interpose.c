@@ -242,24 +242,24 @@ int preload_request(enum preload_request req, const char *tags, unsigned flags,
 		    struct region_report *rep, struct region_err *err)
 {
 	static const char *names[] = { "pause", "resume", "prepare", "release_host" };
-	struct tagset ts;
-	int rc = api_enter(tags, &ts, err);
+	struct region_req rq = { .flags = flags };
+	int rc = api_enter(tags, &rq.tags, err);
 
 	memset(rep, 0, sizeof(*rep));
 	if (rc < 0)
 		return rc;
 	switch (req) {
 	case REQ_PAUSE:
-		rc = region_pause(&ts, flags, rep, err);
+		rc = region_pause(&rq, rep, err);
 		break;
 	case REQ_RESUME:
-		rc = region_resume(&ts, flags, rep, err);
+		rc = region_resume(&rq, rep, err);
 		break;
 	case REQ_PREPARE:
-		rc = region_prepare(&ts, rep, err);
+		rc = region_prepare(&rq, rep, err);
 		break;
 	case REQ_RELEASE_HOST:
-		rc = region_release_host(&ts, rep, err);
+		rc = region_release_host(&rq, rep, err);
 		break;
 	}
 	if (rc == 0)

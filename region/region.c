@@ -330,9 +330,11 @@ static int queue_dtoh(struct alloc *a, void *batch)
 	return stage_queue(batch, a, COPY_DTOH);
 }
 
-int region_pause(const struct tagset *ts, unsigned flags,
-		 struct region_report *rep, struct region_err *err)
+int region_pause(const struct region_req *rq, struct region_report *rep,
+		 struct region_err *err)
 {
+	const struct tagset *ts = &rq->tags;
+	unsigned flags = rq->flags;
 	struct stage_batch batch = { 0 };
 	struct alloc **list = NULL;
 	unsigned char *had = NULL;
@@ -439,9 +441,11 @@ static size_t free_device_bytes(struct alloc **list, size_t n)
 	return sum;
 }
 
-int region_resume(const struct tagset *ts, unsigned flags,
-		  struct region_report *rep, struct region_err *err)
+int region_resume(const struct region_req *rq, struct region_report *rep,
+		  struct region_err *err)
 {
+	const struct tagset *ts = &rq->tags;
+	unsigned flags = rq->flags;
 	struct stage_batch batch = { 0 };
 	struct alloc **list = NULL;
 	size_t n, i, mapped = 0;
@@ -505,9 +509,10 @@ out:
 	return rc;
 }
 
-int region_prepare(const struct tagset *ts, struct region_report *rep,
+int region_prepare(const struct region_req *rq, struct region_report *rep,
 		   struct region_err *err)
 {
+	const struct tagset *ts = &rq->tags;
 	struct alloc **list = NULL;
 	unsigned char *had = NULL;
 	size_t n;
@@ -533,9 +538,10 @@ out:
 	return rc;
 }
 
-int region_release_host(const struct tagset *ts, struct region_report *rep,
+int region_release_host(const struct region_req *rq, struct region_report *rep,
 			struct region_err *err)
 {
+	const struct tagset *ts = &rq->tags;
 	struct alloc **list = NULL;
 	size_t n, i;
 	double t0 = now_ms();

@@ -44,6 +44,22 @@ struct region_opts {
 	int hugepages;      /* ask for transparent huge pages for host buffers */
 };
 
+/*
+ * One request on the registry: the tags it concerns, its flags
+ * (MEMCTL_STAGE_CPU for pause, MEMCTL_RELEASE_HOST for resume), and how it
+ * may be stopped from outside: an absolute deadline on CLOCK_MONOTONIC in
+ * milliseconds (0: none) and an optional flag another thread sets to
+ * abandon it. A request checks both at its safe points; an abandoned
+ * request rolls back what it did and fails with -ETIMEDOUT (deadline) or
+ * -ECANCELED (flag).
+ */
+struct region_req {
+	struct tagset tags;
+	unsigned flags;
+	long long deadline_ms;
+	const int *cancel;
+};
+
 /* What one request did, for the caller's reply. */
 struct region_report {
 	uint64_t allocations; /* allocations whose state changed */
@@ -94,13 +110,13 @@ int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
  * -ENOENT if `va` is not the start of a tagged allocation. */
 int region_free(uint64_t va) MUST_CHECK;
 
-int region_pause(const struct tagset *ts, unsigned flags,
-		 struct region_report *rep, struct region_err *err) MUST_CHECK;
-int region_resume(const struct tagset *ts, unsigned flags,
-		  struct region_report *rep, struct region_err *err) MUST_CHECK;
-int region_prepare(const struct tagset *ts, struct region_report *rep,
+int region_pause(const struct region_req *rq, struct region_report *rep,
+		 struct region_err *err) MUST_CHECK;
+int region_resume(const struct region_req *rq, struct region_report *rep,
+		  struct region_err *err) MUST_CHECK;
+int region_prepare(const struct region_req *rq, struct region_report *rep,
 		   struct region_err *err) MUST_CHECK;
-int region_release_host(const struct tagset *ts, struct region_report *rep,
+int region_release_host(const struct region_req *rq, struct region_report *rep,
 			struct region_err *err) MUST_CHECK;
 int region_stat(const struct tagset *ts, struct memctl_stat *out) MUST_CHECK;
 /* Fill up to `max` per-tag rows, sorted by name; *n gets the row count. */

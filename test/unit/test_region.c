@@ -70,12 +70,15 @@ static int faults(uint64_t va)
 	return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
 }
 
+/* A request without deadline on the tag set ts_. */
+#define REQ(ts_, flags_) (&(struct region_req){ .tags = (ts_), .flags = (flags_) })
+
 static int do_pause(const char *spec, unsigned flags, struct region_err *err)
 {
 	struct region_report rep;
 	struct tagset ts = tags(spec);
 
-	return region_pause(&ts, flags, &rep, err);
+	return region_pause(REQ(ts, flags), &rep, err);
 }
 
 static int do_resume(const char *spec, unsigned flags, struct region_err *err)
@@ -83,7 +86,7 @@ static int do_resume(const char *spec, unsigned flags, struct region_err *err)
 	struct region_report rep;
 	struct tagset ts = tags(spec);
 
-	return region_resume(&ts, flags, &rep, err);
+	return region_resume(REQ(ts, flags), &rep, err);
 }
 
 Test(region, alloc_rounds_to_granularity_and_counts_device_memory)
@@ -252,24 +255,24 @@ Test(region, host_buffers_are_kept_and_reused_then_released_on_request)
 
 	for (cycle = 0; cycle < 3; cycle++) {
 		fill(va, 4 * MiB, (unsigned)cycle);
-		cr_assert(eq(int, region_pause(&w, MEMCTL_STAGE_CPU, &rep, &err), 0));
+		cr_assert(eq(int, region_pause(REQ(w, MEMCTL_STAGE_CPU), &rep, &err), 0));
 		cr_assert(eq(u64, rep.host_new_bytes, cycle == 0 ? 4 * MiB : 0));
-		cr_assert(eq(int, region_resume(&w, 0, &rep, &err), 0));
+		cr_assert(eq(int, region_resume(REQ(w, 0), &rep, &err), 0));
 		cr_assert(same(va, 4 * MiB, (unsigned)cycle));
 		cr_assert(eq(long, fakecuda_live_host_registrations(), 1));
 	}
 	/* Staged contents are never dropped by release_host. */
-	cr_assert(eq(int, region_pause(&w, MEMCTL_STAGE_CPU, &rep, &err), 0));
-	cr_assert(eq(int, region_release_host(&w, &rep, &err), 0));
+	cr_assert(eq(int, region_pause(REQ(w, MEMCTL_STAGE_CPU), &rep, &err), 0));
+	cr_assert(eq(int, region_release_host(REQ(w, 0), &rep, &err), 0));
 	cr_assert(eq(u64, rep.allocations, 0));
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 1));
-	cr_assert(eq(int, region_resume(&w, 0, &rep, &err), 0));
-	cr_assert(eq(int, region_release_host(&w, &rep, &err), 0));
+	cr_assert(eq(int, region_resume(REQ(w, 0), &rep, &err), 0));
+	cr_assert(eq(int, region_release_host(REQ(w, 0), &rep, &err), 0));
 	cr_assert(eq(u64, rep.allocations, 1));
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
 	/* And resume can drop them itself. */
-	cr_assert(eq(int, region_pause(&w, MEMCTL_STAGE_CPU, &rep, &err), 0));
-	cr_assert(eq(int, region_resume(&w, MEMCTL_RELEASE_HOST, &rep, &err), 0));
+	cr_assert(eq(int, region_pause(REQ(w, MEMCTL_STAGE_CPU), &rep, &err), 0));
+	cr_assert(eq(int, region_resume(REQ(w, MEMCTL_RELEASE_HOST), &rep, &err), 0));
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
 	cr_assert(same(va, 4 * MiB, 2));
 }
@@ -282,9 +285,9 @@ Test(region, prepare_pins_ahead_so_the_first_pause_obtains_nothing)
 
 	(void)alloc("weights", 6 * MiB);
 	(void)alloc("weights", MiB);
-	cr_assert(eq(int, region_prepare(&w, &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_prepare(REQ(w, 0), &rep, &err), 0), "%s", err.msg);
 	cr_assert(eq(u64, rep.host_new_bytes, 7 * MiB));
-	cr_assert(eq(int, region_pause(&w, MEMCTL_STAGE_CPU, &rep, &err), 0));
+	cr_assert(eq(int, region_pause(REQ(w, MEMCTL_STAGE_CPU), &rep, &err), 0));
 	cr_assert(eq(u64, rep.host_new_bytes, 0));
 	cr_assert(eq(u64, rep.staged_bytes, 7 * MiB));
 }
@@ -421,16 +424,16 @@ Test(region, kept_and_new_buffers_mixed_in_one_staged_pause)
 	}
 	/* A failed prepare keeps nothing. */
 	fakecuda_set_fail("cuMemHostRegister:2");
-	cr_assert(eq(int, region_prepare(&a, &rep, &err), -ENOMEM));
+	cr_assert(eq(int, region_prepare(REQ(a, 0), &rep, &err), -ENOMEM));
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
 	fakecuda_set_fail(NULL);
 	/* Three buffers kept ahead; the pause obtains the other three while
 	 * the first copies already run. */
-	cr_assert(eq(int, region_prepare(&a, &rep, &err), 0), "%s", err.msg);
-	cr_assert(eq(int, region_pause(&both, MEMCTL_STAGE_CPU, &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_prepare(REQ(a, 0), &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_pause(REQ(both, MEMCTL_STAGE_CPU), &rep, &err), 0), "%s", err.msg);
 	cr_assert(eq(u64, rep.allocations, 6));
 	cr_assert(eq(u64, rep.host_new_bytes, (4 + 5 + 6) * MiB + 3 * 4096));
-	cr_assert(eq(int, region_resume(&both, 0, &rep, &err), 0));
+	cr_assert(eq(int, region_resume(REQ(both, 0), &rep, &err), 0));
 	for (i = 0; i < 6; i++)
 		cr_assert(same(va[i], (size_t)(i + 1) * MiB + 123, (unsigned)i), "allocation %d", i);
 }
