@@ -19,11 +19,16 @@ LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 REGION_SRC := region/region.c region/stage.c region/tags.c
-PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c
+PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c \
+        preload/proc.c preload/cumem.c preload/dlsym.c
 CTL_LIB_SRC := ctl/server.c ctl/proto.c
 LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
+# Unit suites link the objects into their own executable: without the dlsym
+# hook, which would serve the sanitizer runtime before it is initialised.
+UNIT_OBJ := $(filter-out %/preload/dlsym.o,$(LIB_OBJ))
+UNIT_SAN_OBJ := $(filter-out %/preload/dlsym.o,$(SAN_OBJ))
 CLI_SRC := ctl/cli.c ctl/proto.c preload/options.c region/tags.c preload/log.c
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/cli/%.o)
 
@@ -35,7 +40,8 @@ FAKE_CUDART := $(BUILD)/fake/libcudart.so.13
 UNIT_TESTS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(wildcard test/unit/test_*.c))
 UNIT_SAN := $(UNIT_TESTS:%=%-san)
 E2E_TESTS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/test_*.c))
-E2E_PROGS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/prog_*.c))
+E2E_PROGS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/prog_*.c)) \
+             $(BUILD)/test/prog_drv_link
 CRITERION := -lcriterion
 
 # What every test run sees: the simulated driver, private state, private
@@ -81,8 +87,14 @@ $(BUILD)/fake/fakecuda.o: test/fake/fakecuda.c test/fake/fakecuda.h
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(CFLAGS) -Itest/fake -c $< -o $@
 
-$(FAKE_CUDA): $(BUILD)/fake/fakecuda.o
-	$(CC) -shared -o $@ $< -Wl,-soname,libcuda.so.1 -lpthread
+$(BUILD)/fake/fake_proc.o: test/fake/fake_proc.c test/fake/fakecuda.h
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) $(CFLAGS) -Itest/fake -c $< -o $@
+
+# -Bsymbolic-functions: like the real driver, cuGetProcAddress hands out
+# the driver's own functions, never an LD_PRELOAD'ed library's.
+$(FAKE_CUDA): $(BUILD)/fake/fakecuda.o $(BUILD)/fake/fake_proc.o
+	$(CC) -shared -o $@ $^ -Wl,-soname,libcuda.so.1 -Wl,-Bsymbolic-functions -lpthread
 	ln -sf libcuda.so.1 $(BUILD)/fake/libcuda.so
 
 $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
@@ -92,14 +104,14 @@ $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
 	ln -sf libcudart.so.13 $(BUILD)/fake/libcudart.so
 
 # Unit suites link the real objects and the simulated driver.
-$(BUILD)/test/test_%: test/unit/test_%.c $(LIB_OBJ) $(FAKE_CUDA)
+$(BUILD)/test/test_%: test/unit/test_%.c $(UNIT_OBJ) $(FAKE_CUDA)
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< $(LIB_OBJ) \
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< $(UNIT_OBJ) \
 	    -L$(BUILD)/fake -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
 
-$(BUILD)/test/test_%-san: test/unit/test_%.c $(SAN_OBJ) $(FAKE_CUDA)
+$(BUILD)/test/test_%-san: test/unit/test_%.c $(UNIT_SAN_OBJ) $(FAKE_CUDA)
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -Itest/fake -o $@ $< $(SAN_OBJ) \
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -Itest/fake -o $@ $< $(UNIT_SAN_OBJ) \
 	    -L$(BUILD)/fake -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
 
 # End-to-end programs link only the simulated runtime, like an application;
@@ -113,6 +125,22 @@ $(BUILD)/test/prog_%: test/e2e/prog_%.c test/e2e/e2e.h $(FAKE_CUDART)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< \
 	    -L$(BUILD)/fake -l:libcudart.so.13 -l:libcuda.so.1 -ldl -lpthread
+
+# The driver layer's tenant: once reaching the driver only through dlopen
+# and cuGetProcAddress, as a statically linked runtime does (no CUDA
+# library linked), once linked against libcuda and calling it directly.
+$(BUILD)/test/prog_drv: test/e2e/prog_drv.c test/e2e/e2e.h
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -ldl
+
+$(BUILD)/test/prog_drv_link: test/e2e/prog_drv.c test/e2e/e2e.h $(FAKE_CUDA)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -DPROG_DRV_LINKED -o $@ $< \
+	    -L$(BUILD)/fake -l:libcuda.so.1 -ldl
+
+# The dlsym hook forwards with a tail call, which glibc's caller-relative
+# lookups (RTLD_NEXT) need: optimised whatever CFLAGS say.
+$(BUILD)/obj/preload/dlsym.o: CFLAGS += -O2 -foptimize-sibling-calls
 
 test: all ## run every suite on the simulated driver (no GPU needed)
 	@mkdir -p $(BUILD)/test

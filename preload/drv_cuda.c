@@ -6,7 +6,9 @@
  * CUDA must load it without the driver installed. The driver is dlopen'ed
  * on first need and every entry point is resolved by its versioned ABI name
  * (cuda.h maps cuMemGetInfo to cuMemGetInfo_v2 and so on; the prototypes
- * come from the header through __typeof__, so a mismatch fails to compile).
+ * come from the header through __typeof__, so a mismatch fails to compile),
+ * with glibc's own dlsym: memctl's calls reach the driver, never memctl's
+ * wrappers of it.
  * CUresult becomes a negative errno here and nowhere else.
  */
 #include <cuda.h>
@@ -17,6 +19,7 @@
 
 #include "drv_cuda.h"
 #include "log.h"
+#include "proc.h"
 #include "region.h"
 
 #define FN(name) __typeof__(&name) name##_fn
@@ -124,7 +127,7 @@ static void load(void)
 		return;
 	}
 	for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
-		*syms[i].slot = dlsym(h, syms[i].sym);
+		*syms[i].slot = preload_dlsym(h, syms[i].sym);
 		if (*syms[i].slot == NULL) {
 			memctl_log_warnx("the CUDA driver lacks %s", syms[i].sym);
 			return;

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * interpose.c - the exported symbols: cudaMalloc/cudaFree and the memctl_*
- * API.
+ * API, and what the driver layer (cumem.c, proc.c) shares with them: init,
+ * activation and the calling thread's tag.
  *
  * Loaded into every child of an LD_PRELOAD'ed process, so nothing happens at
  * load time: no constructor, no thread. The first interposed call runs the
  * one-time init (options, real functions, fork handler); the driver is
  * loaded only when a tagged allocation or an API call needs it; the control
- * thread starts with the first CUDA allocation or API call.
+ * thread starts with the first device allocation (by any path: cudaMalloc
+ * here, the driver's allocation calls in cumem.c) or API call.
  *
  * The interposed symbols are unversioned on purpose: PyTorch references
  * cudaMalloc@libcudart.so.13, which an unversioned definition satisfies.
@@ -22,6 +24,7 @@
 #include "drv_cuda.h"
 #include "log.h"
 #include "preload.h"
+#include "proc.h"
 #include "region.h"
 #include "server.h"
 
@@ -51,18 +54,18 @@ static __thread struct region_err last_err;
 
 /* The runtime may be in the global scope (found with RTLD_NEXT) or loaded
  * RTLD_LOCAL by a framework: then find it by soname among loaded objects. */
-static void *find_real(const char *name)
+void *preload_runtime_sym(const char *name)
 {
 	static const char *sonames[] = { "libcudart.so.13", "libcudart.so.12",
 					 "libcudart.so" };
-	void *fn = dlsym(RTLD_NEXT, name);
+	void *fn = preload_dlsym(RTLD_NEXT, name);
 	size_t i;
 
 	for (i = 0; fn == NULL && i < sizeof(sonames) / sizeof(sonames[0]); i++) {
 		void *h = dlopen(sonames[i], RTLD_LAZY | RTLD_NOLOAD);
 
 		if (h != NULL) {
-			fn = dlsym(h, name);
+			fn = preload_dlsym(h, name);
 			dlclose(h);
 		}
 	}
@@ -72,11 +75,11 @@ static void *find_real(const char *name)
 static void resolve_real(void)
 {
 	if (real_malloc == NULL)
-		real_malloc = (malloc_fn)find_real("cudaMalloc");
+		real_malloc = (malloc_fn)preload_runtime_sym("cudaMalloc");
 	if (real_free == NULL)
-		real_free = (free_fn)find_real("cudaFree");
+		real_free = (free_fn)preload_runtime_sym("cudaFree");
 	if (real_get_device == NULL)
-		real_get_device = (get_device_fn)find_real("cudaGetDevice");
+		real_get_device = (get_device_fn)preload_runtime_sym("cudaGetDevice");
 }
 
 static void atfork_child(void)
@@ -132,13 +135,26 @@ int preload_driver(void)
 	return driver_rc;
 }
 
-static const char *current_tag(void)
+const struct options *preload_activate(void)
 {
-	if (region_depth > 0)
-		return region_tags[region_depth - 1];
-	if (__atomic_load_n(&default_set, __ATOMIC_ACQUIRE))
-		return default_tag;
-	return NULL;
+	pthread_once(&init_once, init);
+	ctl_server_start(&opts);
+	return &opts;
+}
+
+int preload_tag(char tag[TAG_MAX])
+{
+	if (region_depth > 0) {
+		memcpy(tag, region_tags[region_depth - 1], TAG_MAX);
+		return 1;
+	}
+	if (!__atomic_load_n(&default_set, __ATOMIC_ACQUIRE))
+		return 0;
+	/* Copied under the lock: memctl_set_default_tag may race. */
+	pthread_mutex_lock(&default_lock);
+	snprintf(tag, TAG_MAX, "%s", default_tag);
+	pthread_mutex_unlock(&default_lock);
+	return 1;
 }
 
 static cudaError_t to_cuda(int rc)
@@ -160,34 +176,25 @@ static cudaError_t to_cuda(int rc)
 MEMCTL_EXPORT cudaError_t cudaMalloc(void **ptr, size_t size)
 {
 	char tag[TAG_MAX];
-	const char *t;
 	struct region_err err;
 	uint64_t va;
 	int dev = 0, rc;
 
-	pthread_once(&init_once, init);
-	ctl_server_start(&opts);
-	t = current_tag();
-	if (t == NULL || size == 0 || ptr == NULL) {
+	preload_activate();
+	if (size == 0 || ptr == NULL || !preload_tag(tag)) {
 		resolve_real();
 		if (real_malloc == NULL)
 			return cudaErrorInitializationError;
 		return real_malloc(ptr, size);
-	}
-	if (t == default_tag) { /* copy: memctl_set_default_tag may race */
-		pthread_mutex_lock(&default_lock);
-		snprintf(tag, sizeof(tag), "%s", default_tag);
-		pthread_mutex_unlock(&default_lock);
-		t = tag;
 	}
 	resolve_real();
 	if (real_get_device != NULL && real_get_device(&dev) != cudaSuccess)
 		dev = 0;
 	rc = preload_driver();
 	if (rc == 0)
-		rc = region_alloc(t, dev, size, &va, &err);
+		rc = region_alloc(tag, dev, size, &va, &err);
 	if (rc < 0) {
-		memctl_log_debug("tagged cudaMalloc of %zu bytes ('%s'): %s", size, t,
+		memctl_log_debug("tagged cudaMalloc of %zu bytes ('%s'): %s", size, tag,
 				 rc == -ENOSYS ? "no driver" : err.msg);
 		return to_cuda(rc);
 	}

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * preload.h - what the interposer shares with the control server.
+ * preload.h - what the interposer shares with the control server and
+ * with the driver layer (cumem.c, proc.c).
  */
 #ifndef MEMCTL_PRELOAD_H
 #define MEMCTL_PRELOAD_H
@@ -11,6 +12,21 @@
 
 /* Options, initialised on first use of anything in the library. */
 const struct options *preload_options(void);
+
+/* What every device allocation does first, whatever path it came by:
+ * init (options, fork handler) and the control thread (once). Returns the
+ * options. Cheap after the first call: two atomic loads. */
+const struct options *preload_activate(void);
+
+/* The tag an allocation by the calling thread gets now: the innermost open
+ * region, else the default tag. Copies it into `tag` and returns 1, or
+ * returns 0 when there is none (the allocation passes through). */
+int preload_tag(char tag[TAG_MAX]);
+
+/* A function of the CUDA runtime (libcudart), the one after libmemctl.so
+ * in the global scope or one loaded RTLD_LOCAL by a framework; NULL when
+ * no runtime is loaded. */
+void *preload_runtime_sym(const char *name);
 
 /* Load the driver and hand its table to region/ (once). 0, or -ENOSYS
  * when the driver cannot be loaded. */

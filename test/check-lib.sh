@@ -1,21 +1,27 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# make check: libmemctl.so exports only the interposed CUDA calls and the
-# memctl_* API, needs no CUDA library, has no constructor doing work, and
-# stays invisible in processes that never touch CUDA.
+# make check: libmemctl.so exports only the interposed CUDA calls, the
+# entry-point lookups, dlsym and the memctl_* API (the list in
+# preload/memctl.map), needs no CUDA library, has no constructor doing work,
+# and stays invisible in processes that never touch CUDA: no output, same
+# exit status, no socket, however much they load and look up.
 set -u
 lib=$1
 fail=0
+exports="cudaMalloc cudaFree cuMemAlloc_v2 cuMemAllocPitch_v2 cuMemFree_v2
+	cuGetProcAddress cuGetProcAddress_v2 cudaGetDriverEntryPoint
+	cudaGetDriverEntryPoint_ptsz cudaGetDriverEntryPointByVersion
+	cudaGetDriverEntryPointByVersion_ptsz dlsym"
 
-extra=$(nm -D --defined-only "$lib" | awk '{print $3}' |
-	grep -v -E '^(cudaMalloc|cudaFree|memctl_[a-z_]+)$')
-if [ -n "$extra" ]; then
-	echo "check: unexpected exports:"; echo "$extra"; fail=1
-fi
-for s in cudaMalloc cudaFree memctl_pause memctl_resume memctl_stat memctl_strerror \
+defined=$(nm -D --defined-only "$lib" | awk '{print $3}')
+for s in $defined; do
+	case " $(echo $exports) " in *" $s "*) continue ;; esac
+	case "$s" in memctl_[a-z_]*) continue ;; esac
+	echo "check: unexpected export: $s"; fail=1
+done
+for s in $exports memctl_pause memctl_resume memctl_stat memctl_strerror \
 	 memctl_region_begin memctl_region_end memctl_set_default_tag; do
-	nm -D --defined-only "$lib" | awk '{print $3}' | grep -qx "$s" ||
-		{ echo "check: $s is not exported"; fail=1; }
+	echo "$defined" | grep -qx "$s" || { echo "check: $s is not exported"; fail=1; }
 done
 if readelf -V "$lib" | grep -q 'Version definition'; then
 	echo "check: the library defines symbol versions; interposed symbols must stay unversioned"
@@ -34,11 +40,25 @@ fi
 if nm "$lib" | grep -q -i -E ' t .*(constructor|_GLOBAL__sub_I)'; then
 	echo "check: a constructor function is present"; fail=1
 fi
-for cmd in "/bin/true" "sh -c true" "python3 -c 1"; do
-	out=$(LD_PRELOAD="$(realpath "$lib")" $cmd 2>&1); rc=$?
-	if [ $rc -ne 0 ] || [ -n "$out" ]; then
-		echo "check: LD_PRELOAD=$lib $cmd: exit $rc, output '$out'"; fail=1
+# Processes that never touch CUDA, some of them loading extension modules
+# and looking symbols up (through memctl's dlsym): untouched.
+run=$(mktemp -d /tmp/memctl-check-XXXXXX)
+chmod 700 "$run"
+untouched() { # expected exit status, then the command
+	want=$1; shift
+	out=$(MEMCTL_RUNTIME_DIR="$run" LD_PRELOAD="$(realpath "$lib")" "$@" 2>&1); rc=$?
+	if [ $rc -ne "$want" ] || [ -n "$out" ]; then
+		echo "check: LD_PRELOAD=$lib $*: exit $rc, output '$out'"; fail=1
 	fi
-done
+}
+untouched 0 /bin/true
+untouched 0 sh -c true
+untouched 3 sh -c 'exit 3'
+untouched 0 python3 -c 1
+untouched 0 python3 -c 'import ctypes, json, hashlib, socket; ctypes.CDLL(None).getpid()'
+if [ -n "$(ls -A "$run")" ]; then
+	echo "check: a process that never touched CUDA created: $(ls -A "$run")"; fail=1
+fi
+rm -rf "$run"
 [ $fail -eq 0 ] && echo "check: libmemctl.so exports, dependencies and init are clean"
 exit $fail

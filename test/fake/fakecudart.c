@@ -111,3 +111,35 @@ const char *cudaGetErrorString(cudaError_t e)
 	default: return "unknown error";
 	}
 }
+
+/* ---- driver entry points (the driver layer's tests) ----------------- */
+
+/* As the real runtime: through the driver's cuGetProcAddress_v2, at the
+ * runtime's version for cudaGetDriverEntryPoint. */
+static cudaError_t entry_point(const char *symbol, void **fn, unsigned int version,
+			       unsigned long long flags,
+			       enum cudaDriverEntryPointQueryResult *status)
+{
+	CUdriverProcAddressQueryResult st = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+	CUresult r = cuGetProcAddress_v2(symbol, fn, (int)version, flags, &st);
+
+	if (status != NULL)
+		*status = st == CU_GET_PROC_ADDRESS_SUCCESS ? cudaDriverEntryPointSuccess
+			: st == CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
+				? cudaDriverEntryPointVersionNotSufficent
+				: cudaDriverEntryPointSymbolNotFound;
+	return from_cu(r);
+}
+
+cudaError_t cudaGetDriverEntryPoint(const char *symbol, void **fn, unsigned long long flags,
+				    enum cudaDriverEntryPointQueryResult *status)
+{
+	return entry_point(symbol, fn, CUDART_VERSION, flags, status);
+}
+
+cudaError_t cudaGetDriverEntryPointByVersion(const char *symbol, void **fn,
+					     unsigned int version, unsigned long long flags,
+					     enum cudaDriverEntryPointQueryResult *status)
+{
+	return entry_point(symbol, fn, version, flags, status);
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * proc.h - the driver layer's table: the driver functions memctl
+ * interposes, keyed by their ABI symbol, with the real function behind
+ * each, and how lookups of them (cuGetProcAddress, the runtime's
+ * cudaGetDriverEntryPoint, dlsym on a handle of libcuda.so.1) are answered.
+ *
+ * To interpose another driver function: add an id below, its row in
+ * proc.c (ABI symbol and wrapper), the wrapper (typed with the ABI
+ * version's PFN_ type from cudaTypedefs.h and exported with PROC_EXPORT),
+ * and the symbol to memctl.map. Every lookup path then hands it out.
+ *
+ * Nothing here takes a lock or calls into region/: lookups arrive from
+ * inside dlopen (a library constructor calling dlsym) and from the CUDA
+ * runtime's own initialisation. Everything is safe on any thread.
+ */
+#ifndef MEMCTL_PROC_H
+#define MEMCTL_PROC_H
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+enum proc_id {
+	PROC_GET_PROC_ADDRESS,    /* cuGetProcAddress, the CUDA 11.3 ABI */
+	PROC_GET_PROC_ADDRESS_V2, /* cuGetProcAddress_v2, the CUDA 12.0 ABI */
+	PROC_MEM_ALLOC,           /* cuMemAlloc_v2 */
+	PROC_MEM_ALLOC_PITCH,     /* cuMemAllocPitch_v2 */
+	PROC_MEM_FREE,            /* cuMemFree_v2 */
+	PROC_CTX_GET_DEVICE,      /* cuCtxGetDevice: called by memctl, not wrapped */
+	PROC_COUNT
+};
+
+/* Export `abi` (a driver ABI symbol, `pfn` the cudaTypedefs.h type of its
+ * version) as an alias of memctl's wrapper `fn`, defined in the same file.
+ * The table refers to `fn` itself, so lookups hand out memctl's code even
+ * where another object defines `abi` first; the alias fails to compile if
+ * `fn` does not have the ABI's prototype. */
+#define PROC_EXPORT(fn, abi, pfn) \
+	__typeof__(*(pfn)0) abi __attribute__((visibility("default"), alias(#fn)))
+
+/* The wrappers the rows hand out (cumem.c, proc.c). */
+CUresult cumem_alloc(CUdeviceptr *dptr, size_t bytesize);
+CUresult cumem_alloc_pitch(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+			   unsigned int element_bytes);
+CUresult cumem_free(CUdeviceptr dptr);
+CUresult proc_get_address(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags);
+CUresult proc_get_address_v2(const char *symbol, void **pfn, int cuda_version,
+			     cuuint64_t flags, CUdriverProcAddressQueryResult *status);
+
+typedef void *(*dlsym_fn)(void *, const char *);
+
+/* glibc's dlsym, found with dlvsym(RTLD_NEXT, "dlsym", <version>), so
+ * never memctl's own. NULL only on a C library without dlvsym versions. */
+dlsym_fn proc_real_dlsym(void);
+
+/* dlsym for memctl's own lookups: never redirected, and RTLD_NEXT means
+ * the objects after libmemctl.so. */
+void *preload_dlsym(void *handle, const char *name);
+
+/* libcuda.so.1's handle, loading the driver on first use (RTLD_LOCAL);
+ * NULL when it cannot be loaded. */
+void *proc_driver(void);
+
+/* The driver's own function of row `id`; NULL when the driver lacks it or
+ * cannot be loaded. One atomic load once resolved. */
+void *proc_real(enum proc_id id);
+
+/* A driver function address as a caller should get it: memctl's wrapper
+ * where `fn` is the driver's function of a wrapped row, else `fn`. */
+void *proc_wrapper_of(void *fn);
+
+/* Whether `name` can be a driver function at all: every one is "cu" and a
+ * capital, so "cuda*", "cublas*" and all other names leave after three
+ * compares, inline in the dlsym hook. */
+static inline int proc_driver_name(const char *name)
+{
+	return name != NULL && name[0] == 'c' && name[1] == 'u' && name[2] >= 'A' && name[2] <= 'Z';
+}
+
+/* The dlsym hook's two questions. The row whose ABI symbol is `name` and
+ * that memctl wraps, else -1. Whether `handle` is libcuda.so.1's (never
+ * loads it). */
+int proc_row_named(const char *name);
+int proc_is_driver(void *handle);
+
+/* dlsym(handle, name of row) on the driver's handle: the driver's own
+ * lookup runs (a missing symbol fails as it would, with its dlerror) and
+ * a hit is answered with memctl's wrapper. */
+void *proc_dlsym_driver(void *handle, int row);
+
+#endif /* MEMCTL_PROC_H */

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * test_e2e_static.c - processes that never call the shared runtime's
+ * cudaMalloc, driven by the memctl CLI and the C API on the simulated
+ * driver: prog_drv reaches the driver only as a statically linked runtime
+ * does (dlopen, dlsym(handle, "cuGetProcAddress_v2"), cuGetProcAddress),
+ * prog_drv_link calls the driver it is linked against. Both must be
+ * tagged, paused and resumed bit-identical, and memctl must become active
+ * on their first driver allocation.
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "e2e.h"
+#include "fakecuda.h"
+
+#define MiB (1ull << 20)
+#define GRAN (2 * MiB)
+
+struct tenant {
+	pid_t pid;
+	FILE *in, *out;
+};
+
+static char dir[64], state_path[96], build[512];
+
+static void setup(void)
+{
+	const char *b = getenv("MEMCTL_BUILD");
+
+	cr_assert(b != NULL, "MEMCTL_BUILD not set");
+	snprintf(build, sizeof(build), "%s", b);
+	snprintf(dir, sizeof(dir), "/tmp/memctl-static-XXXXXX");
+	cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
+	snprintf(state_path, sizeof(state_path), "%s.state", dir);
+	setenv("FAKECUDA_STATE", state_path, 1);
+	setenv("FAKECUDA_MEMORY", "4G", 1);
+	setenv("MEMCTL_RUNTIME_DIR", dir, 1);
+	unsetenv("MEMCTL_SOCKET");
+	unsetenv("MEMCTL_DEFAULT_TAG");
+}
+
+static void teardown(void)
+{
+	char cmd[200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, state_path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cleanup of %s failed\n", dir);
+}
+
+TestSuite(lookup, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Start build/test/<prog> with 4 weights of wbytes and 3 kv_cache of 1 MiB,
+ * the environment given as "NAME=value" strings, NULL-terminated; wait for
+ * its first line, which must start with `first`. */
+static struct tenant spawn(const char *prog, size_t wbytes, const char *first, ...)
+{
+	int to[2], from[2];
+	struct tenant t;
+	char line[64];
+
+	cr_assert(eq(int, pipe(to), 0));
+	cr_assert(eq(int, pipe(from), 0));
+	t.pid = fork();
+	if (t.pid == 0) {
+		char path[600], wb[32];
+		const char *env;
+		va_list ap;
+
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[1]);
+		close(from[0]);
+		va_start(ap, first);
+		while ((env = va_arg(ap, const char *)) != NULL)
+			putenv((char *)(uintptr_t)env);
+		va_end(ap);
+		snprintf(path, sizeof(path), "%s/test/%s", build, prog);
+		snprintf(wb, sizeof(wb), "%zu", wbytes);
+		execl(path, path, "4", wb, "3", "1048576", (char *)NULL);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	t.in = fdopen(to[1], "w");
+	t.out = fdopen(from[0], "r");
+	setvbuf(t.in, NULL, _IOLBF, 0);
+	cr_assert(not(eq(ptr, fgets(line, sizeof(line), t.out), NULL)), "%s did not start", prog);
+	cr_assert(eq(int, strncmp(line, first, strlen(first)), 0), "%s", line);
+	return t;
+}
+
+static void ask(struct tenant *t, const char *cmd, char *out, size_t len)
+{
+	fprintf(t->in, "%s\n", cmd);
+	fflush(t->in);
+	cr_assert(not(eq(ptr, fgets(out, (int)len, t->out), NULL)), "no answer to %s", cmd);
+	out[strcspn(out, "\n")] = '\0';
+}
+
+static void finish(struct tenant *t)
+{
+	int st;
+
+	fprintf(t->in, "quit\n");
+	fclose(t->in);
+	fclose(t->out);
+	waitpid(t->pid, &st, 0);
+	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0), "cuMemFree failed at exit");
+}
+
+static int cli(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int cli(char *out, size_t len, const char *fmt, ...)
+{
+	char args[512], cmd[1200];
+	size_t n = 0, r;
+	va_list ap;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s/memctl %s 2>&1", build, args);
+	p = popen(cmd, "r");
+	cr_assert(not(eq(ptr, p, NULL)));
+	while (n + 1 < len && (r = fread(out + n, 1, len - 1 - n, p)) > 0)
+		n += r;
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int has_socket(pid_t pid)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/%d.sock", dir, (int)pid);
+	return access(path, F_OK) == 0;
+}
+
+/* Bytes of the 4 weights prog_drv allocates: wbytes + i * 4097 each, the
+ * third pitched (rows of 4196 bytes at a pitch of 4608), rounded up to the
+ * allocation granularity. */
+static uint64_t weight_bytes(size_t wbytes)
+{
+	uint64_t sum = 0;
+	size_t i, bytes;
+
+	for (i = 0; i < 4; i++) {
+		bytes = wbytes + i * 4097;
+		if (i % 3 == 2)
+			bytes = (bytes / 4196 + 1) * 4608;
+		sum += (bytes + GRAN - 1) / GRAN * GRAN;
+	}
+	return sum;
+}
+
+/* The CLI pauses `tag` staged and resumes it; the tenant's bytes are all
+ * back and the device memory was really given back meanwhile. */
+static void cli_roundtrip(struct tenant *t, const char *tag, uint64_t bytes, const char *probe)
+{
+	char out[8192], line[128];
+	uint64_t used = fakecuda_used();
+
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags %s --stage cpu -p %d", tag, t->pid),
+		     0), "%s", out);
+	cr_assert(eq(u64, used - fakecuda_used(), bytes));
+	ask(t, "probe", line, sizeof(line));
+	cr_assert(eq(int, strcmp(line, probe), 0), "%s", line);
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags %s -p %d", tag, t->pid), 0), "%s",
+		  out);
+	cr_assert(eq(u64, fakecuda_used(), used));
+	ask(t, "check", line, sizeof(line));
+	cr_assert(eq(str, line, "ok"));
+	ask(t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+}
+
+/* The same through the C API, called inside the tenant. */
+static void api_roundtrip(struct tenant *t, const char *tag)
+{
+	char line[128], cmd[96];
+
+	snprintf(cmd, sizeof(cmd), "pause %s cpu", tag);
+	ask(t, cmd, line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	ask(t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=released kv_cache=mapped"));
+	snprintf(cmd, sizeof(cmd), "resume %s", tag);
+	ask(t, cmd, line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	ask(t, "check", line, sizeof(line));
+	cr_assert(eq(str, line, "ok"));
+}
+
+Test(lookup, a_program_finding_the_driver_only_by_lookup_is_paused_by_the_cli_bit_identical)
+{
+	struct tenant t = spawn("prog_drv", 3 * MiB, "ready", NULL);
+	char out[8192], line[128];
+
+	ask(&t, "stat weights", line, sizeof(line));
+	cr_assert(eq(int, strncmp(line, "0 4 ", 4), 0), "%s", line);
+	cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "weights"), NULL)), "%s", out);
+	cli_roundtrip(&t, "weights", weight_bytes(3 * MiB), "weights=released kv_cache=mapped");
+	api_roundtrip(&t, "weights");
+	finish(&t);
+}
+
+Test(lookup, the_cuda_11_3_lookup_is_answered_with_memctls_functions_too)
+{
+	struct tenant t = spawn("prog_drv", 2 * MiB, "ready", "PROG_LOOKUP=v1", NULL);
+
+	cli_roundtrip(&t, "weights", weight_bytes(2 * MiB), "weights=released kv_cache=mapped");
+	api_roundtrip(&t, "weights");
+	finish(&t);
+}
+
+Test(lookup, a_program_linked_against_the_driver_is_paused_by_the_cli_and_the_api)
+{
+	struct tenant t = spawn("prog_drv_link", 3 * MiB, "ready", NULL);
+
+	cli_roundtrip(&t, "weights", weight_bytes(3 * MiB), "weights=released kv_cache=mapped");
+	api_roundtrip(&t, "weights");
+	finish(&t);
+}
+
+Test(lookup, under_the_default_tag_every_driver_allocation_is_tagged)
+{
+	struct tenant t = spawn("prog_drv", 3 * MiB, "ready", "PROG_REGIONS=0",
+				"MEMCTL_DEFAULT_TAG=model", NULL);
+	/* kv_cache: 1 MiB, 1 MiB + 4097, the third pitched: 2 MiB each. */
+	uint64_t kv = 3 * GRAN;
+
+	cli_roundtrip(&t, "model", weight_bytes(3 * MiB) + kv,
+		      "weights=released kv_cache=released");
+	finish(&t);
+}
+
+Test(lookup, the_first_driver_allocation_activates_memctl)
+{
+	/* Tagged by the default tag, and untagged: either way memctl comes up
+	 * with the first allocation, and not before (lookups, cuInit and a
+	 * context are not enough). No memctl_* call is made. */
+	static const char *tags[] = { "MEMCTL_DEFAULT_TAG=model", NULL /* no tag */ };
+	char out[8192], line[128];
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		struct tenant t = spawn("prog_drv", MiB, "resolved", "PROG_REGIONS=0",
+					"PROG_WAIT=1", tags[i], NULL);
+
+		cr_assert(not(has_socket(t.pid)));
+		cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 1), "%s", out);
+		fprintf(t.in, "alloc\n");
+		fflush(t.in);
+		cr_assert(not(eq(ptr, fgets(line, sizeof(line), t.out), NULL)));
+		cr_assert(eq(int, strncmp(line, "ready", 5), 0), "%s", line);
+		cr_assert(has_socket(t.pid));
+		cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 0), "%s", out);
+		if (i == 0)
+			cr_assert(not(eq(ptr, strstr(out, "model"), NULL)), "%s", out);
+		finish(&t);
+	}
+}

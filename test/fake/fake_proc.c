@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fake_proc.c - entry-point lookup in the simulated driver, as the real
+ * driver does it: cuGetProcAddress (the CUDA 11.3 ABI) and
+ * cuGetProcAddress_v2 (12.0) take a base name and a CUDA version and
+ * answer with the newest ABI variant introduced at or before that version
+ * ("cuMemAlloc" at 3020 and later is cuMemAlloc_v2), a per-thread variant
+ * where CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM asks for one and it
+ * exists. The library is linked -Bsymbolic-functions, so the addresses in
+ * the table are the fake's own functions even where an LD_PRELOAD'ed
+ * library defines the same names: like the real driver, the fake knows
+ * nothing of interposers, and a test passes only if memctl translates.
+ *
+ * Every function of the fake that a program may look up needs its row;
+ * a name without one is answered as the real driver answers an unknown
+ * symbol.
+ *
+ * Also two calls memctl's driver layer needs that the rest of the fake
+ * lacks: cuCtxGetDevice and cuMemAllocPitch_v2.
+ */
+#include <cuda.h>
+#include <string.h>
+
+#include "fakecuda.h"
+
+/* cuda.h maps cuGetProcAddress to _v2; the 11.3 ABI has its own symbol. */
+#undef cuGetProcAddress
+CUresult cuGetProcAddress(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags);
+
+#define EXPORT __attribute__((visibility("default")))
+#define DRIVER_VERSION 13000 /* the CUDA version this fake claims to be */
+#define PITCH_ALIGN 512
+
+struct proc {
+	const char *name; /* the base name callers ask for */
+	int since;        /* the CUDA version that introduced this ABI variant */
+	int per_thread;   /* a _ptsz/_ptds variant */
+	void *fn;
+};
+
+#define P(name, since, fn) { name, since, 0, (void *)(fn) }
+
+static const struct proc procs[] = {
+	P("cuGetProcAddress", 11030, cuGetProcAddress),
+	P("cuGetProcAddress", 12000, cuGetProcAddress_v2),
+	P("cuInit", 2000, cuInit),
+	P("cuGetErrorName", 6000, cuGetErrorName),
+	P("cuGetErrorString", 6000, cuGetErrorString),
+	P("cuDeviceGetCount", 2000, cuDeviceGetCount),
+	P("cuDeviceGet", 2000, cuDeviceGet),
+	P("cuDevicePrimaryCtxRetain", 7000, cuDevicePrimaryCtxRetain),
+	P("cuCtxGetCurrent", 4000, cuCtxGetCurrent),
+	P("cuCtxSetCurrent", 4000, cuCtxSetCurrent),
+	P("cuCtxGetDevice", 2000, cuCtxGetDevice),
+	P("cuCtxPushCurrent", 4000, cuCtxPushCurrent_v2),
+	P("cuCtxPopCurrent", 4000, cuCtxPopCurrent_v2),
+	P("cuCtxSynchronize", 2000, cuCtxSynchronize),
+	P("cuMemGetAllocationGranularity", 10020, cuMemGetAllocationGranularity),
+	P("cuMemAddressReserve", 10020, cuMemAddressReserve),
+	P("cuMemAddressFree", 10020, cuMemAddressFree),
+	P("cuMemCreate", 10020, cuMemCreate),
+	P("cuMemRelease", 10020, cuMemRelease),
+	P("cuMemMap", 10020, cuMemMap),
+	P("cuMemUnmap", 10020, cuMemUnmap),
+	P("cuMemSetAccess", 10020, cuMemSetAccess),
+	P("cuStreamCreate", 2000, cuStreamCreate),
+	P("cuStreamDestroy", 4000, cuStreamDestroy_v2),
+	P("cuStreamSynchronize", 2000, cuStreamSynchronize),
+	P("cuEventCreate", 2000, cuEventCreate),
+	P("cuEventDestroy", 4000, cuEventDestroy_v2),
+	P("cuEventRecord", 2000, cuEventRecord),
+	P("cuEventSynchronize", 2000, cuEventSynchronize),
+	P("cuMemcpyDtoHAsync", 3020, cuMemcpyDtoHAsync_v2),
+	P("cuMemcpyHtoDAsync", 3020, cuMemcpyHtoDAsync_v2),
+	P("cuMemHostRegister", 6050, cuMemHostRegister_v2),
+	P("cuMemHostUnregister", 4000, cuMemHostUnregister),
+	P("cuMemGetInfo", 3020, cuMemGetInfo_v2),
+	P("cuMemAlloc", 3020, cuMemAlloc_v2),
+	P("cuMemAllocPitch", 3020, cuMemAllocPitch_v2),
+	P("cuMemFree", 3020, cuMemFree_v2),
+};
+
+#undef P
+
+/* The variant a lookup gets, or NULL with *status saying why not. */
+static const struct proc *lookup(const char *symbol, int version, cuuint64_t flags,
+				 CUdriverProcAddressQueryResult *status)
+{
+	int per_thread = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0;
+	const struct proc *best = NULL;
+	int named = 0;
+	size_t i;
+
+	for (i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		const struct proc *p = &procs[i];
+
+		if (strcmp(p->name, symbol) != 0)
+			continue;
+		named = 1;
+		if (p->since > version || (p->per_thread && !per_thread))
+			continue;
+		if (best == NULL || p->since > best->since ||
+		    (p->since == best->since && p->per_thread))
+			best = p;
+	}
+	*status = best != NULL ? CU_GET_PROC_ADDRESS_SUCCESS
+		: named ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
+			: CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+	return best;
+}
+
+/* 12.0: found or not, CUDA_SUCCESS; a miss leaves *pfn NULL. */
+EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cuda_version,
+				    cuuint64_t flags, CUdriverProcAddressQueryResult *status)
+{
+	CUdriverProcAddressQueryResult st;
+	const struct proc *p;
+
+	if (symbol == NULL || pfn == NULL || cuda_version > DRIVER_VERSION)
+		return CUDA_ERROR_INVALID_VALUE;
+	p = lookup(symbol, cuda_version, flags, &st);
+	*pfn = p != NULL ? p->fn : NULL;
+	if (status != NULL)
+		*status = st;
+	return CUDA_SUCCESS;
+}
+
+/* 11.3: a miss is CUDA_ERROR_NOT_FOUND. */
+EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cuda_version,
+				 cuuint64_t flags)
+{
+	CUdriverProcAddressQueryResult st;
+	CUresult r = cuGetProcAddress_v2(symbol, pfn, cuda_version, flags, &st);
+
+	if (r == CUDA_SUCCESS && *pfn == NULL)
+		return CUDA_ERROR_NOT_FOUND;
+	return r;
+}
+
+/* The device of the current context. The fake's contexts are the primary
+ * ones, so the current one is found among them. */
+EXPORT CUresult cuCtxGetDevice(CUdevice *dev)
+{
+	CUcontext cur = NULL, ctx;
+	int n = 0, d;
+
+	if (dev == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == NULL)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	(void)cuDeviceGetCount(&n);
+	for (d = 0; d < n; d++)
+		if (cuDevicePrimaryCtxRetain(&ctx, d) == CUDA_SUCCESS && ctx == cur) {
+			*dev = d;
+			return CUDA_SUCCESS;
+		}
+	return CUDA_ERROR_INVALID_CONTEXT;
+}
+
+/* Rows of `width` bytes, `height` of them, each starting at a multiple of
+ * 512 bytes, as the real driver lays them out. */
+EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width,
+				   size_t height, unsigned int element_bytes)
+{
+	size_t p;
+	CUresult r;
+
+	if (dptr == NULL || pitch == NULL || width == 0 || height == 0 ||
+	    (element_bytes != 4 && element_bytes != 8 && element_bytes != 16) ||
+	    width > ((size_t)1 << 31))
+		return CUDA_ERROR_INVALID_VALUE;
+	p = (width + PITCH_ALIGN - 1) / PITCH_ALIGN * PITCH_ALIGN;
+	if (height > ((size_t)1 << 40) / p)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = cuMemAlloc_v2(dptr, p * height);
+	if (r == CUDA_SUCCESS)
+		*pitch = p;
+	return r;
+}
