@@ -192,6 +192,22 @@ $(GPU)/prog_tenant: test/e2e/prog_tenant.c test/e2e/e2e.h
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(CUDA_LIB) -lcudart -ldl
 
+# The driver layer on a GPU: the tenant finding the driver only by lookup
+# (it links nothing, so the simulated driver's build would do; built here
+# for a self-contained build/gpu), the tenant linked against the driver,
+# and prog_tenant with the runtime linked statically (nvcc's default).
+$(GPU)/prog_drv: test/e2e/prog_drv.c test/e2e/e2e.h
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -ldl
+
+$(GPU)/prog_drv_link: test/e2e/prog_drv.c test/e2e/e2e.h
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -DPROG_DRV_LINKED -o $@ $< -L$(CUDA_LIB)/stubs -lcuda -ldl
+
+$(GPU)/prog_tenant_static: test/e2e/prog_tenant.c test/e2e/e2e.h include/memctl.h
+	@mkdir -p $(@D)
+	$(NVCC) -O2 -cudart static -D_GNU_SOURCE -Iinclude -Itest/e2e -o $@ $< -ldl
+
 $(GPU)/gpu_roundtrip: test/gpu/gpu_roundtrip.cu test/gpu/pattern.cuh include/memctl.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< -ldl
@@ -209,7 +225,9 @@ $(GPU)/lib/.stamp: $(GPU)/test_e2e_api
 	    xargs -r -I{} cp -L {} $(@D)/
 	touch $@
 
-gpu-build: all $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/gpu_roundtrip $(GPU)/bench $(GPU)/lib/.stamp ## build the GPU suites and benchmarks (needs nvcc)
+GPU_BIN := $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/prog_drv $(GPU)/prog_drv_link \
+           $(GPU)/prog_tenant_static $(GPU)/gpu_roundtrip $(GPU)/bench $(GPU)/lib/.stamp
+gpu-build: all $(GPU_BIN) ## build the GPU suites and benchmarks (needs nvcc)
 
 test-gpu: gpu-build ## run the suites on a real GPU (API suite, CUDA roundtrip, CLI, PyTorch)
 	sh test/gpu/run.sh $(BUILD)

@@ -2,9 +2,10 @@
 //
 // bench.cu - memctl against the limits of the machine it runs on, all
 // measured in the same run: pinned copy bandwidth each way and both ways,
-// the raw driver calls (reserve+create+map+access, unmap+release), and the
-// real cudaMalloc. Every memctl figure is printed beside its limit as a
-// ratio. Run under LD_PRELOAD=libmemctl.so (make bench does).
+// the raw driver calls (reserve+create+map+access, unmap+release,
+// cuMemAlloc, cuGetProcAddress), and the real cudaMalloc. Every memctl
+// figure is printed beside its limit as a ratio. Run under
+// LD_PRELOAD=libmemctl.so (make bench does).
 //
 // usage: bench [GiB,GiB,...] [count,count,...]   (default 1,16,64 16,64,256,4096)
 #include <cuda.h>
@@ -21,6 +22,7 @@
 #include "memctl.h"
 #include "pattern.cuh"
 #include "e2e.h"
+#include "e2e_driver.h"
 
 #define CHECK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { \
 	fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
@@ -240,6 +242,89 @@ static void passthrough(void)
 		snprintf(v, sizeof(v), "%+.3f us", added);
 		snprintf(l, sizeof(l), "%.3f us/call raw", direct[reps / 2] * 1e6);
 		add(name, v, l, through[reps / 2] / direct[reps / 2], "<= +1 us", added <= 1.0);
+	}
+}
+
+// The driver layer, untagged: cuMemAlloc_v2/cuMemFree_v2 and
+// cuGetProcAddress_v2 as a caller gets them now (dlsym on the driver's
+// handle: memctl's wrappers) against the driver's own functions (glibc's
+// dlsym, which memctl does not redirect), alternating blocks, medians of 21.
+struct drv_fns {
+	decltype(&cuMemAlloc_v2) alloc;
+	decltype(&cuMemFree_v2) free;
+	decltype(&cuGetProcAddress_v2) lookup;
+};
+
+static double drv_pair_time(const drv_fns &d, size_t size, std::vector<CUdeviceptr> &p, int n)
+{
+	double t0 = now();
+
+	for (int i = 0; i < n; i++)
+		CU(d.alloc(&p[i], size));
+	for (int i = 0; i < n; i++)
+		CU(d.free(p[i]));
+	return (now() - t0) / (2.0 * n);
+}
+
+static double lookup_time(const drv_fns &d, const char *name, int n)
+{
+	CUdriverProcAddressQueryResult st;
+	void *fn;
+	double t0 = now();
+
+	for (int i = 0; i < n; i++)
+		CU(d.lookup(name, &fn, 12000, CU_GET_PROC_ADDRESS_DEFAULT, &st));
+	return (now() - t0) / n;
+}
+
+static void added_row(const char *name, double *through, double *direct, int reps)
+{
+	char v[32], l[40];
+	double added;
+
+	std::sort(through, through + reps);
+	std::sort(direct, direct + reps);
+	added = (through[reps / 2] - direct[reps / 2]) * 1e6;
+	snprintf(v, sizeof(v), "%+.3f us", added);
+	snprintf(l, sizeof(l), "%.3f us/call raw", direct[reps / 2] * 1e6);
+	add(name, v, l, through[reps / 2] / direct[reps / 2], "<= +1 us", added <= 1.0);
+}
+
+static void driver_passthrough(void)
+{
+	const int n = 100, lookups = 1000, reps = 21;
+	void *cu = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+	std::vector<CUdeviceptr> p(n);
+	drv_fns via = {}, raw = {};
+	double through[reps], direct[reps];
+	// Wrapped by memctl, and not (answered by the driver, then looked up).
+	const char *names[2] = { "cuMemAlloc", "cuDeviceGetAttribute" };
+	char name[96];
+
+	*(void **)&via.alloc = dlsym(cu, "cuMemAlloc_v2");
+	*(void **)&via.free = dlsym(cu, "cuMemFree_v2");
+	*(void **)&via.lookup = dlsym(cu, "cuGetProcAddress_v2");
+	*(void **)&raw.alloc = raw_dlsym(cu, "cuMemAlloc_v2");
+	*(void **)&raw.free = raw_dlsym(cu, "cuMemFree_v2");
+	*(void **)&raw.lookup = raw_dlsym(cu, "cuGetProcAddress_v2");
+	if (!via.alloc || !raw.alloc || !raw.free || !raw.lookup ||
+	    (void *)via.alloc == (void *)raw.alloc) {
+		printf("  driver layer rows skipped: memctl's or the driver's functions not found\n");
+		return;
+	}
+	for (int rep = 0; rep < reps; rep++) {
+		through[rep] = drv_pair_time(via, 1 << 20, p, n);
+		direct[rep] = drv_pair_time(raw, 1 << 20, p, n);
+	}
+	added_row("cuMemAlloc(1 MiB)/cuMemFree outside regions, added/call", through, direct, reps);
+	for (int k = 0; k < 2; k++) {
+		for (int rep = 0; rep < reps; rep++) {
+			through[rep] = lookup_time(via, names[k], lookups);
+			direct[rep] = lookup_time(raw, names[k], lookups);
+		}
+		snprintf(name, sizeof(name), "cuGetProcAddress(\"%s\") (%s), added/call", names[k],
+			 k ? "passed through" : "wrapped");
+		added_row(name, through, direct, reps);
 	}
 }
 
@@ -535,6 +620,7 @@ int main(int argc, char **argv)
 			CHECK(cudaMalloc(&q, 2u << 20));
 		must(M.region_end(), "region end");
 		passthrough();
+		driver_passthrough();
 		for (auto q : live)
 			CHECK(cudaFree(q));
 	}

@@ -14,8 +14,8 @@
  * ("cuMemAlloc" at 3020 and later is cuMemAlloc_v2). Which ABI version
  * that means is the driver's rule, so memctl lets the driver answer and
  * recognises the answer by address: the driver hands out its exported
- * functions themselves (seen on driver 580 for every function the CUDA 13
- * runtime resolves). A variant memctl does not wrap (a newer _v3, a
+ * functions themselves (seen on an H200 for every memory function the CUDA
+ * 13 runtime resolves). A variant memctl does not wrap (a newer _v3, a
  * per-thread _ptsz) thus passes through untouched instead of reaching a
  * wrapper with another signature.
  *
@@ -113,6 +113,25 @@ int proc_is_driver(void *handle)
 	return h != NULL && h == handle;
 }
 
+/* memctl recognises the driver's answers by address. A driver whose
+ * lookups answered with other addresses than its symbols' would leave
+ * everything found through them untagged: say so, once. */
+static void check_addresses(void)
+{
+	static int checked;
+	PFN_cuGetProcAddress_v12000 lookup = (PFN_cuGetProcAddress_v12000)
+		__atomic_load_n(&rows[PROC_GET_PROC_ADDRESS_V2].real, __ATOMIC_ACQUIRE);
+	void *fn = NULL;
+
+	if (lookup == NULL || __atomic_exchange_n(&checked, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (lookup("cuMemAlloc", &fn, 3020, CU_GET_PROC_ADDRESS_DEFAULT, NULL) == CUDA_SUCCESS &&
+	    fn != __atomic_load_n(&rows[PROC_MEM_ALLOC].real, __ATOMIC_ACQUIRE))
+		memctl_log_warnx("this CUDA driver's cuGetProcAddress answers with other "
+				 "addresses than its symbols: allocations by programs that find "
+				 "the driver through it (static runtimes) will not be tagged");
+}
+
 static void resolve_all(void)
 {
 	void *h = proc_driver();
@@ -125,6 +144,7 @@ static void resolve_all(void)
 			__atomic_store_n(&rows[i].real, preload_dlsym(h, rows[i].symbol),
 					 __ATOMIC_RELEASE);
 	__atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
+	check_addresses();
 }
 
 void *proc_real(enum proc_id id)

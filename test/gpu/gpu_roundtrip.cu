@@ -4,8 +4,8 @@
 // kernel, a CUDA graph captured over it, staged pause (cuMemGetInfo must
 // show the memory back on the device), resume, and the graph's replay and
 // a kernel verify every byte. Then the same without staging: addresses
-// stay valid and usable. Built with -cudart shared (a static runtime
-// cannot be interposed) and run under LD_PRELOAD=libmemctl.so.
+// stay valid and usable. Built with -cudart shared (the static runtime has
+// its own tenant, prog_tenant_static) and run under LD_PRELOAD=libmemctl.so.
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>

@@ -23,6 +23,14 @@ run "API suite (Criterion, real driver)" env LD_LIBRARY_PATH="$B/gpu/lib:$CLIB" 
 run "CUDA kernel + graph roundtrip" env LD_LIBRARY_PATH="$CLIB" LD_PRELOAD="$B/libmemctl.so" \
 	"$B/gpu/gpu_roundtrip"
 run "CLI against a CUDA program" env LD_LIBRARY_PATH="$CLIB" sh "$(dirname "$0")/cli_on_gpu.sh" "$B"
+# The driver layer: programs that never call the shared runtime's cudaMalloc.
+run "CLI against cuMemAlloc (linked driver)" sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_drv_link
+run "CLI against a program finding the driver only by cuGetProcAddress" \
+	sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_drv
+run "CLI against the same, 11.3 cuGetProcAddress" env PROG_LOOKUP=v1 \
+	sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_drv
+run "CLI against nvcc -cudart static (cudaMalloc)" sh "$(dirname "$0")/cli_on_gpu.sh" "$B" \
+	prog_tenant_static
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
 	run "PyTorch: regions, CUDA graph, default tag, group" python3 "$(dirname "$0")/test_torch.py" "$B"
 else
