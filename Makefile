@@ -140,7 +140,9 @@ $(BUILD)/test/prog_drv_link: test/e2e/prog_drv.c test/e2e/e2e.h $(FAKE_CUDA)
 
 # The dlsym hook forwards with a tail call, which glibc's caller-relative
 # lookups (RTLD_NEXT) need: optimised whatever CFLAGS say.
-$(BUILD)/obj/preload/dlsym.o: CFLAGS += -O2 -foptimize-sibling-calls
+$(BUILD)/obj/preload/dlsym.o: preload/dlsym.c
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) $(CFLAGS) -O2 -foptimize-sibling-calls -c $< -o $@
 
 test: all ## run every suite on the simulated driver (no GPU needed)
 	@mkdir -p $(BUILD)/test

@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 #include <cudaTypedefs.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -363,4 +364,56 @@ Test(driver, the_runtime_and_the_driver_layer_tag_a_cudaMalloc_once)
 	cr_assert(eq(int, cudaMalloc(&p, MiB), cudaSuccess));
 	cr_assert(eq(int, M.stat(NULL, &st), -ENOENT));
 	cr_assert(eq(int, cudaFree(p), cudaSuccess));
+}
+
+struct racer {
+	pthread_barrier_t *go;
+	void *found;
+	CUresult alloc_rc, free_rc;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	PFN_cuMemAlloc_v3020 alloc;
+	CUcontext ctx;
+	CUdeviceptr p = 0;
+
+	cuDevicePrimaryCtxRetain(&ctx, 0);
+	cuCtxSetCurrent(ctx);
+	pthread_barrier_wait(r->go);
+	if (cuGetProcAddress_v2("cuMemAlloc", &r->found, 12000, 0, NULL) != CUDA_SUCCESS)
+		return NULL;
+	alloc = (PFN_cuMemAlloc_v3020)r->found;
+	M.region_begin("weights");
+	r->alloc_rc = alloc(&p, MiB);
+	M.region_end();
+	r->free_rc = cuMemFree(p);
+	return NULL;
+}
+
+Test(driver, threads_looking_up_and_allocating_at_first_use_all_get_memctls_functions)
+{
+	pthread_barrier_t go;
+	pthread_t tid[8];
+	struct racer r[8];
+	struct memctl_stat st;
+	long handles = fakecuda_live_handles();
+	int i;
+
+	pthread_barrier_init(&go, NULL, 8);
+	for (i = 0; i < 8; i++) {
+		r[i] = (struct racer){ .go = &go, .alloc_rc = CUDA_ERROR_UNKNOWN,
+				       .free_rc = CUDA_ERROR_UNKNOWN };
+		pthread_create(&tid[i], NULL, race, &r[i]);
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(tid[i], NULL);
+		cr_assert(eq(ptr, r[i].found, memctl_fn("cuMemAlloc_v2")), "thread %d", i);
+		cr_assert(eq(int, r[i].alloc_rc, CUDA_SUCCESS), "thread %d", i);
+		cr_assert(eq(int, r[i].free_rc, CUDA_SUCCESS), "thread %d", i);
+	}
+	pthread_barrier_destroy(&go);
+	cr_assert(eq(int, M.stat(NULL, &st), -ENOENT));
+	cr_assert(eq(long, fakecuda_live_handles(), handles));
 }
