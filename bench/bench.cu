@@ -64,14 +64,16 @@ static void load(void)
 	void *cu = dlopen("libcuda.so.1", RTLD_NOW);
 	void *rt = dlopen("libcudart.so.13", RTLD_NOW | RTLD_NOLOAD);
 
-	*(void **)&D.reserve = dlsym(cu, "cuMemAddressReserve");
-	*(void **)&D.unreserve = dlsym(cu, "cuMemAddressFree");
-	*(void **)&D.create = dlsym(cu, "cuMemCreate");
-	*(void **)&D.release = dlsym(cu, "cuMemRelease");
-	*(void **)&D.map = dlsym(cu, "cuMemMap");
-	*(void **)&D.unmap = dlsym(cu, "cuMemUnmap");
-	*(void **)&D.access = dlsym(cu, "cuMemSetAccess");
-	*(void **)&D.meminfo = dlsym(cu, "cuMemGetInfo_v2");
+	// The driver's own functions: glibc's dlsym, which memctl's driver
+	// layer does not redirect (test/e2e/e2e_driver.h).
+	*(void **)&D.reserve = raw_dlsym(cu, "cuMemAddressReserve");
+	*(void **)&D.unreserve = raw_dlsym(cu, "cuMemAddressFree");
+	*(void **)&D.create = raw_dlsym(cu, "cuMemCreate");
+	*(void **)&D.release = raw_dlsym(cu, "cuMemRelease");
+	*(void **)&D.map = raw_dlsym(cu, "cuMemMap");
+	*(void **)&D.unmap = raw_dlsym(cu, "cuMemUnmap");
+	*(void **)&D.access = raw_dlsym(cu, "cuMemSetAccess");
+	*(void **)&D.meminfo = raw_dlsym(cu, "cuMemGetInfo_v2");
 	// The runtime's own cudaMalloc, bypassing the interposer.
 	*(void **)&real_malloc = rt ? dlsym(rt, "cudaMalloc") : NULL;
 	*(void **)&real_free = rt ? dlsym(rt, "cudaFree") : NULL;
