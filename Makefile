@@ -77,12 +77,16 @@ $(LIB): $(LIB_OBJ) preload/memctl.map
 $(CLI): $(CLI_OBJ)
 	$(CC) -o $@ $(CLI_OBJ) -lpthread
 
-$(BUILD)/fake/fakecuda.o: test/fake/fakecuda.c test/fake/fakecuda.h
+# The simulated driver: every test/fake/*.c but the runtime.
+FAKE_SRC := $(filter-out test/fake/fakecudart.c,$(wildcard test/fake/*.c))
+FAKE_OBJ := $(FAKE_SRC:test/fake/%.c=$(BUILD)/fake/%.o)
+
+$(BUILD)/fake/%.o: test/fake/%.c
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(CFLAGS) -Itest/fake -c $< -o $@
 
-$(FAKE_CUDA): $(BUILD)/fake/fakecuda.o
-	$(CC) -shared -o $@ $< -Wl,-soname,libcuda.so.1 -lpthread
+$(FAKE_CUDA): $(FAKE_OBJ)
+	$(CC) -shared -o $@ $(FAKE_OBJ) -Wl,-soname,libcuda.so.1 -lpthread
 	ln -sf libcuda.so.1 $(BUILD)/fake/libcuda.so
 
 $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)

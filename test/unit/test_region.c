@@ -441,12 +441,11 @@ Test(region, kept_and_new_buffers_mixed_in_one_staged_pause)
 /* The application's own current context is never changed under it. */
 Test(region, an_application_context_is_left_current)
 {
-	static char app_ctx_storage[8];
-	CUcontext app = (CUcontext)(void *)app_ctx_storage, cur = NULL;
+	CUcontext app = NULL, cur = NULL;
 	struct region_err err;
 	uint64_t va;
 
-	cr_assert(eq(int, cuCtxSetCurrent(app), CUDA_SUCCESS));
+	cr_assert(eq(int, cuCtxCreate(&app, NULL, 0, 0), CUDA_SUCCESS));
 	va = alloc("weights", MiB);
 	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), 0));
 	cr_assert(eq(int, do_resume("weights", 0, &err), 0));
