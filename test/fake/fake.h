@@ -161,6 +161,7 @@ struct sim {
 	unsigned rng;
 	int executors;
 	struct fctx ctxs[CTX_MAX];
+	struct fstream *retired; /* destroyed and empty: events may name them */
 	struct fpool default_pool[DEVICES_MAX];
 };
 
@@ -250,5 +251,7 @@ void kernel_started(const struct op *op, int delta);
 /* fake_pool.c: a stream-ordered allocation or free takes effect. */
 void pool_alloc_run_locked(struct op *op);
 void pool_free_run_locked(struct op *op);
+/* An allocation of pool p is gone (cuMemFree). */
+void pool_forget_locked(struct fpool *p);
 
 #endif /* FAKE_H */

@@ -517,7 +517,7 @@ EXPORT CUresult cuMemFree(CUdeviceptr ptr)
 		res = CUDA_ERROR_INVALID_VALUE;
 	} else {
 		if (r->pool != NULL)
-			r->pool->live--;
+			pool_forget_locked(r->pool);
 		munmap((void *)(uintptr_t)ptr, r->size);
 		sim_give(r->size);
 		range_del_locked(r);

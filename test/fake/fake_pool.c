@@ -32,6 +32,15 @@ static struct fpool *default_pool_locked(int dev)
 	return p;
 }
 
+/* One allocation fewer; a destroyed pool goes with its last one. */
+static void pool_put_locked(struct fpool *p)
+{
+	if (--p->live == 0 && p->destroyed && !p->is_default) {
+		p->magic = 0;
+		free(p);
+	}
+}
+
 static struct fpool *pool_of(CUmemoryPool h)
 {
 	struct fpool *p = (struct fpool *)(void *)h;
@@ -71,18 +80,23 @@ EXPORT CUresult cuMemPoolCreate(CUmemoryPool *out, const CUmemPoolProps *props)
 }
 
 /* Allocations still live keep their memory until freed, as documented;
- * the pool record itself is kept for them. */
+ * the pool record goes with the last of them. */
 EXPORT CUresult cuMemPoolDestroy(CUmemoryPool h)
 {
 	struct fpool *p;
+	CUresult r = CUDA_ERROR_INVALID_VALUE;
 
 	ENTER_LIVE("cuMemPoolDestroy");
 	LOCK();
 	p = pool_of(h);
-	if (p != NULL && !p->is_default)
+	if (p != NULL && !p->is_default) {
 		p->destroyed = 1;
+		p->live++;
+		pool_put_locked(p);
+		r = CUDA_SUCCESS;
+	}
 	UNLOCK();
-	return p != NULL && !p->is_default ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+	return r;
 }
 
 EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool h, size_t keep)
@@ -197,6 +211,11 @@ EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hs)
 	return res;
 }
 
+void pool_forget_locked(struct fpool *p)
+{
+	pool_put_locked(p);
+}
+
 void pool_alloc_run_locked(struct op *op)
 {
 	struct range *r = range_find_locked(RANGE_ASYNC, op->u.mem.va);
@@ -222,7 +241,7 @@ void pool_free_run_locked(struct op *op)
 		munmap((void *)(uintptr_t)r->va, r->size);
 		sim_give(r->size);
 		if (r->pool != NULL)
-			r->pool->live--;
+			pool_put_locked(r->pool);
 		range_del_locked(r);
 	}
 	UNLOCK();

@@ -324,12 +324,16 @@ void ctx_sync_locked(struct fctx *ctx)
 	for (s = ctx->streams; s != NULL; s = s->next)
 		run_stream_locked(s, upto);
 	/* Destroyed streams leave the list once empty; events may still
-	 * point at them, so they are never freed. */
-	for (link = &ctx->streams; (s = *link) != NULL;)
-		if (s->destroyed && s->head == NULL)
+	 * point at them, so they are kept (on sim.retired), never freed. */
+	for (link = &ctx->streams; (s = *link) != NULL;) {
+		if (s->destroyed && s->head == NULL) {
 			*link = s->next;
-		else
+			s->next = sim.retired;
+			sim.retired = s;
+		} else {
 			link = &s->next;
+		}
+	}
 }
 
 /* ---- the delay executor -------------------------------------------------- */
