@@ -181,9 +181,12 @@ Test(strict_rt, stream_ordered_allocation_through_the_runtime)
 {
 	static unsigned char h[MiB];
 	uint64_t used0 = fakecuda_used();
+	struct cudaMemPoolProps props;
+	cudaMemPool_t pool;
 	cudaStream_t s;
 	void *q = NULL;
 
+	memset(&props, 0, sizeof(props));
 	cr_assert(eq(int, cudaStreamCreate(&s), cudaSuccess));
 	cr_assert(eq(int, cudaMallocAsync(&q, MiB, s), cudaSuccess));
 	cr_assert(eq(int, cudaMemsetAsync(q, 3, MiB, s), cudaSuccess));
@@ -192,6 +195,16 @@ Test(strict_rt, stream_ordered_allocation_through_the_runtime)
 	cr_assert(eq(u64, fakecuda_used(), used0 + MiB));
 	cr_assert(eq(int, cudaStreamSynchronize(s), cudaSuccess));
 	cr_assert(every_byte(h, MiB, 3));
+	cr_assert(eq(u64, fakecuda_used(), used0));
+
+	props.allocType = cudaMemAllocationTypePinned;
+	props.location.type = cudaMemLocationTypeDevice;
+	props.location.id = 0;
+	cr_assert(eq(int, cudaMemPoolCreate(&pool, &props), cudaSuccess));
+	cr_assert(eq(int, cudaMallocFromPoolAsync(&q, MiB, pool, s), cudaSuccess));
+	cr_assert(eq(int, cudaFreeAsync(q, s), cudaSuccess));
+	cr_assert(eq(int, cudaMemPoolDestroy(pool), cudaSuccess));
+	cr_assert(eq(int, cudaStreamSynchronize(s), cudaSuccess));
 	cr_assert(eq(u64, fakecuda_used(), used0));
 }
 

@@ -316,13 +316,21 @@ void run_stream_locked(struct fstream *s, uint64_t upto)
 	(void)run_locked(s, upto, 1, &ran);
 }
 
+/* Streams may come and go while work runs (the lock is dropped then):
+ * look for one with work due from the start of the list each time. */
 void ctx_sync_locked(struct fctx *ctx)
 {
 	uint64_t upto = sim.seq;
 	struct fstream *s, **link;
 
-	for (s = ctx->streams; s != NULL; s = s->next)
+	for (;;) {
+		for (s = ctx->streams; s != NULL; s = s->next)
+			if (s->head != NULL && s->head->seq <= upto)
+				break;
+		if (s == NULL)
+			break;
 		run_stream_locked(s, upto);
+	}
 	/* Destroyed streams leave the list once empty; events may still
 	 * point at them, so they are kept (on sim.retired), never freed. */
 	for (link = &ctx->streams; (s = *link) != NULL;) {

@@ -386,6 +386,8 @@ Test(strict, kernels_from_a_module_and_graphs_replay_captured_work)
 	uint64_t h = 0;
 	size_t n = 65536;
 	void *args[] = { &p, &n, &out };
+	CUlaunchConfig cfg = { .gridDimX = 1, .gridDimY = 1, .gridDimZ = 1,
+			       .blockDimX = 1, .blockDimY = 1, .blockDimZ = 1 };
 
 	primary();
 	s = stream(0);
@@ -408,7 +410,8 @@ Test(strict, kernels_from_a_module_and_graphs_replay_captured_work)
 	cr_assert(eq(int, cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_SUCCESS));
 	cr_assert(eq(int, launch("fill", s, p, n, 10), CUDA_SUCCESS));
 	cr_assert(eq(int, launch("add", s, p, n, 3), CUDA_SUCCESS));
-	cr_assert(eq(int, cuLaunchKernel(sum, 1, 1, 1, 1, 1, 1, 0, s, args, NULL), CUDA_SUCCESS));
+	cfg.hStream = s;
+	cr_assert(eq(int, cuLaunchKernelEx(&cfg, sum, args, NULL), CUDA_SUCCESS));
 	cr_assert(eq(int, cuStreamEndCapture(s, &g), CUDA_SUCCESS));
 	cr_assert(every_byte(p, n, 0), "captured work ran");
 	cr_assert(eq(int, cuGraphInstantiate(&ge, g, 0), CUDA_SUCCESS));
