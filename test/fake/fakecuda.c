@@ -20,10 +20,18 @@
  *               gets CUDA_ERROR_NOT_INITIALIZED, never a deadlock
  *
  * Device pointers are host addresses, so tests read and write "device"
- * memory directly. FAKECUDA_FAIL=fn:n[:err][,...] makes the n-th call of any
- * entry point fn fail (with CUDA_ERROR_OUT_OF_MEMORY, or err: inval,
- * illegal, unknown). FAKECUDA_HOLD=fn:path[,...] makes calls of fn wait on
- * entry while the file path exists.
+ * memory directly. The environment (read once, at first use):
+ *   FAKECUDA_STATE     the machine's state file (/tmp/fakecuda-UID.state)
+ *   FAKECUDA_MEMORY    device capacity (8G); FAKECUDA_DEVICES (1)
+ *   FAKECUDA_ASYNC     lazy | delay | eager; FAKECUDA_DELAY_US (2000) and
+ *                      FAKECUDA_SEED for delay
+ *   FAKECUDA_VIOLATIONS abort (default) | count
+ *   FAKECUDA_FAIL=fn:n[:err][,...] makes the n-th call of any entry point fn
+ *                      fail (with CUDA_ERROR_OUT_OF_MEMORY, or err: inval,
+ *                      illegal, unknown)
+ *   FAKECUDA_HOLD=fn:path[,...] makes calls of fn wait on entry while the
+ *                      file path exists
+ * docs/testing.md describes the whole; fakecuda.h the test controls.
  */
 #include <errno.h>
 #include <fcntl.h>
