@@ -176,6 +176,12 @@ $(GPU)/bench: bench/bench.cu test/gpu/pattern.cuh test/e2e/e2e.h include/memctl.
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< -ldl
 
+# The questions on which the simulated driver chose to be strict, asked of
+# the real driver (the same program runs on the simulated one in make test).
+$(GPU)/prog_driver_rules: test/e2e/prog_driver_rules.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(CUDA_LIB)/stubs -lcuda -lpthread
+
 # Criterion's shared libraries travel with the GPU binaries (GPU machines
 # often lack it); glibc's own libraries and the CUDA runtime do not.
 $(GPU)/lib/.stamp: $(GPU)/test_e2e_api
@@ -185,7 +191,7 @@ $(GPU)/lib/.stamp: $(GPU)/test_e2e_api
 	    xargs -r -I{} cp -L {} $(@D)/
 	touch $@
 
-gpu-build: all $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/gpu_roundtrip $(GPU)/bench $(GPU)/lib/.stamp ## build the GPU suites and benchmarks (needs nvcc)
+gpu-build: all $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/prog_driver_rules $(GPU)/gpu_roundtrip $(GPU)/bench $(GPU)/lib/.stamp ## build the GPU suites and benchmarks (needs nvcc)
 
 test-gpu: gpu-build ## run the suites on a real GPU (API suite, CUDA roundtrip, CLI, PyTorch)
 	sh test/gpu/run.sh $(BUILD)

@@ -208,6 +208,18 @@ Test(strict_rt, stream_ordered_allocation_through_the_runtime)
 	cr_assert(eq(u64, fakecuda_used(), used0));
 }
 
+/* The answers the real driver gives (checked on an H100 with the same
+ * program, docs/testing.md) are the simulated driver's answers too. */
+Test(strict_rt, the_simulated_driver_answers_as_the_real_one)
+{
+	const char *b = getenv("MEMCTL_BUILD");
+	char cmd[700];
+
+	cr_assert(b != NULL, "MEMCTL_BUILD not set");
+	snprintf(cmd, sizeof(cmd), "'%s/test/prog_driver_rules' >/dev/null", b);
+	cr_assert(eq(int, system(cmd), 0), "run %s/test/prog_driver_rules to see which differ", b);
+}
+
 /* A tenant that dies without freeing (SIGKILL) gives its device memory
  * back, as the real driver does at exit; already while it is a zombie. */
 Test(strict_rt, a_tenant_killed_with_SIGKILL_gives_its_device_memory_back)

@@ -8,9 +8,11 @@
  * (allocation, streams, events, launches on the NULL stream, context
  * synchronisation) fail with CUDA_ERROR_INVALID_CONTEXT in a thread that
  * has none. Calls that name what they work on do not need one: the
- * virtual memory calls (cuMemCreate, cuMemMap, ...) name a device, and
- * calls on an explicit stream or event use that handle's context. The
- * stack is as deep as an application may push (CTX_STACK_MAX).
+ * virtual memory calls (cuMemCreate, cuMemMap, ...) name a device,
+ * cuMemFree and cuMemHostUnregister a pointer, and calls on an explicit
+ * stream or event use that handle's context (test/e2e/prog_driver_rules.c
+ * asks a real driver the same questions). The stack is as deep as an
+ * application may push (CTX_STACK_MAX).
  */
 #include <string.h>
 

@@ -425,14 +425,13 @@ EXPORT CUresult cuMemHostRegister(void *p, size_t n, unsigned int flags)
 	return r;
 }
 
+/* The pointer names the registration: no context needed (as on the H100). */
 EXPORT CUresult cuMemHostUnregister(void *p)
 {
 	struct range *r;
 	CUresult res = CUDA_SUCCESS;
 
 	ENTER_LIVE("cuMemHostUnregister");
-	if (ctx_current() == NULL)
-		return CUDA_ERROR_INVALID_CONTEXT;
 	LOCK();
 	r = range_find_locked(RANGE_HOSTREG, (uint64_t)(uintptr_t)p);
 	if (r == NULL) {
@@ -492,15 +491,14 @@ out:
 	return r;
 }
 
-/* Plain and stream-ordered allocations alike; never synchronises. */
+/* Plain and stream-ordered allocations alike; never synchronises. The
+ * pointer names its context: none need be current (as on the H100). */
 EXPORT CUresult cuMemFree(CUdeviceptr ptr)
 {
 	struct range *r;
 	CUresult res = CUDA_SUCCESS;
 
 	ENTER_LIVE("cuMemFree");
-	if (ctx_current() == NULL)
-		return CUDA_ERROR_INVALID_CONTEXT;
 	LOCK();
 	r = range_find_locked(RANGE_ALLOC, ptr);
 	if (r == NULL)
