@@ -361,6 +361,9 @@ static void reclaim_shared_locked(void)
 {
 	int i, self = (int)getpid();
 
+	if (sim.start == 0)
+		return; /* no /proc to tell the living from the dead */
+
 	for (i = 0; i < OWNERS_MAX; i++) {
 		struct owner *o = &sim.st->owners[i];
 		unsigned long long start;
