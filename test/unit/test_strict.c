@@ -425,6 +425,35 @@ Test(strict, kernels_from_a_module_and_graphs_replay_captured_work)
 	cr_assert(eq(int, cuGraphDestroy(g), CUDA_SUCCESS));
 }
 
+struct seen {
+	CUdeviceptr p;
+	int byte;
+};
+
+static void CUDA_CB look(void *arg)
+{
+	struct seen *s = arg;
+
+	s->byte = *(volatile unsigned char *)(uintptr_t)s->p;
+}
+
+Test(strict, host_functions_run_in_stream_order)
+{
+	struct seen seen = { .byte = -1 };
+	CUstream s;
+
+	primary();
+	s = stream(0);
+	seen.p = dev_alloc(4096);
+	cr_assert(eq(int, cuMemsetD8Async(seen.p, 0x21, 4096, s), CUDA_SUCCESS));
+	cr_assert(eq(int, cuLaunchHostFunc(s, look, &seen), CUDA_SUCCESS));
+	cr_assert(eq(int, cuMemsetD8Async(seen.p, 0x22, 4096, s), CUDA_SUCCESS));
+	cr_assert(eq(int, seen.byte, -1));
+	cr_assert(eq(int, cuStreamSynchronize(s), CUDA_SUCCESS));
+	cr_assert(eq(int, seen.byte, 0x21));
+	cr_assert(every_byte(seen.p, 4096, 0x22));
+}
+
 static void *wait_device(void *arg)
 {
 	int *done = arg;
