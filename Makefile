@@ -83,18 +83,18 @@ $(LIB): $(LIB_OBJ) preload/memctl.map
 $(CLI): $(CLI_OBJ)
 	$(CC) -o $@ $(CLI_OBJ) -lpthread
 
-$(BUILD)/fake/fakecuda.o: test/fake/fakecuda.c test/fake/fakecuda.h
-	@mkdir -p $(@D)
-	$(CC) $(LIB_CFLAGS) $(CFLAGS) -Itest/fake -c $< -o $@
+# The simulated driver: every test/fake/*.c but the runtime.
+FAKE_SRC := $(filter-out test/fake/fakecudart.c,$(wildcard test/fake/*.c))
+FAKE_OBJ := $(FAKE_SRC:test/fake/%.c=$(BUILD)/fake/%.o)
 
-$(BUILD)/fake/fake_proc.o: test/fake/fake_proc.c test/fake/fakecuda.h
+$(BUILD)/fake/%.o: test/fake/%.c
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(CFLAGS) -Itest/fake -c $< -o $@
 
 # -Bsymbolic-functions: like the real driver, cuGetProcAddress hands out
 # the driver's own functions, never an LD_PRELOAD'ed library's.
-$(FAKE_CUDA): $(BUILD)/fake/fakecuda.o $(BUILD)/fake/fake_proc.o
-	$(CC) -shared -o $@ $^ -Wl,-soname,libcuda.so.1 -Wl,-Bsymbolic-functions -lpthread
+$(FAKE_CUDA): $(FAKE_OBJ)
+	$(CC) -shared -o $@ $(FAKE_OBJ) -Wl,-soname,libcuda.so.1 -Wl,-Bsymbolic-functions -lpthread
 	ln -sf libcuda.so.1 $(BUILD)/fake/libcuda.so
 
 $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
@@ -218,6 +218,12 @@ $(GPU)/bench: bench/bench.cu test/gpu/pattern.cuh test/e2e/e2e.h include/memctl.
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< -ldl
 
+# The questions on which the simulated driver chose to be strict, asked of
+# the real driver (the same program runs on the simulated one in make test).
+$(GPU)/prog_driver_rules: test/e2e/prog_driver_rules.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< -L$(CUDA_LIB)/stubs -lcuda -lpthread
+
 # Criterion's shared libraries travel with the GPU binaries (GPU machines
 # often lack it); glibc's own libraries and the CUDA runtime do not.
 $(GPU)/lib/.stamp: $(GPU)/test_e2e_api
@@ -228,7 +234,8 @@ $(GPU)/lib/.stamp: $(GPU)/test_e2e_api
 	touch $@
 
 GPU_BIN := $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/prog_drv $(GPU)/prog_drv_link \
-           $(GPU)/prog_tenant_static $(GPU)/gpu_roundtrip $(GPU)/bench $(GPU)/lib/.stamp
+           $(GPU)/prog_tenant_static $(GPU)/prog_driver_rules $(GPU)/gpu_roundtrip \
+           $(GPU)/bench $(GPU)/lib/.stamp
 gpu-build: all $(GPU_BIN) ## build the GPU suites and benchmarks (needs nvcc)
 
 test-gpu: gpu-build ## run the suites on a real GPU (API suite, CUDA roundtrip, CLI, PyTorch)

@@ -33,6 +33,7 @@ static void setup(void)
 	setenv("FAKECUDA_MEMORY", "4G", 1);
 	setenv("MEMCTL_SOCKET", "0", 1); /* the socket has its own suite */
 	cr_assert(eq(int, memctl_api_load(&M), 0), "libmemctl.so is not preloaded");
+	e2e_strict();
 	slack = on_fake() ? 0 : 16 * MiB;
 }
 

@@ -113,6 +113,8 @@ static void finish(struct tenant *t)
 	fclose(t->out);
 	waitpid(t->pid, &st, 0);
 	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0));
+	/* Nor did any tenant break the simulated driver's rules. */
+	cr_assert(eq(long, fakecuda_machine_violations(), 0));
 	/* A process that exits removes its socket and info file. */
 	snprintf(path, sizeof(path), "%s/%d.sock", dir, (int)t->pid);
 	cr_assert(ne(int, access(path, F_OK), 0), "%s left behind", path);

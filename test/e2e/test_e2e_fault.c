@@ -27,6 +27,7 @@ static void setup(void)
 	setenv("FAKECUDA_MEMORY", "1G", 1);
 	setenv("MEMCTL_SOCKET", "0", 1);
 	cr_assert(eq(int, memctl_api_load(&M), 0), "libmemctl.so is not preloaded");
+	e2e_strict();
 }
 
 static void teardown(void)

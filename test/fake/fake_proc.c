@@ -15,8 +15,8 @@
  * a name without one is answered as the real driver answers an unknown
  * symbol.
  *
- * Also two calls memctl's driver layer needs that the rest of the fake
- * lacks: cuCtxGetDevice and cuMemAllocPitch_v2.
+ * Also a call memctl's driver layer needs that the rest of the fake
+ * lacks: cuMemAllocPitch_v2.
  */
 #include <cuda.h>
 #include <string.h>
@@ -78,6 +78,46 @@ static const struct proc procs[] = {
 	P("cuMemAlloc", 3020, cuMemAlloc_v2),
 	P("cuMemAllocPitch", 3020, cuMemAllocPitch_v2),
 	P("cuMemFree", 3020, cuMemFree_v2),
+	P("cuDriverGetVersion", 2020, cuDriverGetVersion),
+	P("cuDevicePrimaryCtxRelease", 11000, cuDevicePrimaryCtxRelease),
+	P("cuDeviceGetDefaultMemPool", 11020, cuDeviceGetDefaultMemPool),
+	P("cuCtxCreate", 12050, cuCtxCreate),
+	P("cuCtxDestroy", 4000, cuCtxDestroy),
+	P("cuEventQuery", 2000, cuEventQuery),
+	P("cuStreamQuery", 2000, cuStreamQuery),
+	P("cuStreamWaitEvent", 3020, cuStreamWaitEvent),
+	P("cuStreamBeginCapture", 10010, cuStreamBeginCapture),
+	P("cuStreamEndCapture", 10000, cuStreamEndCapture),
+	P("cuStreamIsCapturing", 10000, cuStreamIsCapturing),
+	P("cuGraphInstantiate", 12000, cuGraphInstantiate),
+	P("cuGraphLaunch", 10000, cuGraphLaunch),
+	P("cuGraphExecDestroy", 10000, cuGraphExecDestroy),
+	P("cuGraphDestroy", 10000, cuGraphDestroy),
+	P("cuModuleLoad", 2000, cuModuleLoad),
+	P("cuModuleLoadData", 2000, cuModuleLoadData),
+	P("cuModuleUnload", 2000, cuModuleUnload),
+	P("cuModuleGetFunction", 2000, cuModuleGetFunction),
+	P("cuLaunchKernel", 4000, cuLaunchKernel),
+	P("cuLaunchKernelEx", 11060, cuLaunchKernelEx),
+	P("cuLaunchHostFunc", 10000, cuLaunchHostFunc),
+	P("cuMemcpy", 4000, cuMemcpy),
+	P("cuMemcpyAsync", 4000, cuMemcpyAsync),
+	P("cuMemcpyDtoD", 3020, cuMemcpyDtoD),
+	P("cuMemcpyDtoDAsync", 3020, cuMemcpyDtoDAsync),
+	P("cuMemcpyDtoH", 3020, cuMemcpyDtoH),
+	P("cuMemcpyHtoD", 3020, cuMemcpyHtoD),
+	P("cuMemsetD8", 3020, cuMemsetD8),
+	P("cuMemsetD8Async", 3020, cuMemsetD8Async),
+	P("cuMemsetD32", 3020, cuMemsetD32),
+	P("cuMemsetD32Async", 3020, cuMemsetD32Async),
+	P("cuMemAllocAsync", 11020, cuMemAllocAsync),
+	P("cuMemAllocFromPoolAsync", 11020, cuMemAllocFromPoolAsync),
+	P("cuMemFreeAsync", 11020, cuMemFreeAsync),
+	P("cuMemPoolCreate", 11020, cuMemPoolCreate),
+	P("cuMemPoolDestroy", 11020, cuMemPoolDestroy),
+	P("cuMemPoolSetAttribute", 11020, cuMemPoolSetAttribute),
+	P("cuMemPoolTrimTo", 11020, cuMemPoolTrimTo),
+	P("cuPointerGetAttribute", 4000, cuPointerGetAttribute),
 };
 
 #undef P
@@ -135,26 +175,6 @@ EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cuda_versio
 	if (r == CUDA_SUCCESS && *pfn == NULL)
 		return CUDA_ERROR_NOT_FOUND;
 	return r;
-}
-
-/* The device of the current context. The fake's contexts are the primary
- * ones, so the current one is found among them. */
-EXPORT CUresult cuCtxGetDevice(CUdevice *dev)
-{
-	CUcontext cur = NULL, ctx;
-	int n = 0, d;
-
-	if (dev == NULL)
-		return CUDA_ERROR_INVALID_VALUE;
-	if (cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == NULL)
-		return CUDA_ERROR_INVALID_CONTEXT;
-	(void)cuDeviceGetCount(&n);
-	for (d = 0; d < n; d++)
-		if (cuDevicePrimaryCtxRetain(&ctx, d) == CUDA_SUCCESS && ctx == cur) {
-			*dev = d;
-			return CUDA_SUCCESS;
-		}
-	return CUDA_ERROR_INVALID_CONTEXT;
 }
 
 /* Rows of `width` bytes, `height` of them, each starting at a multiple of

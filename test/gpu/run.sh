@@ -20,6 +20,7 @@ run() {
 }
 run "API suite (Criterion, real driver)" env LD_LIBRARY_PATH="$B/gpu/lib:$CLIB" \
 	LD_PRELOAD="$B/libmemctl.so" "$B/gpu/test_e2e_api" --jobs 1
+run "the simulated driver's rules hold on this driver" "$B/gpu/prog_driver_rules"
 run "CUDA kernel + graph roundtrip" env LD_LIBRARY_PATH="$CLIB" LD_PRELOAD="$B/libmemctl.so" \
 	"$B/gpu/gpu_roundtrip"
 run "CLI against a CUDA program" env LD_LIBRARY_PATH="$CLIB" sh "$(dirname "$0")/cli_on_gpu.sh" "$B"

@@ -2,7 +2,8 @@
 /*
  * fixture.h - unit-suite setup: a private simulated device per test (its
  * own shared-state file), the real driver binding loaded from it, and a
- * fresh registry.
+ * fresh registry, with every violation of the simulated driver's rules
+ * failing the test (docs/testing.md).
  */
 #ifndef TEST_FIXTURE_H
 #define TEST_FIXTURE_H
@@ -32,6 +33,10 @@ static inline void fixture_setup(void)
 	if (ops == NULL)
 		abort(); /* test-only: the simulated driver must load */
 	fakecuda_set_fail(NULL);
+	/* Memory taken away under queued work, or work touching unmapped
+	 * memory, fails the test where it happens (the simulated driver
+	 * aborts: Criterion does not count failures in .fini). */
+	fakecuda_violations_fatal(1);
 	region_init(ops, &ro);
 }
 

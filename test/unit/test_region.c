@@ -292,15 +292,36 @@ Test(region, prepare_pins_ahead_so_the_first_pause_obtains_nothing)
 	cr_assert(eq(u64, rep.staged_bytes, 7 * MiB));
 }
 
+/* The application's kernel, queued on the NULL stream and not yet run
+ * (the simulated driver runs queued work only when it is waited for). */
+static void queue_fill(uint64_t va, size_t n, int byte)
+{
+	void *args[] = { &va, &n, &byte };
+	CUcontext ctx;
+
+	cr_assert(eq(int, cuDevicePrimaryCtxRetain(&ctx, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, cuCtxSetCurrent(ctx), CUDA_SUCCESS));
+	cr_assert(eq(int, cuLaunchKernel((CUfunction)fakecuda_kernel("fill"), 1, 1, 1, 1, 1, 1,
+					 0, NULL, args, NULL), CUDA_SUCCESS));
+}
+
 Test(region, pause_synchronises_the_device_before_unmapping)
 {
+	static unsigned char expect[MiB];
 	struct region_err err;
-	long syncs;
+	uint64_t w = alloc("weights", MiB), kv = alloc("kv_cache", MiB);
 
-	(void)alloc("weights", MiB);
-	syncs = fakecuda_syncs();
-	cr_assert(eq(int, do_pause("weights", 0, &err), 0));
-	cr_assert(gt(long, fakecuda_syncs(), syncs));
+	/* Unmapping under the kernel would be a violation (the simulated
+	 * driver aborts the test) and a staged copy would miss its bytes. */
+	queue_fill(w, MiB, 0x77);
+	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), 0), "%s", err.msg);
+	queue_fill(kv, MiB, 0x78);
+	cr_assert(eq(int, do_pause("kv_cache", 0, &err), 0), "%s", err.msg);
+	cr_assert(eq(long, fakecuda_violations(), 0));
+	cr_assert(eq(long, fakecuda_illegal_accesses(), 0));
+	cr_assert(eq(int, do_resume("weights", 0, &err), 0), "%s", err.msg);
+	memset(expect, 0x77, sizeof(expect));
+	cr_assert(eq(int, memcmp((void *)(uintptr_t)w, expect, MiB), 0), "the kernel's bytes were lost");
 }
 
 Test(region, free_in_every_state_releases_everything)
@@ -441,12 +462,11 @@ Test(region, kept_and_new_buffers_mixed_in_one_staged_pause)
 /* The application's own current context is never changed under it. */
 Test(region, an_application_context_is_left_current)
 {
-	static char app_ctx_storage[8];
-	CUcontext app = (CUcontext)(void *)app_ctx_storage, cur = NULL;
+	CUcontext app = NULL, cur = NULL;
 	struct region_err err;
 	uint64_t va;
 
-	cr_assert(eq(int, cuCtxSetCurrent(app), CUDA_SUCCESS));
+	cr_assert(eq(int, cuCtxCreate(&app, NULL, 0, 0), CUDA_SUCCESS));
 	va = alloc("weights", MiB);
 	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), 0));
 	cr_assert(eq(int, do_resume("weights", 0, &err), 0));
