@@ -4,7 +4,8 @@
 # what the build really does with it (compile a header, link a library, run
 # a command) and named when missing. With --install, what is missing is
 # installed with apt-get, as root or through `sudo -n`, enabling the archive
-# component that holds it (Debian's non-free, Ubuntu's universe/multiverse)
+# components that hold it (Debian: contrib, non-free; Ubuntu: universe,
+# multiverse, restricted for the driver library nvidia-cuda-dev depends on)
 # in either style of apt sources. Otherwise, or where that is not possible,
 # it stops with the one command to run.
 #
@@ -96,7 +97,7 @@ has_candidate() {
 extra_components() {
 	. /etc/os-release
 	case " ${ID:-} ${ID_LIKE:-} " in
-	*" ubuntu "*) echo "universe multiverse" ;;
+	*" ubuntu "*) echo "restricted universe multiverse" ;;
 	*) echo "contrib non-free" ;;
 	esac
 }
