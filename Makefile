@@ -40,9 +40,6 @@ CLI := $(BUILD)/memctl
 FAKE_CUDA := $(BUILD)/fake/libcuda.so.1
 FAKE_CUDART := $(BUILD)/fake/libcudart.so.13
 
-UNIT_TESTS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(wildcard test/unit/test_*.c))
-UNIT_SAN := $(UNIT_TESTS:%=%-san)
-E2E_TESTS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/test_*.c))
 E2E_PROGS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/prog_*.c))
 CRITERION := -lcriterion
 

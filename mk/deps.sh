@@ -191,7 +191,7 @@ if [ "$(id -u)" = 0 ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 	sudo="sudo -n"
 else
-	echo "deps: not root and sudo asks for a password; run: $how"
+	echo "deps: not root, and no sudo without a password; run: $how"
 	exit 1
 fi
 install_missing || { echo "deps: installing failed; see above"; exit 1; }
