@@ -1,12 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
 # memctl - GNU make. `make help` lists the targets.
 
+MAKEFILE := $(lastword $(MAKEFILE_LIST))
 CUDA_HOME ?= /usr/local/cuda
-CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
 NVCC ?= $(CUDA_HOME)/bin/nvcc
+PYTHON ?= python3
 PREFIX ?= /usr/local
 BUILD := build
 
+# Warnings are errors in CI (CI is set there, as GitHub Actions sets it) or
+# with WERROR=1; not on a newcomer's machine, whose newer compiler may warn
+# about something new.
+WERROR ?= $(if $(CI),1,0)
 WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
         -Wpointer-arith -Wcast-qual
 ifeq ($(WERROR),1)
@@ -37,9 +45,6 @@ CLI := $(BUILD)/memctl
 FAKE_CUDA := $(BUILD)/fake/libcuda.so.1
 FAKE_CUDART := $(BUILD)/fake/libcudart.so.13
 
-UNIT_TESTS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(wildcard test/unit/test_*.c))
-UNIT_SAN := $(UNIT_TESTS:%=%-san)
-E2E_TESTS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/test_*.c))
 E2E_PROGS := $(patsubst test/e2e/%.c,$(BUILD)/test/%,$(wildcard test/e2e/prog_*.c)) \
              $(BUILD)/test/prog_drv_link
 CRITERION := -lcriterion
@@ -51,8 +56,8 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
            MEMCTL_RUNTIME_DIR=$(CURDIR)/$(BUILD)/test/run \
            MEMCTL_BUILD=$(CURDIR)/$(BUILD)
 
-.PHONY: all lib cli fake test test-suites test-unit test-e2e test-python test-gpu gpu-build bench demo check \
-        install clean help fuzz
+.PHONY: all lib cli fake deps deps-demo deps-check test test-suites test-unit test-e2e \
+        test-python test-gpu gpu-build bench demo check install clean help fuzz
 .DEFAULT_GOAL := all
 # Keep the sanitizer objects between runs (they are intermediates of the
 # -san suites, which make would otherwise delete).
@@ -60,19 +65,34 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
 
 all: $(LIB) $(CLI) $(FAKE_CUDA) $(FAKE_CUDART) ## build the library, the CLI and the simulated driver
 
+# ---- dependencies: mk/deps.sh has one line per dependency ----------------
+# `make demo` and `make test` install what they lack (apt-get, as root or
+# through sudo -n; DEPS_INSTALL=0 only checks); every compile checks first,
+# so a missing header is named, not met as a compiler error.
+DEPS_INSTALL ?= 1
+DEPS = CC='$(CC)' CUDA_HOME='$(CUDA_HOME)' sh mk/deps.sh
+DEPS_FOR = $(DEPS) $(if $(filter 1,$(DEPS_INSTALL)),--install)
+
+deps: ## install what make test needs and this machine lacks (apt-get)
+	@$(DEPS) --install test
+deps-demo: ## install what make demo needs and this machine lacks
+	@$(DEPS) --install demo
+deps-check:
+	@$(if $(DEPS_CHECKED),:,$(DEPS) --quiet demo)
+
 lib: $(LIB)
 cli: $(CLI)
 fake: $(FAKE_CUDA) $(FAKE_CUDART)
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | deps-check
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/san/%.o: %.c
+$(BUILD)/san/%.o: %.c | deps-check
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
-$(BUILD)/cli/%.o: %.c
+$(BUILD)/cli/%.o: %.c | deps-check
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -87,7 +107,7 @@ $(CLI): $(CLI_OBJ)
 FAKE_SRC := $(filter-out test/fake/fakecudart.c,$(wildcard test/fake/*.c))
 FAKE_OBJ := $(FAKE_SRC:test/fake/%.c=$(BUILD)/fake/%.o)
 
-$(BUILD)/fake/%.o: test/fake/%.c
+$(BUILD)/fake/%.o: test/fake/%.c | deps-check
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(CFLAGS) -Itest/fake -c $< -o $@
 
@@ -144,30 +164,61 @@ $(BUILD)/obj/preload/dlsym.o: preload/dlsym.c
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(CFLAGS) -O2 -foptimize-sibling-calls -c $< -o $@
 
-test: all ## run every suite on the simulated driver (no GPU needed)
-	@mkdir -p $(BUILD)/test
-	@{ $(MAKE) --no-print-directory test-suites; echo $$? > $(BUILD)/test/status; } 2>&1 | \
-	    tee $(BUILD)/test/all.log
-	@st=$$(cat $(BUILD)/test/status); sh test/summary.sh $(BUILD)/test/all.log $$st; exit $$st
+# ---- make test: every suite runs and leaves its result -------------------
+# A suite is a name in SUITES and a rule that makes $(RES)/NAME through
+# $(RUN_SUITE) (test/suite.sh: output to the terminal and $(RES)/NAME.log,
+# counts to $(RES)/NAME). A failing suite stops none of the others, and
+# test/summary.sh closes with one line naming what failed and what did not
+# run. Adding one takes two lines, e.g.
+#     SUITES += http
+#     $(RES)/http: all ; @$(RUN_SUITE) sh test/http/run.sh $(BUILD)
+RES := $(BUILD)/test/result
+UNIT_SUITES := $(patsubst test/unit/test_%.c,%,$(wildcard test/unit/test_*.c))
+E2E_SUITES := $(patsubst test/e2e/test_%.c,%,$(wildcard test/e2e/test_*.c))
+SUITES := check $(UNIT_SUITES) $(UNIT_SUITES:%=%-san) $(E2E_SUITES) python install demo
+RUN_SUITE = sh test/suite.sh $(RES) $(@F)
 
-test-suites: all check test-unit test-e2e test-python demo
+test: ## run every suite on the simulated driver, no GPU needed (SUITES='e2e_ctl python' runs some)
+	@$(DEPS_FOR) test
+	@rm -rf $(RES) && mkdir -p $(RES) $(BUILD)/test/run
+	@$(MAKE) --no-print-directory DEPS_CHECKED=1 all || echo "0 1 did not build" >$(RES)/build
+	@[ -f $(RES)/build ] || \
+	    $(MAKE) --no-print-directory -k DEPS_CHECKED=1 TEST_SERIAL=1 test-suites || :
+	@sh test/summary.sh $(RES) $(SUITES)
 
-test-python: all
-	@echo "== test/python/test_memctl.py"
+test-suites: $(SUITES:%=$(RES)/%)
+test-unit: ; @$(MAKE) --no-print-directory test SUITES='$(UNIT_SUITES) $(UNIT_SUITES:%=%-san)'
+test-e2e: ; @$(MAKE) --no-print-directory test SUITES='$(E2E_SUITES)'
+test-python: ; @$(MAKE) --no-print-directory test SUITES=python
+
+# Suites share the simulated device and the socket directory: one at a time.
+ifeq ($(TEST_SERIAL),1)
+.NOTPARALLEL:
+endif
+
+$(RES)/check: $(LIB)
+	@$(RUN_SUITE) sh test/check-lib.sh $(LIB)
+
+# Unit suites, plain and -san: the real objects on the simulated driver.
+$(RES)/%: $(BUILD)/test/test_%
 	@rm -f $(BUILD)/test/fakecuda.state
-	@$(TEST_ENV) MEMCTL_SOCKET=0 LD_PRELOAD=$(CURDIR)/$(LIB) python3 test/python/test_memctl.py
+	@$(RUN_SUITE) env $(TEST_ENV) ASAN_OPTIONS=detect_leaks=1:handle_segv=0 $< --jobs 1
 
-test-unit: $(UNIT_TESTS) $(UNIT_SAN)
-	@mkdir -p $(BUILD)/test/run
-	@set -e; for t in $(UNIT_TESTS) $(UNIT_SAN); do \
-	    echo "== $$t"; rm -f $(BUILD)/test/fakecuda.state; \
-	    $(TEST_ENV) ASAN_OPTIONS=detect_leaks=1:handle_segv=0 $$t --jobs 1; done
+# End-to-end suites: programs under LD_PRELOAD=libmemctl.so.
+$(RES)/e2e_%: $(BUILD)/test/test_e2e_% $(LIB) $(E2E_PROGS)
+	@rm -f $(BUILD)/test/fakecuda.state
+	@$(RUN_SUITE) env $(TEST_ENV) LD_PRELOAD=$(CURDIR)/$(LIB) $< --jobs 1
 
-test-e2e: all $(E2E_TESTS) $(E2E_PROGS)
-	@mkdir -p $(BUILD)/test/run
-	@set -e; for t in $(E2E_TESTS); do \
-	    echo "== $$t"; rm -f $(BUILD)/test/fakecuda.state; \
-	    $(TEST_ENV) LD_PRELOAD=$(CURDIR)/$(LIB) $$t --jobs 1; done
+$(RES)/python: $(LIB) $(FAKE_CUDART)
+	@rm -f $(BUILD)/test/fakecuda.state
+	@$(RUN_SUITE) env $(TEST_ENV) MEMCTL_SOCKET=0 LD_PRELOAD=$(CURDIR)/$(LIB) \
+	    $(PYTHON) test/python/test_memctl.py
+
+$(RES)/install: $(LIB) $(CLI)
+	@$(RUN_SUITE) sh test/install.sh $(CURDIR)/$(BUILD)/test/destdir $(MAKE)
+
+$(RES)/demo: all $(BUILD)/test/prog_tenant
+	@$(RUN_SUITE) sh test/demo/demo.sh $(BUILD)
 
 FUZZ_SECONDS ?= 600
 FUZZ := $(BUILD)/fuzz/fuzz_proto
@@ -247,32 +298,37 @@ bench: ## benchmarks against the measured hardware limits (GPU; says so and exit
 	$(MAKE) --no-print-directory $(LIB) $(GPU)/bench && \
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(GPU)/bench $(BENCH_ARGS)
 
-demo: all $(BUILD)/test/prog_tenant ## the main job: a workload paused and resumed by the memctl CLI (GPU if present, else simulated)
+demo: ## the main job: a workload paused and resumed by the memctl CLI (GPU if present, else simulated)
+	@$(DEPS_FOR) demo
+	@$(MAKE) --no-print-directory DEPS_CHECKED=1 all $(BUILD)/test/prog_tenant
 	@sh test/demo/demo.sh $(BUILD)
 
 check: $(LIB) ## exports, DT_NEEDED and constructors of libmemctl.so
 	@sh test/check-lib.sh $(LIB)
 
-# Where `import memctl` finds the helper: python3's own site-packages.
-PYTHON_SITE ?= $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
-
-install: $(LIB) $(CLI) ## install library, CLI, header, man page and the Python helper (DESTDIR, PREFIX, PYTHON_SITE honoured)
+# The Python helper goes where this python3 looks under PREFIX
+# (mk/python-site.py says where; PYTHON_SITE overrides).
+install: $(LIB) $(CLI) ## install library, CLI, header, man page and Python helper under DESTDIR/PREFIX
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libmemctl.so
 	install -m 0755 $(CLI) $(DESTDIR)$(PREFIX)/bin/memctl
 	install -m 0644 include/memctl.h $(DESTDIR)$(PREFIX)/include/memctl.h
 	install -m 0644 docs/memctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/memctl.1
-	@if [ -n "$(PYTHON_SITE)" ]; then \
-	    install -d $(DESTDIR)$(PYTHON_SITE)/memctl && \
-	    install -m 0644 python/memctl/__init__.py $(DESTDIR)$(PYTHON_SITE)/memctl/__init__.py && \
-	    echo "python helper: $(PYTHON_SITE)/memctl"; \
-	else echo "python3 not found: Python helper not installed"; fi
+	@if ! command -v $(PYTHON) >/dev/null 2>&1; then \
+	    echo "$(PYTHON) not found: Python helper not installed"; exit 0; fi; \
+	site='$(PYTHON_SITE)'; \
+	[ -n "$$site" ] || site=$$($(PYTHON) mk/python-site.py '$(PREFIX)') || exit 1; \
+	install -d "$(DESTDIR)$$site/memctl" && \
+	install -m 0644 python/memctl/*.py "$(DESTDIR)$$site/memctl/" && \
+	echo "Python helper: $$site/memctl" && \
+	{ [ -n '$(DESTDIR)' ] || $(PYTHON) -c 'import sys; sys.exit(sys.argv[1] not in sys.path)' "$$site" || \
+	  echo "  ($(PYTHON) does not search there: set PYTHONPATH=$$site)"; }
 
 clean: ## remove build/
 	rm -rf $(BUILD)
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE) | sed 's/:.*## /\t/' | expand -t 12
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -173,6 +173,8 @@ def library_path():
     here = os.path.dirname(os.path.abspath(__file__))
     for cand in (os.environ.get("MEMCTL_LIBRARY"),
                  os.path.join(here, "..", "..", "build", "libmemctl.so"),
+                 # installed: PREFIX/lib/python*/*-packages/memctl -> PREFIX/lib
+                 os.path.join(here, "..", "..", "..", "libmemctl.so"),
                  "/usr/local/lib/libmemctl.so", "/usr/lib/libmemctl.so"):
         if cand and os.path.exists(cand):
             return os.path.realpath(cand)
