@@ -20,11 +20,15 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 
 REGION_SRC := region/region.c region/stage.c region/tags.c
 PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c
-CTL_LIB_SRC := ctl/server.c ctl/proto.c
+CTL_LIB_SRC := ctl/server.c ctl/worker.c ctl/reply.c ctl/proto.c ctl/sockdir.c
 LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
-CLI_SRC := ctl/cli.c ctl/proto.c preload/options.c region/tags.c preload/log.c
+CLI_SRC := ctl/cli.c ctl/cli_talk.c ctl/cli_print.c ctl/proto.c ctl/sockdir.c \
+        preload/options.c region/tags.c preload/log.c
+# The CLI reads replies with jansson (Debian: libjansson-dev); the preloaded
+# library stays on libc, libdl and pthread.
+CLI_LIBS := -ljansson -lpthread
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/cli/%.o)
 
 LIB := $(BUILD)/libmemctl.so
@@ -75,7 +79,7 @@ $(LIB): $(LIB_OBJ) preload/memctl.map
 	    -Wl,-z,defs -Wl,--as-needed -ldl -lpthread
 
 $(CLI): $(CLI_OBJ)
-	$(CC) -o $@ $(CLI_OBJ) -lpthread
+	$(CC) -o $@ $(CLI_OBJ) $(CLI_LIBS)
 
 $(BUILD)/fake/fakecuda.o: test/fake/fakecuda.c test/fake/fakecuda.h
 	@mkdir -p $(@D)

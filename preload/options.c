@@ -56,17 +56,26 @@ static int parse_int(const char *s, long lo, long hi, int *out)
 	return 0;
 }
 
-void options_runtime_dir(char *buf, size_t len)
+void options_runtime_dir(char *buf, size_t len, char *why, size_t whylen)
 {
 	const char *dir = getenv("MEMCTL_RUNTIME_DIR");
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 
-	if (dir != NULL && dir[0] == '/')
+	if (why != NULL && whylen > 0)
+		why[0] = '\0';
+	if (dir != NULL && dir[0] == '/') {
 		snprintf(buf, len, "%s", dir);
-	else if (xdg != NULL && xdg[0] == '/')
+		return;
+	}
+	if (xdg != NULL && xdg[0] == '/')
 		snprintf(buf, len, "%s/memctl", xdg);
 	else
 		snprintf(buf, len, "/tmp/memctl-%u", (unsigned)getuid());
+	/* The process and the CLI resolve relative paths from different
+	 * working directories: one would never find the other's socket. */
+	if (dir != NULL && dir[0] != '\0' && why != NULL)
+		snprintf(why, whylen, "ignoring MEMCTL_RUNTIME_DIR='%.64s' (not an absolute "
+			 "path); using %s", dir, buf);
 }
 
 enum opt_kind { OPT_TAG, OPT_TAGS, OPT_SIZE, OPT_INT, OPT_LEVEL };
@@ -117,6 +126,7 @@ static int parse_level(const char *s, int *out)
 
 void options_load(struct options *o)
 {
+	char why[400];
 	const char *conf;
 	size_t i;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -144,16 +154,13 @@ void options_load(struct options *o)
 			else
 				rc = -EINVAL;
 			break;
-		case OPT_TAGS: {
-			struct region_err err;
-			struct tagset ts;
-
-			if (strlen(v) < 256 && tagset_parse(v, &ts, &err) == 0)
-				snprintf(field, 256, "%s", v);
+		case OPT_TAGS:
+			if (strlen(v) < sizeof(o->prepare) &&
+			    tagset_parse(v, &o->prepare_tags, NULL) == 0)
+				snprintf(field, sizeof(o->prepare), "%s", v);
 			else
 				rc = -EINVAL;
 			break;
-		}
 		case OPT_SIZE: {
 			size_t sz;
 
@@ -175,7 +182,9 @@ void options_load(struct options *o)
 			memctl_log_warnx("ignoring %s='%.64s' (%s); using the default",
 					 t->name, v, t->doc);
 	}
-	options_runtime_dir(o->runtime_dir, sizeof(o->runtime_dir));
+	options_runtime_dir(o->runtime_dir, sizeof(o->runtime_dir), why, sizeof(why));
+	if (why[0] != '\0')
+		memctl_log_warnx("%s", why);
 
 	conf = getenv("PYTORCH_CUDA_ALLOC_CONF");
 	if (conf == NULL)
