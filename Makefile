@@ -24,8 +24,7 @@ CTL_LIB_SRC := ctl/server.c ctl/worker.c ctl/reply.c ctl/proto.c ctl/sockdir.c
 LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
-CLI_SRC := ctl/cli.c ctl/cli_talk.c ctl/cli_print.c ctl/proto.c ctl/sockdir.c \
-        preload/options.c region/tags.c preload/log.c
+CLI_SRC := ctl/cli.c ctl/cli_talk.c ctl/cli_print.c ctl/proto.c ctl/sockdir.c region/tags.c
 # The CLI reads replies with jansson (Debian: libjansson-dev); the preloaded
 # library stays on libc, libdl and pthread.
 CLI_LIBS := -ljansson -lpthread
@@ -145,7 +144,7 @@ test-e2e: all $(E2E_TESTS) $(E2E_PROGS)
 
 FUZZ_SECONDS ?= 600
 FUZZ := $(BUILD)/fuzz/fuzz_proto
-$(FUZZ): test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c ctl/proto.h
+$(FUZZ): test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c ctl/proto.h region/region.h
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -Iinclude -Iregion -Ictl -o $@ test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c

@@ -19,7 +19,6 @@
 
 #include "cli.h"
 #include "memctl.h"
-#include "options.h"
 #include "sockdir.h"
 
 #define PID_MAX 4194304 /* the kernel's PID_MAX_LIMIT */
@@ -367,7 +366,7 @@ static int find_dir(struct cli *c)
 	char why[400];
 	int rc;
 
-	options_runtime_dir(c->dir, sizeof(c->dir), why, sizeof(why));
+	sockdir_path(c->dir, sizeof(c->dir), why, sizeof(why));
 	if (why[0] != '\0')
 		fprintf(stderr, "memctl: %s\n", why);
 	rc = sockdir_check(c->dir, geteuid(), &err);

@@ -23,6 +23,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "reply.h"
 #include "server.h"
 #include "sockdir.h"
@@ -67,6 +67,20 @@ static struct {
 	int refused_logged;
 	uint64_t prepared_at_count, last_count; /* MEMCTL_PREPARE's bookkeeping */
 } server = { .listen_fd = -1 };
+
+static void say(enum ctl_log level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One line to the process's log, through the backend. */
+static void say(enum ctl_log level, const char *fmt, ...)
+{
+	char line[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	server.ctx.be->log(level, line);
+}
 
 /* ---- one client ------------------------------------------------------ */
 
@@ -232,7 +246,7 @@ static void client_expire(struct client *c)
 	struct jbuf r;
 
 	if (c->out.len > 0) {
-		memctl_log_info("dropped a control client that stopped reading its replies");
+		say(CTL_INFO, "dropped a control client that stopped reading its replies");
 		client_drop(c);
 		return;
 	}
@@ -252,18 +266,18 @@ static void log_job(const struct job *j)
 	if (j->background) {
 		tagset_format(&j->req.rq.tags, tags, sizeof(tags));
 		if (j->rc == 0)
-			memctl_log_info("prepared %llu host bytes for '%s' in %.1f ms",
-					(unsigned long long)j->rep.host_new_bytes, tags, j->rep.ms);
+			say(CTL_INFO, "prepared %llu host bytes for '%s' in %.1f ms",
+			    (unsigned long long)j->rep.host_new_bytes, tags, j->rep.ms);
 		else if (j->rc != -ENOENT)
-			memctl_log_warnx("prepare '%s': %s", tags, j->err.msg);
+			say(CTL_WARN, "prepare '%s': %s", tags, j->err.msg);
 	} else if (j->rc < 0) {
-		memctl_log_info("%s: %s%s", j->line, j->err.msg,
-				j->owner ? "" : " (its client had left)");
+		say(CTL_INFO, "%s: %s%s", j->line, j->err.msg,
+		    j->owner ? "" : " (its client had left)");
 	} else {
-		memctl_log_info("%s: %llu allocations, %llu bytes in %.1f ms%s", j->line,
-				(unsigned long long)j->rep.allocations,
-				(unsigned long long)j->rep.device_bytes, j->rep.ms,
-				j->owner ? "" : "; its client had left");
+		say(CTL_INFO, "%s: %llu allocations, %llu bytes in %.1f ms%s", j->line,
+		    (unsigned long long)j->rep.allocations,
+		    (unsigned long long)j->rep.device_bytes, j->rep.ms,
+		    j->owner ? "" : "; its client had left");
 	}
 }
 
@@ -321,7 +335,7 @@ static void refuse(int fd, int code, const char *msg)
 	reply_error(&r, &server.ctx, "error", code, msg);
 	jb_raw(&r, "\n");
 	if (!r.overflow && send(fd, r.buf, r.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		memctl_log_debug("could not tell a refused client why");
+		say(CTL_DEBUG, "could not tell a refused client why");
 	jb_free(&r);
 	close(fd);
 }
@@ -336,8 +350,8 @@ static int peer_allowed(int fd)
 	if (cred.uid == getuid() || cred.uid == 0)
 		return 1;
 	if (!server.refused_logged) {
-		memctl_log_warnx("refused a control connection from uid %u (pid %d)",
-				 (unsigned)cred.uid, (int)cred.pid);
+		say(CTL_WARN, "refused a control connection from uid %u (pid %d)",
+		    (unsigned)cred.uid, (int)cred.pid);
 		server.refused_logged = 1;
 	}
 	return 0;
@@ -446,7 +460,7 @@ static void *server_main(void *arg)
 			next_tick = worker_now_ms() + TICK_MS;
 		}
 	}
-	memctl_log_warn("control server stopped");
+	say(CTL_WARN, "control server stopped: %s", strerror(errno));
 	return NULL;
 }
 
@@ -457,11 +471,11 @@ static int make_dir(const char *dir)
 	struct region_err err;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		memctl_log_warn("cannot create %s", dir);
+		say(CTL_WARN, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
 	if (sockdir_check(dir, getuid(), &err) < 0) {
-		memctl_log_warnx("%s; no control socket", err.msg);
+		say(CTL_WARN, "%s; no control socket", err.msg);
 		return -1;
 	}
 	return 0;
@@ -519,7 +533,7 @@ static int open_socket(const char *dir)
 	n = snprintf(server.sock_path, sizeof(server.sock_path), "%s/%d.sock", dir,
 		     (int)getpid());
 	if (n < 0 || (size_t)n >= sizeof(server.sock_path)) {
-		memctl_log_warnx("socket path too long under %s", dir);
+		say(CTL_WARN, "socket path too long under %s", dir);
 		return -1;
 	}
 	snprintf(server.info_path, sizeof(server.info_path), "%s/%d.info", dir, (int)getpid());
@@ -527,7 +541,7 @@ static int open_socket(const char *dir)
 	unlink(server.sock_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
-		memctl_log_warn("control socket");
+		say(CTL_WARN, "control socket: %s", strerror(errno));
 		return -1;
 	}
 	memset(&addr, 0, sizeof(addr));
@@ -535,7 +549,7 @@ static int open_socket(const char *dir)
 	memcpy(addr.sun_path, server.sock_path, strlen(server.sock_path) + 1);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    chmod(server.sock_path, 0600) < 0 || listen(fd, 64) < 0) {
-		memctl_log_warn("control socket %s", server.sock_path);
+		say(CTL_WARN, "control socket %s: %s", server.sock_path, strerror(errno));
 		close(fd);
 		unlink(server.sock_path);
 		return -1;
@@ -583,7 +597,7 @@ static void start(const struct ctl_config *cfg, const struct ctl_backend *be)
 	write_info();
 	atexit(remove_files);
 	if (start_threads() < 0) {
-		memctl_log_warnx("cannot start the control threads");
+		say(CTL_WARN, "cannot start the control threads");
 		close(server.listen_fd);
 		server.listen_fd = -1;
 		remove_files();

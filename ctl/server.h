@@ -22,6 +22,8 @@ struct ctl_device {
 	uint64_t free_bytes, total_bytes;
 };
 
+enum ctl_log { CTL_WARN, CTL_INFO, CTL_DEBUG };
+
 struct ctl_backend {
 	/* Run one change request (a verb with figures) as the C API does.
 	 * Called on the worker thread only; may take long; honours
@@ -36,6 +38,8 @@ struct ctl_backend {
 	int (*devices)(struct ctl_device *out, int max);
 	/* Devices the driver sees; 0 when it is not loaded. */
 	int (*driver_devices)(void);
+	/* One line for the process's log (the level filters it). */
+	void (*log)(enum ctl_log level, const char *line);
 };
 
 struct ctl_config {

@@ -1,17 +1,42 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * sockdir.c - whose socket directory this is.
+ * sockdir.c - where the sockets are, and whose directory that is.
  *
  * A socket in a directory someone else controls can be replaced by theirs:
  * the server would serve in a place others can steer, and the CLI would
- * take orders' answers from an impostor (a user who made /tmp/memctl-0
- * before root did). Both therefore insist on the same thing: a real
- * directory, ours, closed to everyone else.
+ * believe an impostor's answers (a user who made /tmp/memctl-0 before root
+ * did). Both therefore insist on the same thing: a real directory, ours,
+ * closed to everyone else.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "sockdir.h"
+
+void sockdir_path(char *buf, size_t len, char *why, size_t whylen)
+{
+	const char *dir = getenv("MEMCTL_RUNTIME_DIR");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (why != NULL && whylen > 0)
+		why[0] = '\0';
+	if (dir != NULL && dir[0] == '/') {
+		snprintf(buf, len, "%s", dir);
+		return;
+	}
+	if (xdg != NULL && xdg[0] == '/')
+		snprintf(buf, len, "%s/memctl", xdg);
+	else
+		snprintf(buf, len, "/tmp/memctl-%u", (unsigned)getuid());
+	/* The process and the CLI resolve relative paths from different
+	 * working directories: one would never find the other's socket. */
+	if (dir != NULL && dir[0] != '\0' && why != NULL)
+		snprintf(why, whylen, "ignoring MEMCTL_RUNTIME_DIR='%.64s' (not an absolute "
+			 "path); using %s", dir, buf);
+}
 
 int sockdir_check(const char *dir, uid_t uid, struct region_err *err)
 {

@@ -157,12 +157,23 @@ static int server_devices(struct ctl_device *out, int max)
 	return n;
 }
 
+static void server_log(enum ctl_log level, const char *line)
+{
+	if (level == CTL_WARN)
+		memctl_log_warnx("%s", line);
+	else if (level == CTL_INFO)
+		memctl_log_info("%s", line);
+	else
+		memctl_log_debug("%s", line);
+}
+
 static const struct ctl_backend server_backend = {
 	.request = preload_request,
 	.tag_stats = region_tag_stats,
 	.allocations = region_count,
 	.devices = server_devices,
 	.driver_devices = drv_cuda_device_count,
+	.log = server_log,
 };
 
 /* Started with the first CUDA allocation or API call, never at load. */

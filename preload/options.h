@@ -33,10 +33,4 @@ void options_load(struct options *o);
  * Returns 0 or -EINVAL / -ERANGE. */
 int options_parse_size(const char *s, size_t *out);
 
-/* The socket directory from MEMCTL_RUNTIME_DIR, XDG_RUNTIME_DIR or
- * /tmp/memctl-<uid>, as the CLI and the library both derive it. A relative
- * MEMCTL_RUNTIME_DIR is ignored: then `why` (when not NULL) says so in one
- * line, else it is set to "". */
-void options_runtime_dir(char *buf, size_t len, char *why, size_t whylen);
-
 #endif /* MEMCTL_OPTIONS_H */

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -75,6 +76,9 @@ static struct tenant spawn_with(const char *const *env, const char *group, int n
 	if (t.pid == 0) {
 		char prog[600];
 
+		/* A test that fails or times out leaves no tenant behind, even
+		 * a stopped one. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(to[0], 0);
 		dup2(from[1], 1);
 		close(to[1]);
