@@ -291,7 +291,7 @@ static void deliver_done(void)
 		next = j->next;
 		if (j->started)
 			log_job(j);
-		if (c != NULL) {
+		if (c != NULL && c->job == j) {
 			struct jbuf r;
 
 			jb_init_grow(&r, PROTO_MAX_REPLY);

@@ -221,6 +221,11 @@ void worker_abandon(const void *owner)
 		jobs.running->owner = NULL;
 		__atomic_store_n(&jobs.running->cancel, 1, __ATOMIC_RELEASE);
 	}
+	/* Finished but not yet taken: its reply must not reach whoever
+	 * gets the owner's slot next. */
+	for (j = jobs.done; j != NULL; j = j->next)
+		if (j->owner == owner)
+			j->owner = NULL;
 	pthread_mutex_unlock(&jobs.lock);
 }
 

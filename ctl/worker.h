@@ -67,7 +67,7 @@ void worker_submit(struct job *j);
 struct job *worker_take_done(void);
 /* Nobody waits for `owner`'s job any more: a queued one comes back
  * unstarted (-ECANCELED), a running one is told to stop at its next safe
- * point. Either way its owner becomes NULL. */
+ * point, a finished one is not delivered. Its owner becomes NULL. */
 void worker_abandon(const void *owner);
 /* Queued jobs past their deadline come back unstarted (-ETIMEDOUT); a
  * running one past it is told to stop. Returns the next deadline to wake
