@@ -29,7 +29,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 REGION_SRC := region/region.c region/stage.c region/tags.c
 PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c \
         preload/proc.c preload/cumem.c preload/dlsym.c
-CTL_LIB_SRC := ctl/server.c ctl/proto.c
+CTL_LIB_SRC := ctl/server.c ctl/worker.c ctl/reply.c ctl/proto.c ctl/sockdir.c
 LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
@@ -37,7 +37,10 @@ SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 # hook, which would serve the sanitizer runtime before it is initialised.
 UNIT_OBJ := $(filter-out %/preload/dlsym.o,$(LIB_OBJ))
 UNIT_SAN_OBJ := $(filter-out %/preload/dlsym.o,$(SAN_OBJ))
-CLI_SRC := ctl/cli.c ctl/proto.c preload/options.c region/tags.c preload/log.c
+CLI_SRC := ctl/cli.c ctl/cli_talk.c ctl/cli_print.c ctl/proto.c ctl/sockdir.c region/tags.c
+# The CLI reads replies with jansson (Debian: libjansson-dev); the preloaded
+# library stays on libc, libdl and pthread.
+CLI_LIBS := -ljansson -lpthread
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/cli/%.o)
 
 LIB := $(BUILD)/libmemctl.so
@@ -101,7 +104,7 @@ $(LIB): $(LIB_OBJ) preload/memctl.map
 	    -Wl,-z,defs -Wl,--as-needed -ldl -lpthread
 
 $(CLI): $(CLI_OBJ)
-	$(CC) -o $@ $(CLI_OBJ) -lpthread
+	$(CC) -o $@ $(CLI_OBJ) $(CLI_LIBS)
 
 # The simulated driver: every test/fake/*.c but the runtime.
 FAKE_SRC := $(filter-out test/fake/fakecudart.c,$(wildcard test/fake/*.c))
@@ -222,7 +225,7 @@ $(RES)/demo: all $(BUILD)/test/prog_tenant
 
 FUZZ_SECONDS ?= 600
 FUZZ := $(BUILD)/fuzz/fuzz_proto
-$(FUZZ): test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c ctl/proto.h
+$(FUZZ): test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c ctl/proto.h region/region.h
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -Iinclude -Iregion -Ictl -o $@ test/fuzz/fuzz_proto.c ctl/proto.c region/tags.c

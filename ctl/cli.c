@@ -1,68 +1,58 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * cli.c - memctl, the command line: finds the processes that run
- * libmemctl.so (their sockets in the runtime directory), sends each one
- * request in parallel with a deadline per process, and reports every
- * result. Exit status: 0 all succeeded, 1 any failed or timed out, 2 usage,
- * 3 no target found. See docs/memctl.1.
+ * cli.c - memctl, the command line: turns argv into a request once (the
+ * verb table of proto.h), finds the processes that run libmemctl.so (their
+ * sockets in the runtime directory, checked as the library checks it),
+ * sends each one the request in parallel with a deadline per process, and
+ * reports every result. Exit status: 0 all succeeded, 1 any failed or
+ * timed out, 2 usage, 3 no target found. See docs/memctl.1.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "memctl.h"
-#include "options.h"
-#include "proto.h"
-#include "region.h"
+#include "sockdir.h"
 
-#define MAX_TARGETS 1024
+#define PID_MAX 4194304 /* the kernel's PID_MAX_LIMIT */
 
-struct target {
-	int pid;
-	char group[TAG_MAX];
-	char command[256];
-	char reply[PROTO_MAX_REPLY];
-	char err_code[16];
-	char err_msg[256];
-	int ok;
-	pthread_t tid;
+/* The options as given, before the command word is known. */
+struct given {
+	const char *tags, *stage, *group, *timeout;
+	int release_host;
+	unsigned keys; /* KEY_BIT()s of the options given */
 };
-
-static struct {
-	char dir[256];
-	char request[PROTO_MAX_LINE];
-	double timeout_s;
-	int json;
-	const char *verb;
-} C = { .timeout_s = -1 };
 
 static void usage(FILE *f)
 {
+	int v, k;
+
+	fprintf(f, "usage: memctl [targets] [options] <command>\n\ncommands:\n");
+	for (v = 0; v < VERB_COUNT; v++) {
+		char synopsis[160];
+		size_t used;
+
+		if (proto_verbs[v].cli == NULL)
+			continue;
+		used = (size_t)snprintf(synopsis, sizeof(synopsis), "%s", proto_verbs[v].cli);
+		for (k = 0; k < KEY_COUNT; k++)
+			if (proto_verbs[v].keys & KEY_BIT(k))
+				used += (size_t)snprintf(synopsis + used, sizeof(synopsis) - used,
+							 " %s", proto_keys[k].synopsis);
+		if (used > 29)
+			fprintf(f, "  %s\n  %-30s%s\n", synopsis, "", proto_verbs[v].help);
+		else
+			fprintf(f, "  %-30s%s\n", synopsis, proto_verbs[v].help);
+	}
 	fprintf(f,
-"usage: memctl [targets] [options] <command>\n"
-"\n"
-"commands:\n"
-"  ls                            processes that can be controlled\n"
-"  status                        per-tag state and bytes of each target\n"
-"  pause  --tags T[,T] [--stage cpu|none]\n"
-"                                release device memory (stage cpu: keep contents)\n"
-"  resume --tags T[,T] [--release-host]\n"
-"                                map memory back; staged contents are copied back,\n"
-"                                unstaged contents are undefined\n"
-"  prepare --tags T[,T]          pin host buffers now so the first staged pause is fast\n"
-"  release-host --tags T[,T]     give back kept host buffers (never staged contents)\n"
-"  --tags all                    every tag\n"
+"  --tags all                    every tag (an empty list is an error)\n"
 "\n"
 "targets (default: every live process of this user):\n"
 "  -p, --pid PID                 one process (repeatable)\n"
@@ -77,344 +67,149 @@ static void usage(FILE *f)
 "sockets: $MEMCTL_RUNTIME_DIR, else $XDG_RUNTIME_DIR/memctl, else /tmp/memctl-UID\n");
 }
 
-static void target_fail(struct target *t, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* One line on stderr; -1 (exit 2). */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static void target_fail(struct target *t, const char *code, const char *fmt, ...)
+static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	t->ok = 0;
-	snprintf(t->err_code, sizeof(t->err_code), "%s", code);
+	fprintf(stderr, "memctl: ");
 	va_start(ap, fmt);
-	vsnprintf(t->err_msg, sizeof(t->err_msg), fmt, ap);
+	vfprintf(stderr, fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "\n");
+	return -1;
 }
 
-static double now_s(void)
+static int digits_only(const char *s)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return s[0] != '\0' && s[strspn(s, "0123456789")] == '\0';
 }
 
-static void read_info(struct target *t)
+/* A pid: decimal digits, 1..PID_MAX. */
+static int parse_pid(const char *s, int *out)
 {
-	char path[512], line[300];
-	FILE *f;
+	long v;
 
-	snprintf(path, sizeof(path), "%s/%d.info", C.dir, t->pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "group=", 6) == 0)
-			snprintf(t->group, sizeof(t->group), "%.63s", line + 6);
-		else if (strncmp(line, "command=", 8) == 0)
-			snprintf(t->command, sizeof(t->command), "%.255s", line + 8);
-	}
-	fclose(f);
-}
-
-static void remove_stale(int pid)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%d.sock", C.dir, pid);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/%d.info", C.dir, pid);
-	unlink(path);
-}
-
-/* Every live process with a socket; stale sockets are removed. */
-static int discover(struct target *ts, int max)
-{
-	DIR *d = opendir(C.dir);
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return 0;
-	while ((e = readdir(d)) != NULL && n < max) {
-		char *end;
-		long pid = strtol(e->d_name, &end, 10);
-
-		if (end == e->d_name || strcmp(end, ".sock") != 0 || pid <= 0)
-			continue;
-		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
-			remove_stale((int)pid);
-			continue;
-		}
-		memset(&ts[n], 0, sizeof(ts[n]));
-		ts[n].pid = (int)pid;
-		read_info(&ts[n]);
-		n++;
-	}
-	closedir(d);
-	return n;
-}
-
-static int has_socket(int pid)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%d.sock", C.dir, pid);
-	return access(path, F_OK) == 0;
-}
-
-static int by_pid(const void *a, const void *b)
-{
-	return ((const struct target *)a)->pid - ((const struct target *)b)->pid;
-}
-
-/* One request, one reply line, all within the deadline. */
-static void *talk(void *arg)
-{
-	struct target *t = arg;
-	struct sockaddr_un addr;
-	double deadline = now_s() + C.timeout_s;
-	size_t len = 0, sent = 0, reqlen = strlen(C.request);
-	int fd, lines = 0, want = 1, send_errno = 0;
-
-	t->ok = 0;
-	memset(&addr, 0, sizeof(addr));
-	addr.sun_family = AF_UNIX;
-	if ((size_t)snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", C.dir,
-			     t->pid) >= sizeof(addr.sun_path)) {
-		target_fail(t, "EINVAL", "socket path too long");
-		return NULL;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		target_fail(t, "EIO", "socket: %s", strerror(errno));
-		return NULL;
-	}
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		if (errno == ECONNREFUSED || errno == ENOENT)
-			target_fail(t, "ECONNREFUSED",
-				    "memctl is not serving in this process (socket %s: %s)",
-				    addr.sun_path, strerror(errno));
-		else
-			target_fail(t, "EIO", "connect %s: %s", addr.sun_path, strerror(errno));
-		close(fd);
-		return NULL;
-	}
-	while (lines < want) {
-		struct pollfd p = { .fd = fd, .events = sent < reqlen ? POLLOUT : POLLIN };
-		double left = deadline - now_s();
-		int rc;
-
-		if (left <= 0) {
-			target_fail(t, "ETIMEDOUT",
-				    "no reply within %.1f s (process stopped or wedged?)",
-				    C.timeout_s);
-			break;
-		}
-		rc = poll(&p, 1, (int)(left * 1000) + 1);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc <= 0)
-			continue;
-		if (sent < reqlen) {
-			ssize_t w = send(fd, C.request + sent, reqlen - sent, MSG_NOSIGNAL);
-
-			if (w < 0 && errno != EAGAIN && errno != EINTR) {
-				/* The server may have refused us and closed (another
-				 * user, too many clients): its reason is waiting to be
-				 * read. */
-				send_errno = errno;
-				sent = reqlen;
-				continue;
-			}
-			if (w > 0)
-				sent += (size_t)w;
-			continue;
-		}
-		{
-			ssize_t r = recv(fd, t->reply + len, sizeof(t->reply) - 1 - len, 0);
-
-			if (r < 0 && (errno == EAGAIN || errno == EINTR))
-				continue;
-			if (r <= 0) {
-				if (send_errno)
-					target_fail(t, "EIO", "send: %s", strerror(send_errno));
-				else
-					target_fail(t, "EPROTO", "connection closed without a reply");
-				break;
-			}
-			len += (size_t)r;
-			t->reply[len] = '\0';
-			if (memchr(t->reply, '\n', len) != NULL)
-				lines++;
-			else if (len == sizeof(t->reply) - 1) {
-				target_fail(t, "E2BIG", "reply too long");
-				break;
-			}
-		}
-	}
-	close(fd);
-	if (lines == want) {
-		t->reply[strcspn(t->reply, "\n")] = '\0';
-		if (json_bool(t->reply, "ok", &t->ok) < 0)
-			target_fail(t, "EPROTO", "malformed reply");
-		else if (!t->ok) {
-			json_str(t->reply, "error", t->err_code, sizeof(t->err_code));
-			json_str(t->reply, "message", t->err_msg, sizeof(t->err_msg));
-		}
-	}
-	return NULL;
-}
-
-static void human_bytes(uint64_t b, char *buf, size_t len)
-{
-	if (b >= (1ull << 30))
-		snprintf(buf, len, "%.2f GiB", (double)b / (double)(1ull << 30));
-	else if (b >= (1ull << 20))
-		snprintf(buf, len, "%.1f MiB", (double)b / (double)(1ull << 20));
-	else
-		snprintf(buf, len, "%llu B", (unsigned long long)b);
-}
-
-static uint64_t field(const char *json, const char *key)
-{
-	uint64_t v = 0;
-
-	(void)json_u64(json, key, &v);
-	return v;
-}
-
-static void print_change(const struct target *t)
-{
-	char dev[32], st[32], host[32];
-	double ms = 0;
-	uint64_t bytes = field(t->reply, strcmp(C.verb, "pause") == 0 ? "released_bytes"
-								     : "restored_bytes");
-	uint64_t staged = field(t->reply, "staged_bytes");
-
-	json_double(t->reply, "ms", &ms);
-	human_bytes(bytes, dev, sizeof(dev));
-	human_bytes(staged, st, sizeof(st));
-	printf("%-8d %-12s ok: %s %llu allocations", t->pid, t->group[0] ? t->group : "-",
-	       C.verb, (unsigned long long)field(t->reply, "allocations"));
-	if (strcmp(C.verb, "pause") == 0 || strcmp(C.verb, "resume") == 0)
-		printf(", %s %s", dev, strcmp(C.verb, "pause") == 0 ? "released" : "restored");
-	if (staged)
-		printf(", %s staged (%.1f GiB/s)", st,
-		       ms > 0 ? (double)staged / (double)(1ull << 30) / (ms / 1e3) : 0.0);
-	if (strcmp(C.verb, "prepare") == 0) {
-		human_bytes(field(t->reply, "host_new_bytes"), host, sizeof(host));
-		printf(", %s host memory pinned", host);
-	}
-	if (strcmp(C.verb, "release-host") == 0) {
-		human_bytes(field(t->reply, "host_freed_bytes"), host, sizeof(host));
-		printf(", %s host memory freed", host);
-	}
-	printf(" in %.1f ms\n", ms);
-}
-
-static void print_status(const struct target *t, int ls)
-{
-	char a[32], p[32], h[32];
-	const char *row = t->reply;
-
-	human_bytes(field(t->reply, "active_bytes"), a, sizeof(a));
-	human_bytes(field(t->reply, "paused_bytes"), p, sizeof(p));
-	human_bytes(field(t->reply, "host_bytes"), h, sizeof(h));
-	if (ls) {
-		char tags[200] = "";
-		size_t used = 0;
-
-		while ((row = strstr(row, "{\"tag\":")) != NULL) {
-			char name[TAG_MAX], state[16];
-
-			json_str(row, "tag", name, sizeof(name));
-			json_str(row, "state", state, sizeof(state));
-			used += (size_t)snprintf(tags + used, used < sizeof(tags) ? sizeof(tags) - used : 0,
-						 "%s%s:%s", used ? "," : "", name, state);
-			if (used >= sizeof(tags))
-				break;
-			row++;
-		}
-		printf("%-8d %-12s %-11s %-11s %-11s %-30s %s\n", t->pid,
-		       t->group[0] ? t->group : "-", a, p, h, tags[0] ? tags : "-",
-		       t->command);
-		return;
-	}
-	printf("%-8d %-12s active %s, paused %s, host %s   %s\n", t->pid,
-	       t->group[0] ? t->group : "-", a, p, h, t->command);
-	while ((row = strstr(row, "{\"tag\":")) != NULL) {
-		char name[TAG_MAX], state[16];
-
-		json_str(row, "tag", name, sizeof(name));
-		json_str(row, "state", state, sizeof(state));
-		human_bytes(field(row, "active_bytes"), a, sizeof(a));
-		human_bytes(field(row, "paused_bytes"), p, sizeof(p));
-		human_bytes(field(row, "host_bytes"), h, sizeof(h));
-		printf("    %-20s %-7s %6llu allocations  active %-11s paused %-11s host %s\n",
-		       name, state, (unsigned long long)field(row, "allocations"), a, p, h);
-		row++;
-	}
-}
-
-static void print_result(const struct target *t)
-{
-	if (C.json) {
-		if (t->ok || t->reply[0] == '{') {
-			if (strcmp(C.verb, "ls") == 0) {
-				char head[600];
-				struct jbuf j;
-
-				jb_init(&j, head, sizeof(head));
-				jb_i64(&j, "pid", t->pid);
-				jb_str(&j, "command", t->command);
-				printf("{%s,\"status\":%s}\n", head, t->reply);
-			} else
-				printf("%s\n", t->reply);
-		} else {
-			char buf[512];
-			struct jbuf j;
-
-			jb_init(&j, buf, sizeof(buf));
-			jb_raw(&j, "{");
-			jb_bool(&j, "ok", 0);
-			jb_i64(&j, "pid", t->pid);
-			jb_str(&j, "group", t->group);
-			jb_str(&j, "error", t->err_code);
-			jb_str(&j, "message", t->err_msg);
-			jb_raw(&j, "}");
-			printf("%s\n", buf);
-		}
-		return;
-	}
-	if (!t->ok) {
-		printf("%-8d %-12s error %s: %s\n", t->pid, t->group[0] ? t->group : "-",
-		       t->err_code, t->err_msg);
-		return;
-	}
-	if (strcmp(C.verb, "ls") == 0)
-		print_status(t, 1);
-	else if (strcmp(C.verb, "status") == 0)
-		print_status(t, 0);
-	else
-		print_change(t);
-}
-
-static int add_pid(int *pids, int *npids, const char *arg)
-{
-	char *end;
-	long v = strtol(arg, &end, 10);
-
-	if (*arg == '\0' || *end != '\0' || v <= 0 || v > 4194304 || *npids == 64) {
-		fprintf(stderr, "memctl: bad pid '%s'\n", arg);
-		return -1;
-	}
-	pids[(*npids)++] = (int)v;
+	if (!digits_only(s) || strlen(s) > 7)
+		return -EINVAL;
+	v = strtol(s, NULL, 10);
+	if (v < 1 || v > PID_MAX)
+		return -ERANGE;
+	*out = (int)v;
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Seconds as digits with an optional fraction ("2", "0.5"): no sign, no
+ * exponent, no nan or inf; 0.001 to 86400. */
+static int parse_seconds(const char *s, double *out)
+{
+	size_t ip = strspn(s, "0123456789"), fp = 0;
+	double v;
+
+	if (s[ip] == '.')
+		fp = strspn(s + ip + 1, "0123456789") + 1;
+	if (ip + fp == 0 || (ip == 0 && fp == 1) || s[ip + fp] != '\0' || ip > 9)
+		return -EINVAL;
+	v = strtod(s, NULL);
+	if (v < 0.001 || v > (double)PROTO_MAX_TIMEOUT_MS / 1000)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+static int add_pid(struct cli *c, const char *arg)
+{
+	int pid, i;
+
+	if (parse_pid(arg, &pid) < 0)
+		return usage_error("-p takes a process id (1 to %d), not '%s'", PID_MAX, arg);
+	for (i = 0; i < c->npids; i++)
+		if (c->pids[i] == pid)
+			return 0; /* named twice, asked once */
+	if (c->npids == MAX_TARGETS)
+		return usage_error("too many processes: at most %d -p options", MAX_TARGETS);
+	c->pids[c->npids++] = pid;
+	return 0;
+}
+
+/* Remember a value option; a second one is a mistake, not an override. */
+static int once(const char **slot, const char *name, const char *arg)
+{
+	if (*slot != NULL)
+		return usage_error("%s given twice ('%s' and '%s')", name, *slot, arg);
+	*slot = arg;
+	return 0;
+}
+
+/* One option: 0, 1 to exit 0 (help, version), -1 for a usage error. */
+static int take_option(struct cli *c, struct given *g, int ch, const char *arg,
+		       const char *word)
+{
+	switch (ch) {
+	case 'p': return add_pid(c, arg);
+	case 'g': return once(&g->group, "-g/--group", arg);
+	case 't': return once(&g->timeout, "-t/--timeout", arg);
+	case 'T': g->keys |= KEY_BIT(KEY_TAGS); return once(&g->tags, "--tags", arg);
+	case 'S': g->keys |= KEY_BIT(KEY_STAGE); return once(&g->stage, "--stage", arg);
+	case 'R': g->keys |= KEY_BIT(KEY_RELEASE_HOST); g->release_host = 1; return 0;
+	case 'j': c->json = 1; return 0;
+	case 'h': usage(stdout); return 1;
+	case 'V': printf("memctl %s (protocol %d)\n", MEMCTL_VERSION, PROTO_VERSION); return 1;
+	case ':': return usage_error("option '%s' needs a value", word);
+	default: return usage_error("unknown option '%s' (memctl --help lists them)", word);
+	}
+}
+
+/* The command word into the verb enum, once. */
+static int take_command(struct cli *c, const char *word)
+{
+	int v = proto_verb_by_cli(word);
+
+	if (v >= 0) {
+		c->verb = (enum verb)v;
+		return 0;
+	}
+	if (digits_only(word) && c->npids > 0)
+		return usage_error("'%s' is not a command: give each process its own -p "
+				   "(-p %d -p %s)", word, c->pids[c->npids - 1], word);
+	return usage_error("unknown command '%s' (memctl --help lists the commands)", word);
+}
+
+/* What was given, checked against what the command takes, into the
+ * request. */
+static int build_request(struct cli *c, const struct given *g)
+{
+	const struct verb_def *v = &proto_verbs[c->verb];
+	struct region_err err;
+	int k;
+
+	for (k = 0; k < KEY_COUNT; k++)
+		if ((g->keys & KEY_BIT(k)) && !(v->keys & KEY_BIT(k)))
+			return usage_error("%s does not apply to %s", proto_keys[k].option, v->cli);
+	if ((v->keys & KEY_BIT(KEY_TAGS)) && g->tags == NULL)
+		return usage_error("%s needs --tags (--tags all for every tag)", v->cli);
+	c->req.verb = v->sends;
+	c->req.rq.tags.all = 1;
+	if (g->tags != NULL && tagset_parse(g->tags, &c->req.rq.tags, &err) < 0)
+		return usage_error("%s --tags: %s", v->cli, err.msg);
+	if (g->stage != NULL && strcmp(g->stage, "cpu") != 0 && strcmp(g->stage, "none") != 0)
+		return usage_error("--stage takes cpu or none, not '%s'", g->stage);
+	if (g->stage != NULL && strcmp(g->stage, "cpu") == 0)
+		c->req.rq.flags |= MEMCTL_STAGE_CPU;
+	if (g->release_host)
+		c->req.rq.flags |= MEMCTL_RELEASE_HOST;
+	c->group = g->group;
+	c->timeout_s = v->changes ? 60 : 10; /* looking should not wait as long */
+	if (g->timeout != NULL && parse_seconds(g->timeout, &c->timeout_s) < 0)
+		return usage_error("-t takes seconds, 0.001 to 86400 (like 2 or 0.5), not '%s'",
+				   g->timeout);
+	return 0;
+}
+
+/* 0 to go on, 1 to exit 0, -1 to exit 2. */
+static int parse_args(int argc, char **argv, struct cli *c)
 {
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
@@ -428,158 +223,209 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct target targets[MAX_TARGETS];
-	int pids[64], npids = 0, n = 0, i, c, failed = 0, release_host = 0;
-	const char *group = NULL, *tags = NULL, *stage = NULL;
-	char *end;
+	struct given g = { 0 };
+	const char *command = NULL;
+	int ch, rc;
 
-	while ((c = getopt_long(argc, argv, "+p:g:t:jhV", longopts, NULL)) != -1 ||
-	       (optind < argc && C.verb == NULL)) {
-		if (c == -1) { /* the command word; options may follow it */
-			C.verb = argv[optind++];
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+:p:g:t:jhV", longopts, NULL)) != -1 ||
+	       optind < argc) {
+		if (ch == -1) { /* the command word; options may follow it */
+			if (command != NULL)
+				return usage_error("%s: unexpected argument '%s'", command,
+						   argv[optind]);
+			command = argv[optind++];
+			if (take_command(c, command) < 0)
+				return -1;
 			continue;
 		}
-		switch (c) {
-		case 'p':
-			if (add_pid(pids, &npids, optarg) < 0)
-				return 2;
-			break;
-		case 'g':
-			group = optarg;
-			break;
-		case 'T':
-			tags = optarg;
-			break;
-		case 'S':
-			stage = optarg;
-			break;
-		case 'R':
-			release_host = 1;
-			break;
-		case 't':
-			C.timeout_s = strtod(optarg, &end);
-			if (*end != '\0' || C.timeout_s <= 0 || C.timeout_s > 86400) {
-				fprintf(stderr, "memctl: bad timeout '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'j':
-			C.json = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("memctl %s (protocol %d)\n", MEMCTL_VERSION, PROTO_VERSION);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
+		rc = take_option(c, &g, ch, optarg, argv[optind - 1]);
+		if (rc != 0)
+			return rc;
 	}
-	if (C.verb == NULL || optind < argc) {
-		usage(stderr);
-		return 2;
-	}
-	if (strcmp(C.verb, "ls") == 0 || strcmp(C.verb, "status") == 0) {
-		snprintf(C.request, sizeof(C.request), "status\n");
-	} else if (strcmp(C.verb, "pause") == 0 || strcmp(C.verb, "resume") == 0 ||
-		   strcmp(C.verb, "prepare") == 0 || strcmp(C.verb, "release-host") == 0) {
-		struct region_err err;
-		struct tagset ts;
-		const char *t = tags;
+	if (command == NULL)
+		return usage_error("no command (memctl --help lists the commands)");
+	return build_request(c, &g);
+}
 
-		if (tags == NULL) {
-			fprintf(stderr, "memctl %s: --tags is required (--tags all for every tag)\n",
-				C.verb);
-			return 2;
-		}
-		if (strcmp(tags, "all") == 0 || strcmp(tags, "*") == 0)
-			t = "";
-		if (tagset_parse(t, &ts, &err) < 0) {
-			fprintf(stderr, "memctl %s: %s\n", C.verb, err.msg);
-			return 2;
-		}
-		if (stage != NULL && (strcmp(C.verb, "pause") != 0 ||
-				      (strcmp(stage, "cpu") != 0 && strcmp(stage, "none") != 0))) {
-			fprintf(stderr, "memctl: --stage takes cpu or none, with pause only\n");
-			return 2;
-		}
-		if (release_host && strcmp(C.verb, "resume") != 0) {
-			fprintf(stderr, "memctl: --release-host goes with resume only\n");
-			return 2;
-		}
-		snprintf(C.request, sizeof(C.request), "%s tags=%s%s%s\n",
-			 strcmp(C.verb, "release-host") == 0 ? "release_host" : C.verb,
-			 t[0] ? t : "*", stage && strcmp(stage, "cpu") == 0 ? " stage=cpu" : "",
-			 release_host ? " release_host=1" : "");
-	} else {
-		fprintf(stderr, "memctl: unknown command '%s'\n", C.verb);
-		usage(stderr);
-		return 2;
-	}
+/* ---- finding the targets ---------------------------------------------- */
 
-	if (C.timeout_s < 0) /* looking should not wait as long as changing */
-		C.timeout_s = strcmp(C.verb, "ls") == 0 || strcmp(C.verb, "status") == 0 ? 10 : 60;
-	options_runtime_dir(C.dir, sizeof(C.dir));
-	n = discover(targets, MAX_TARGETS);
-	if (npids > 0) {
-		static struct target chosen[64];
-		int k, j;
+static void read_info(const struct cli *c, struct target *t)
+{
+	char path[512], line[300];
+	FILE *f;
 
-		for (k = 0; k < npids; k++) {
-			memset(&chosen[k], 0, sizeof(chosen[k]));
-			chosen[k].pid = pids[k];
-			chosen[k].ok = -1; /* not yet known */
-			read_info(&chosen[k]);
-			for (j = 0; j < n; j++)
-				if (targets[j].pid == pids[k])
-					chosen[k] = targets[j];
-			if (chosen[k].ok == -1 && !has_socket(pids[k])) {
-				if (kill(pids[k], 0) < 0 && errno == ESRCH)
-					target_fail(&chosen[k], "ESRCH", "no such process");
-				else
-					target_fail(&chosen[k], "ENOSYS",
-						    "memctl is not active in this process: no socket in %s "
-						    "(start it with LD_PRELOAD=libmemctl.so; the socket "
-						    "appears with its first CUDA allocation)", C.dir);
-			}
+	snprintf(path, sizeof(path), "%s/%d.info", c->dir, t->pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, "group=", 6) == 0)
+			snprintf(t->group, sizeof(t->group), "%.63s", line + 6);
+		else if (strncmp(line, "command=", 8) == 0)
+			snprintf(t->command, sizeof(t->command), "%.255s", line + 8);
+	}
+	fclose(f);
+}
+
+static int socket_pid(const char *name)
+{
+	char *end;
+	long pid = strtol(name, &end, 10);
+
+	if (end == name || strcmp(end, ".sock") != 0 || pid <= 0 || pid > PID_MAX)
+		return -1;
+	return (int)pid;
+}
+
+static void remove_stale(const struct cli *c, int pid)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%d.sock", c->dir, pid);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%d.info", c->dir, pid);
+	unlink(path);
+}
+
+/* Every live process with a socket; stale sockets are removed. */
+static int discover(const struct cli *c, struct target *ts, int max)
+{
+	DIR *d = opendir(c->dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL && n < max) {
+		int pid = socket_pid(e->d_name);
+
+		if (pid < 0)
+			continue;
+		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+			remove_stale(c, pid);
+			continue;
 		}
-		memcpy(targets, chosen, sizeof(chosen[0]) * (size_t)npids);
-		n = npids;
+		memset(&ts[n], 0, sizeof(ts[n]));
+		ts[n].pid = pid;
+		read_info(c, &ts[n]);
+		n++;
 	}
-	if (group != NULL) {
-		int k = 0;
+	closedir(d);
+	return n;
+}
 
-		for (i = 0; i < n; i++)
-			if (strcmp(targets[i].group, group) == 0)
-				targets[k++] = targets[i];
-		n = k;
-	}
-	if (n == 0) {
-		if (C.json)
-			printf("{\"ok\":false,\"error\":\"ENOENT\",\"message\":\"no target\"}\n");
+/* The processes named with -p, each reported even without a socket. */
+static int chosen(const struct cli *c, struct target *ts)
+{
+	int k;
+
+	for (k = 0; k < c->npids; k++) {
+		struct target *t = &ts[k];
+		char path[512];
+
+		memset(t, 0, sizeof(*t));
+		t->pid = c->pids[k];
+		read_info(c, t);
+		snprintf(path, sizeof(path), "%s/%d.sock", c->dir, t->pid);
+		if (access(path, F_OK) == 0)
+			continue;
+		if (kill(t->pid, 0) < 0 && errno == ESRCH)
+			region_err_set(&t->err, -ESRCH, "no such process");
 		else
-			fprintf(stderr, "memctl: no process to control%s%s (sockets in %s)\n",
-				group ? " in group " : "", group ? group : "", C.dir);
-		return 3;
+			region_err_set(&t->err, -ENOSYS,
+				       "memctl is not active in this process: no socket in %s "
+				       "(start it with LD_PRELOAD=libmemctl.so; the socket "
+				       "appears with its first CUDA allocation)", c->dir);
 	}
-	qsort(targets, (size_t)n, sizeof(targets[0]), by_pid);
+	return c->npids;
+}
+
+static int by_pid(const void *a, const void *b)
+{
+	return ((const struct target *)a)->pid - ((const struct target *)b)->pid;
+}
+
+static int select_targets(const struct cli *c, struct target *ts)
+{
+	int n = c->npids ? chosen(c, ts) : discover(c, ts, MAX_TARGETS), i, k = 0;
+
 	for (i = 0; i < n; i++)
-		if (targets[i].err_code[0] == '\0' &&
-		    pthread_create(&targets[i].tid, NULL, talk, &targets[i]) != 0)
-			target_fail(&targets[i], "EAGAIN", "cannot start a thread");
-	if (!C.json && strcmp(C.verb, "ls") == 0)
-		printf("%-8s %-12s %-11s %-11s %-11s %-30s %s\n", "PID", "GROUP", "ACTIVE",
-		       "PAUSED", "HOST", "TAGS", "COMMAND");
-	for (i = 0; i < n; i++) {
-		if (targets[i].tid)
-			pthread_join(targets[i].tid, NULL);
-		print_result(&targets[i]);
-		if (!targets[i].ok)
-			failed++;
+		if (c->group == NULL || strcmp(ts[i].group, c->group) == 0)
+			ts[k++] = ts[i];
+	qsort(ts, (size_t)k, sizeof(ts[0]), by_pid);
+	return k;
+}
+
+/* The socket directory, warned about and checked as the library does.
+ * 0, or -1 (exit 1) when it is not ours alone. */
+static int find_dir(struct cli *c)
+{
+	struct region_err err;
+	char why[400];
+	int rc;
+
+	sockdir_path(c->dir, sizeof(c->dir), why, sizeof(why));
+	if (why[0] != '\0')
+		fprintf(stderr, "memctl: %s\n", why);
+	rc = sockdir_check(c->dir, geteuid(), &err);
+	if (rc < 0 && rc != -ENOENT) {
+		fprintf(stderr, "memctl: %s; nothing sent\n", err.msg);
+		return -1;
 	}
-	if (!C.json && n > 1 && strcmp(C.verb, "ls") != 0)
-		printf("%d of %d processes succeeded\n", n - failed, n);
+	return 0;
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+static int no_target(const struct cli *c)
+{
+	if (c->json)
+		printf("{\"ok\":false,\"error\":\"ENOENT\",\"message\":\"no target\"}\n");
+	else
+		fprintf(stderr, "memctl: no process to control%s%s (sockets in %s)\n",
+			c->group ? " in group " : "", c->group ? c->group : "", c->dir);
+	return 3;
+}
+
+static int run_all(const struct cli *c, struct target *ts, int n)
+{
+	int i, failed = 0;
+
+	cli_talk_init(c);
+	for (i = 0; i < n; i++) {
+		if (ts[i].err.code != 0)
+			continue;
+		if (pthread_create(&ts[i].tid, NULL, cli_talk, &ts[i]) == 0)
+			ts[i].talking = 1;
+		else
+			region_err_set(&ts[i].err, -EAGAIN, "cannot start a thread");
+	}
+	cli_print_header(c);
+	for (i = 0; i < n; i++) {
+		if (ts[i].talking)
+			pthread_join(ts[i].tid, NULL);
+		cli_print_result(c, &ts[i]);
+		failed += ts[i].err.code != 0;
+		json_decref(ts[i].reply);
+	}
+	cli_print_summary(c, n, failed);
 	return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct target targets[MAX_TARGETS];
+	static struct cli command;
+	int rc = parse_args(argc, argv, &command), n;
+
+	if (rc != 0)
+		return rc < 0 ? 2 : 0;
+	if (find_dir(&command) < 0)
+		return 1;
+	n = select_targets(&command, targets);
+	if (n == 0)
+		return no_target(&command);
+	return run_all(&command, targets, n);
 }

@@ -1,32 +1,70 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * proto.c - parsing requests and writing and reading JSON replies.
+ * proto.c - the verb table, parsing and writing request lines, and the
+ * JSON writer of replies.
  *
  * The request grammar is deliberately tiny (a verb and key=value words) so
  * that the parser that faces the socket is short enough to read in one
  * sitting and to fuzz (test/fuzz/fuzz_proto.c). Every byte is checked
- * against a bound before it is read.
+ * against a bound before it is read. Replies are read by the CLI with a
+ * JSON library (jansson); the library writes them with the small writer
+ * below, which needs nothing but libc.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto.h"
-#include "region.h"
 
-static const char *verbs[] = {
-	[VERB_HELLO] = "hello",
-	[VERB_STATUS] = "status",
-	[VERB_PAUSE] = "pause",
-	[VERB_RESUME] = "resume",
-	[VERB_PREPARE] = "prepare",
-	[VERB_RELEASE_HOST] = "release_host",
+/* A verb that reports figures is a change: it runs on the registry, one
+ * request at a time. */
+const struct verb_def proto_verbs[VERB_COUNT] = {
+#define PROTO_VERB_ROW(id, wire, cli, sends, keys, run, figs, did, help) \
+	[VERB_##id] = { wire, cli, VERB_##sends, keys, (figs) != 0, figs, did, help },
+	PROTO_VERBS(PROTO_VERB_ROW)
+#undef PROTO_VERB_ROW
 };
 
-const char *proto_verb_name(enum proto_verb v)
+const struct key_def proto_keys[KEY_COUNT] = {
+	[KEY_TAGS] = { "tags", "--tags", "--tags T[,T...]|all" },
+	[KEY_STAGE] = { "stage", "--stage", "[--stage cpu|none]" },
+	[KEY_RELEASE_HOST] = { "release_host", "--release-host", "[--release-host]" },
+	[KEY_TIMEOUT_MS] = { "timeout_ms", "--timeout", "[--timeout SECONDS]" },
+};
+
+const struct figure_def proto_figures[FIG_COUNT] = {
+	[FIG_ALLOCATIONS] = { "allocations", "allocations" },
+	[FIG_RELEASED_BYTES] = { "released_bytes", "released" },
+	[FIG_RESTORED_BYTES] = { "restored_bytes", "restored" },
+	[FIG_COPIED_BYTES] = { "copied_bytes", "copied" },
+	[FIG_HOST_NEW_BYTES] = { "host_new_bytes", "host memory pinned" },
+	[FIG_HOST_FREED_BYTES] = { "host_freed_bytes", "host memory freed" },
+};
+
+uint64_t proto_figure_value(enum proto_figure f, const struct region_report *rep)
 {
-	return (unsigned)v < sizeof(verbs) / sizeof(verbs[0]) ? verbs[v] : "?";
+	switch (f) {
+	case FIG_ALLOCATIONS: return rep->allocations;
+	case FIG_RELEASED_BYTES:
+	case FIG_RESTORED_BYTES: return rep->device_bytes;
+	case FIG_COPIED_BYTES: return rep->staged_bytes;
+	case FIG_HOST_NEW_BYTES: return rep->host_new_bytes;
+	case FIG_HOST_FREED_BYTES: return rep->host_freed_bytes;
+	case FIG_COUNT: break;
+	}
+	return 0;
+}
+
+int proto_verb_by_cli(const char *name)
+{
+	int v;
+
+	for (v = 0; v < VERB_COUNT; v++)
+		if (proto_verbs[v].cli != NULL && strcmp(proto_verbs[v].cli, name) == 0)
+			return v;
+	return -1;
 }
 
 const char *proto_errname(int code)
@@ -41,134 +79,271 @@ const char *proto_errname(int code)
 	case -EACCES: return "EACCES";
 	case -E2BIG: return "E2BIG";
 	case -ETIMEDOUT: return "ETIMEDOUT";
+	case -ECANCELED: return "ECANCELED";
 	case -ECONNREFUSED: return "ECONNREFUSED";
 	case -ESRCH: return "ESRCH";
 	case -EPROTO: return "EPROTO";
+	case -EAGAIN: return "EAGAIN";
+	case -EOVERFLOW: return "EOVERFLOW";
 	default: return "EUNKNOWN";
 	}
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, const char *word, size_t wlen)
+/* ---- parsing a request line ------------------------------------------ */
+
+/* -EINVAL with a message that echoes at most a short, printable prefix of
+ * what was sent. */
+static int fail(struct region_err *err, const char *fmt, const char *word, size_t wlen)
 {
 	char shown[48];
 	size_t i, n = wlen < sizeof(shown) - 1 ? wlen : sizeof(shown) - 1;
 
-	/* Echo at most a short, printable prefix of what was sent. */
 	for (i = 0; i < n; i++)
 		shown[i] = (word[i] >= 0x20 && word[i] < 0x7f && word[i] != '"' &&
 			    word[i] != '\\') ? word[i] : '?';
 	shown[n] = '\0';
-	snprintf(err, errlen, fmt, shown);
-	return -EINVAL;
+	return region_err_set(err, -EINVAL, fmt, shown);
 }
 
 static int word_is(const char *w, size_t n, const char *lit)
 {
-	return strlen(lit) == n && memcmp(w, lit, n) == 0;
+	return lit != NULL && strlen(lit) == n && memcmp(w, lit, n) == 0;
+}
+
+/* The next space-separated word of line[*at..len): 1 and (*w, *n), 0 at
+ * the end, -EINVAL for a control or non-ASCII byte. */
+static int next_word(const char *line, size_t len, size_t *at, const char **w,
+		     size_t *n, struct region_err *err)
+{
+	size_t i = *at;
+
+	while (i < len && line[i] == ' ')
+		i++;
+	if (i == len)
+		return 0;
+	*w = line + i;
+	for (*n = 0; i < len && line[i] != ' '; i++, (*n)++)
+		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] >= 0x7f)
+			return fail(err, "control or non-ASCII byte in '%s'", *w, *n + 1);
+	*at = i;
+	return 1;
+}
+
+/* 1..PROTO_MAX_TIMEOUT_MS in decimal digits, nothing else. */
+static int parse_timeout(const char *val, size_t vlen, long long *out,
+			 struct region_err *err)
+{
+	long long v = 0;
+	size_t i;
+
+	for (i = 0; i < vlen; i++) {
+		if (val[i] < '0' || val[i] > '9')
+			break;
+		v = v * 10 + (val[i] - '0');
+		if (v > PROTO_MAX_TIMEOUT_MS)
+			break;
+	}
+	if (vlen == 0 || i < vlen || v == 0)
+		return fail(err, "timeout_ms must be 1 to 86400000 (milliseconds), got '%s'",
+			    val, vlen);
+	*out = v;
+	return 0;
+}
+
+static int parse_tags(const char *val, size_t vlen, struct tagset *out,
+		      struct region_err *err)
+{
+	char spec[TAGSET_TEXT_MAX];
+
+	if (vlen == 0)
+		return fail(err, "tags= needs a value: name the tags, or all%s", "", 0);
+	if (vlen >= sizeof(spec))
+		return fail(err, "tag list longer than the limit%s", "", 0);
+	memcpy(spec, val, vlen);
+	spec[vlen] = '\0';
+	return tagset_parse(spec, out, err);
+}
+
+static int parse_value(struct proto_req *req, enum proto_key key, const char *val,
+		       size_t vlen, struct region_err *err)
+{
+	switch (key) {
+	case KEY_TAGS:
+		return parse_tags(val, vlen, &req->rq.tags, err);
+	case KEY_STAGE:
+		if (word_is(val, vlen, "cpu"))
+			req->rq.flags |= MEMCTL_STAGE_CPU;
+		else if (!word_is(val, vlen, "none"))
+			return fail(err, "stage must be cpu or none, got '%s'", val, vlen);
+		return 0;
+	case KEY_RELEASE_HOST:
+		if (word_is(val, vlen, "1"))
+			req->rq.flags |= MEMCTL_RELEASE_HOST;
+		else if (!word_is(val, vlen, "0"))
+			return fail(err, "release_host must be 0 or 1, got '%s'", val, vlen);
+		return 0;
+	case KEY_TIMEOUT_MS:
+		return parse_timeout(val, vlen, &req->timeout_ms, err);
+	case KEY_COUNT:
+		break;
+	}
+	return fail(err, "unknown key%s", "", 0);
+}
+
+/* One key=value word; `seen` collects the keys so far. */
+static int parse_pair(struct proto_req *req, unsigned *seen, const char *w, size_t n,
+		      struct region_err *err)
+{
+	const char *eq = memchr(w, '=', n);
+	unsigned takes = proto_verbs[req->verb].keys | KEY_BIT(KEY_TIMEOUT_MS);
+	size_t klen;
+	int k;
+
+	if (eq == NULL)
+		return fail(err, "expected key=value, got '%s'", w, n);
+	klen = (size_t)(eq - w);
+	for (k = 0; k < KEY_COUNT; k++)
+		if (word_is(w, klen, proto_keys[k].wire))
+			break;
+	if (k == KEY_COUNT)
+		return fail(err, "unknown key '%s'", w, klen);
+	if (*seen & KEY_BIT(k))
+		return fail(err, "key '%s' given twice", w, klen);
+	if (!(takes & KEY_BIT(k)))
+		return region_err_set(err, -EINVAL, "%s= does not apply to %s",
+				      proto_keys[k].wire, proto_verbs[req->verb].wire);
+	*seen |= KEY_BIT(k);
+	return parse_value(req, (enum proto_key)k, eq + 1, n - klen - 1, err);
 }
 
 int proto_parse(const char *line, size_t len, struct proto_req *req,
-		char *err, size_t errlen)
+		struct region_err *err)
 {
-	size_t i = 0, n;
+	size_t at = 0, n;
 	const char *w;
-	int have_verb = 0;
-	unsigned v;
+	unsigned seen = 0;
+	int rc, v;
 
 	memset(req, 0, sizeof(*req));
 	if (len > PROTO_MAX_LINE)
-		return fail(err, errlen, "request longer than the limit%s", "", 0);
+		return fail(err, "request longer than the limit%s", "", 0);
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
-	for (;;) {
-		while (i < len && line[i] == ' ')
-			i++;
-		if (i == len)
+	rc = next_word(line, len, &at, &w, &n, err);
+	if (rc <= 0)
+		return rc < 0 ? rc : fail(err, "empty request%s", "", 0);
+	for (v = 0; v < VERB_COUNT; v++)
+		if (word_is(w, n, proto_verbs[v].wire))
 			break;
-		w = line + i;
-		for (n = 0; i < len && line[i] != ' '; i++, n++)
-			if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] >= 0x7f)
-				return fail(err, errlen, "control or non-ASCII byte in '%s'", w, n + 1);
-		if (!have_verb) {
-			for (v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++)
-				if (word_is(w, n, verbs[v]))
-					break;
-			if (v == sizeof(verbs) / sizeof(verbs[0]))
-				return fail(err, errlen, "unknown verb '%s'", w, n);
-			req->verb = (enum proto_verb)v;
-			have_verb = 1;
-			continue;
-		}
-		{
-			const char *eq = memchr(w, '=', n);
-			size_t klen, vlen;
-			const char *val;
-
-			if (eq == NULL)
-				return fail(err, errlen, "expected key=value, got '%s'", w, n);
-			klen = (size_t)(eq - w);
-			val = eq + 1;
-			vlen = n - klen - 1;
-			if (word_is(w, klen, "tags")) {
-				struct region_err rerr;
-				struct tagset ts;
-
-				if (vlen == 0)
-					return fail(err, errlen, "tags= needs a value (tags=* for all)%s", "", 0);
-				if (vlen >= sizeof(req->tags))
-					return fail(err, errlen, "tags too long%s", "", 0);
-				memcpy(req->tags, val, vlen);
-				req->tags[vlen] = '\0';
-				if (word_is(val, vlen, "*") || word_is(val, vlen, "all"))
-					req->tags[0] = '\0';
-				else if (tagset_parse(req->tags, &ts, &rerr) < 0) {
-					snprintf(err, errlen, "%s", rerr.msg);
-					return -EINVAL;
-				}
-			} else if (word_is(w, klen, "stage")) {
-				if (word_is(val, vlen, "cpu"))
-					req->stage_cpu = 1;
-				else if (word_is(val, vlen, "none"))
-					req->stage_cpu = 0;
-				else
-					return fail(err, errlen, "stage must be cpu or none, got '%s'", val, vlen);
-			} else if (word_is(w, klen, "release_host")) {
-				if (word_is(val, vlen, "1"))
-					req->release_host = 1;
-				else if (word_is(val, vlen, "0"))
-					req->release_host = 0;
-				else
-					return fail(err, errlen, "release_host must be 0 or 1, got '%s'", val, vlen);
-			} else {
-				return fail(err, errlen, "unknown key '%s'", w, klen);
-			}
-		}
-	}
-	if (!have_verb)
-		return fail(err, errlen, "empty request%s", "", 0);
-	if (req->stage_cpu && req->verb != VERB_PAUSE)
-		return fail(err, errlen, "stage= applies to pause only%s", "", 0);
-	if (req->release_host && req->verb != VERB_RESUME)
-		return fail(err, errlen, "release_host= applies to resume only%s", "", 0);
+	if (v == VERB_COUNT)
+		return fail(err, "unknown verb '%s'", w, n);
+	req->verb = (enum verb)v;
+	while ((rc = next_word(line, len, &at, &w, &n, err)) > 0)
+		if ((rc = parse_pair(req, &seen, w, n, err)) < 0)
+			return rc;
+	if (rc < 0)
+		return rc;
+	if ((proto_verbs[v].keys & KEY_BIT(KEY_TAGS)) && !(seen & KEY_BIT(KEY_TAGS)))
+		return region_err_set(err, -EINVAL, "%s needs tags=: name the tags, or all",
+				      proto_verbs[v].wire);
 	return 0;
+}
+
+/* ---- writing a request line ------------------------------------------ */
+
+static int append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	if (*used >= len)
+		return -E2BIG;
+	va_start(ap, fmt);
+	w = vsnprintf(buf + *used, len - *used, fmt, ap);
+	va_end(ap);
+	if (w < 0 || (size_t)w >= len - *used)
+		return -E2BIG;
+	*used += (size_t)w;
+	return 0;
+}
+
+int proto_format(const struct proto_req *req, char *buf, size_t len)
+{
+	const struct verb_def *v = &proto_verbs[proto_verbs[req->verb].sends];
+	char tags[TAGSET_TEXT_MAX];
+	size_t used = 0;
+	int rc;
+
+	rc = append(buf, len, &used, "%s", v->wire);
+	if (rc == 0 && (v->keys & KEY_BIT(KEY_TAGS))) {
+		tagset_format(&req->rq.tags, tags, sizeof(tags));
+		rc = append(buf, len, &used, " tags=%s", tags);
+	}
+	if (rc == 0 && (v->keys & KEY_BIT(KEY_STAGE)))
+		rc = append(buf, len, &used, " stage=%s",
+			    req->rq.flags & MEMCTL_STAGE_CPU ? "cpu" : "none");
+	if (rc == 0 && (req->rq.flags & MEMCTL_RELEASE_HOST))
+		rc = append(buf, len, &used, " release_host=1");
+	if (rc == 0 && req->timeout_ms > 0)
+		rc = append(buf, len, &used, " timeout_ms=%lld", req->timeout_ms);
+	return rc < 0 ? rc : (int)used;
 }
 
 /* ---- JSON writing ---------------------------------------------------- */
 
 void jb_init(struct jbuf *j, char *buf, size_t cap)
 {
+	memset(j, 0, sizeof(*j));
 	j->buf = buf;
 	j->cap = cap;
-	j->len = 0;
-	j->overflow = 0;
-	j->need_comma = 0;
+	j->max = cap;
 	if (cap)
 		buf[0] = '\0';
 }
 
+void jb_init_grow(struct jbuf *j, size_t max)
+{
+	memset(j, 0, sizeof(*j));
+	j->max = max;
+	j->grows = 1;
+}
+
+void jb_free(struct jbuf *j)
+{
+	if (j->grows)
+		free(j->buf);
+	j->buf = NULL;
+	j->len = j->cap = 0;
+}
+
+/* Room for n more bytes and a NUL: grow a growing buffer, else 0. */
+static int room(struct jbuf *j, size_t n)
+{
+	size_t want = j->len + n + 1, cap = j->cap ? j->cap : 1024;
+	char *b;
+
+	if (want <= j->cap)
+		return 1;
+	if (!j->grows || want > j->max)
+		return 0;
+	while (cap < want)
+		cap *= 2;
+	if (cap > j->max)
+		cap = j->max;
+	b = realloc(j->buf, cap);
+	if (b == NULL)
+		return 0;
+	j->buf = b;
+	j->cap = cap;
+	return 1;
+}
+
 static void put(struct jbuf *j, const char *s, size_t n)
 {
-	if (j->overflow || j->len + n + 1 > j->cap) {
+	if (j->overflow || !room(j, n)) {
 		j->overflow = 1;
 		return;
 	}
@@ -253,6 +428,12 @@ void jb_bool(struct jbuf *j, const char *key, int val)
 	jb_raw(j, val ? "true" : "false");
 }
 
+void jb_null(struct jbuf *j, const char *key)
+{
+	jb_key(j, key);
+	jb_raw(j, "null");
+}
+
 void jb_open(struct jbuf *j, const char *key, char bracket)
 {
 	char b[2] = { bracket, '\0' };
@@ -270,74 +451,3 @@ void jb_close(struct jbuf *j, char bracket)
 	j->need_comma = 1;
 }
 
-/* ---- JSON reading (our own replies only) ----------------------------- */
-
-static const char *find_value(const char *json, const char *key)
-{
-	char pat[80];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(json, pat);
-	return p ? p + strlen(pat) : NULL;
-}
-
-int json_u64(const char *json, const char *key, uint64_t *out)
-{
-	const char *p = find_value(json, key);
-	char *end;
-
-	if (p == NULL || *p < '0' || *p > '9')
-		return -ENOENT;
-	*out = strtoull(p, &end, 10);
-	return 0;
-}
-
-int json_double(const char *json, const char *key, double *out)
-{
-	const char *p = find_value(json, key);
-	char *end;
-
-	if (p == NULL)
-		return -ENOENT;
-	*out = strtod(p, &end);
-	return end == p ? -ENOENT : 0;
-}
-
-int json_bool(const char *json, const char *key, int *out)
-{
-	const char *p = find_value(json, key);
-
-	if (p == NULL)
-		return -ENOENT;
-	if (strncmp(p, "true", 4) == 0)
-		*out = 1;
-	else if (strncmp(p, "false", 5) == 0)
-		*out = 0;
-	else
-		return -ENOENT;
-	return 0;
-}
-
-int json_str(const char *json, const char *key, char *out, size_t len)
-{
-	const char *p = find_value(json, key);
-	size_t k = 0;
-
-	if (p == NULL || *p != '"' || len == 0)
-		return -ENOENT;
-	for (p++; *p && *p != '"'; p++) {
-		char c = *p;
-
-		if (c == '\\' && p[1]) {
-			p++;
-			c = *p == 'u' ? '?' : *p;
-			if (*p == 'u')
-				p += strnlen(p, 5) >= 5 ? 4 : 0;
-		}
-		if (k + 1 < len)
-			out[k++] = c;
-	}
-	out[k] = '\0';
-	return 0;
-}

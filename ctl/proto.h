@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * proto.h - the control protocol (docs/protocol.md), shared by the server
- * inside the process and the memctl CLI.
+ * proto.h - the request vocabulary and the control protocol
+ * (docs/protocol.md): what the C API, the server inside the process and
+ * the memctl CLI all mean by a request.
  *
  * A request is one line of at most PROTO_MAX_LINE bytes:
  *     <verb> [key=value]...
  * and every reply is one line holding one JSON object with "ok".
+ * proto_parse turns a line into a struct proto_req, whose tags are parsed
+ * once (struct tagset) and travel with it to region/; proto_format writes
+ * the line back, so the CLI sends exactly what the server reads.
  */
 #ifndef MEMCTL_PROTO_H
 #define MEMCTL_PROTO_H
@@ -13,45 +17,142 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#include "region.h"
+
+#define PROTO_VERSION 2
 #define PROTO_MAX_LINE 4096
-#define PROTO_MAX_REPLY 16384
+/* A reply is as long as it needs to be (status lists every tag); this only
+ * stops a runaway: about 300k tags, which no process comes near. */
+#define PROTO_MAX_REPLY (64u << 20)
+#define PROTO_MAX_TIMEOUT_MS 86400000LL /* a day */
 
-enum proto_verb {
-	VERB_HELLO,
-	VERB_STATUS,
-	VERB_PAUSE,
-	VERB_RESUME,
-	VERB_PREPARE,
-	VERB_RELEASE_HOST,
+/* The keys a request may carry; on the command line, options. */
+enum proto_key { KEY_TAGS, KEY_STAGE, KEY_RELEASE_HOST, KEY_TIMEOUT_MS, KEY_COUNT };
+#define KEY_BIT(k) (1u << (k))
+
+/* The figures a change request's reply carries (struct region_report). */
+enum proto_figure {
+	FIG_ALLOCATIONS,     /* allocations whose state changed */
+	FIG_RELEASED_BYTES,  /* device bytes released */
+	FIG_RESTORED_BYTES,  /* device bytes mapped back */
+	FIG_COPIED_BYTES,    /* bytes copied between device and host */
+	FIG_HOST_NEW_BYTES,  /* host bytes obtained and pinned */
+	FIG_HOST_FREED_BYTES, /* host bytes given back */
+	FIG_COUNT
+};
+#define FIG_BIT(f) (1u << (f))
+
+#define FIGS_PAUSE (FIG_BIT(FIG_ALLOCATIONS) | FIG_BIT(FIG_RELEASED_BYTES) | \
+		    FIG_BIT(FIG_COPIED_BYTES) | FIG_BIT(FIG_HOST_NEW_BYTES))
+#define FIGS_RESUME (FIG_BIT(FIG_ALLOCATIONS) | FIG_BIT(FIG_RESTORED_BYTES) | \
+		     FIG_BIT(FIG_COPIED_BYTES))
+#define FIGS_PREPARE (FIG_BIT(FIG_ALLOCATIONS) | FIG_BIT(FIG_HOST_NEW_BYTES))
+#define FIGS_RELEASE_HOST (FIG_BIT(FIG_ALLOCATIONS) | FIG_BIT(FIG_HOST_FREED_BYTES))
+
+/*
+ * Every verb, once:
+ *   X(id, wire name, CLI name, sends, keys, region call, figures, did, help)
+ * `sends` is the verb whose request goes on the wire (ls shows status);
+ * `keys` those it takes besides timeout_ms, which every verb takes; the
+ * region call runs a change request (NULL: answered by the server itself);
+ * `figures` its success reply carries; `did` says what a failed request
+ * had done before it failed. proto.c expands it into proto_verbs (names,
+ * keys, figures: the parser, the CLI, the server) and preload/interpose.c
+ * into the handlers of the C API and the server's backend.
+ */
+#define PROTO_VERBS(X)                                                             \
+	X(HELLO, "hello", NULL, HELLO, 0, NULL, 0, NULL,                             \
+	  "protocol and library version, the running request")                     \
+	X(LS, NULL, "ls", STATUS, 0, NULL, 0, NULL,                                  \
+	  "processes that can be controlled")                                       \
+	X(STATUS, "status", "status", STATUS, 0, NULL, 0, NULL,                      \
+	  "per-tag state and bytes of each target, the running request")           \
+	X(PAUSE, "pause", "pause", PAUSE, KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_STAGE),    \
+	  region_pause, FIGS_PAUSE, "released",                                     \
+	  "release device memory (--stage cpu: keep the contents in host memory)") \
+	X(RESUME, "resume", "resume", RESUME,                                        \
+	  KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_RELEASE_HOST), region_resume, FIGS_RESUME, \
+	  "resumed", "map memory back; staged contents are copied back")           \
+	X(PREPARE, "prepare", "prepare", PREPARE, KEY_BIT(KEY_TAGS), region_prepare, \
+	  FIGS_PREPARE, "prepared",                                                  \
+	  "pin host buffers now, so the first staged pause runs at copy speed")    \
+	X(RELEASE_HOST, "release_host", "release-host", RELEASE_HOST,                \
+	  KEY_BIT(KEY_TAGS), region_release_host, FIGS_RELEASE_HOST, "freed",       \
+	  "give back kept host buffers (never staged contents)")
+
+enum verb {
+#define PROTO_VERB_ENUM(id, wire, cli, sends, keys, run, figs, did, help) VERB_##id,
+	PROTO_VERBS(PROTO_VERB_ENUM)
+#undef PROTO_VERB_ENUM
+	VERB_COUNT
 };
 
+struct verb_def {
+	const char *wire;  /* NULL: a view of the command line only */
+	const char *cli;   /* NULL: not a command */
+	enum verb sends;
+	unsigned keys;     /* KEY_BIT()s besides timeout_ms */
+	int changes;       /* runs on the registry, one request at a time */
+	unsigned figures;  /* FIG_BIT()s */
+	const char *did;
+	const char *help;
+};
+
+struct key_def {
+	const char *wire;    /* tags */
+	const char *option;  /* --tags */
+	const char *synopsis; /* for the CLI's usage */
+};
+
+struct figure_def {
+	const char *wire;   /* released_bytes */
+	const char *human;  /* released */
+	int shown_if_zero;  /* the CLI prints it even when 0 */
+};
+
+extern const struct verb_def proto_verbs[VERB_COUNT];
+extern const struct key_def proto_keys[KEY_COUNT];
+extern const struct figure_def proto_figures[FIG_COUNT];
+
+/* A request as every party holds it. */
 struct proto_req {
-	enum proto_verb verb;
-	char tags[1024];   /* "" means all tags */
-	int stage_cpu;     /* pause: stage=cpu */
-	int release_host;  /* resume: release_host=1 */
+	enum verb verb;
+	struct region_req rq;  /* tags (all when absent), flags; the server
+				* fills deadline_ms and cancel */
+	long long timeout_ms;  /* timeout_ms=: the client's deadline; 0 none */
 };
 
-/* Parse one request line (without its newline; need not be NUL-terminated).
- * Returns 0, or -EINVAL with a message in err. Never reads past len. */
+/* Parse one request line (without its newline; need not be
+ * NUL-terminated; never read past len). Returns 0, or -EINVAL with a
+ * one-line message in err: unknown verb or key, a key given twice or not
+ * taken by the verb, a malformed value. */
 int proto_parse(const char *line, size_t len, struct proto_req *req,
-		char *err, size_t errlen);
+		struct region_err *err);
+/* Write `req` as the line proto_parse reads back (without newline; with
+ * timeout_ms only when set). Returns its length, or -E2BIG. */
+int proto_format(const struct proto_req *req, char *buf, size_t len);
 
-const char *proto_verb_name(enum proto_verb v);
+/* Verb and key by their name on the command line; -1 when none. */
+int proto_verb_by_cli(const char *name);
+/* A figure's value in a report. */
+uint64_t proto_figure_value(enum proto_figure f, const struct region_report *rep);
 /* "ENOENT" for -ENOENT and so on; "EUNKNOWN" otherwise. */
 const char *proto_errname(int code);
 
 /* A bounded JSON writer: appends, and marks overflow instead of writing
- * past the end. */
+ * past the end. With jb_init_grow the buffer is malloc'ed and grows up to
+ * `max` bytes (jb_free releases it). */
 struct jbuf {
 	char *buf;
-	size_t len, cap;
+	size_t len, cap, max;
 	int overflow;
 	int need_comma;
+	int grows;
 };
 
 void jb_init(struct jbuf *j, char *buf, size_t cap);
+void jb_init_grow(struct jbuf *j, size_t max);
+void jb_free(struct jbuf *j);
 void jb_raw(struct jbuf *j, const char *s);
 void jb_key(struct jbuf *j, const char *key);
 void jb_str(struct jbuf *j, const char *key, const char *val);
@@ -59,14 +160,8 @@ void jb_u64(struct jbuf *j, const char *key, uint64_t val);
 void jb_i64(struct jbuf *j, const char *key, int64_t val);
 void jb_double(struct jbuf *j, const char *key, double val);
 void jb_bool(struct jbuf *j, const char *key, int val);
+void jb_null(struct jbuf *j, const char *key);
 void jb_open(struct jbuf *j, const char *key, char bracket); /* key NULL in arrays */
 void jb_close(struct jbuf *j, char bracket);
-
-/* Reading our own replies (CLI): the value of the first "key" at or after
- * `from`. Returns 0 or -ENOENT. */
-int json_u64(const char *json, const char *key, uint64_t *out);
-int json_double(const char *json, const char *key, double *out);
-int json_bool(const char *json, const char *key, int *out);
-int json_str(const char *json, const char *key, char *out, size_t len);
 
 #endif /* MEMCTL_PROTO_H */

@@ -1,50 +1,57 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * server.c - the control thread: a private Unix socket inside the process
+ * server.c - the control socket: a private Unix socket inside the process
  * that answers the protocol of docs/protocol.md.
  *
  * Started on first CUDA use, never at load time. The socket lives at
- * <dir>/<pid>.sock in a directory of mode 0700 owned by us (we refuse one
- * that is not), next to <pid>.info which names the group and command so the
- * CLI can select processes without talking to them. Peers must have our uid
- * or be root (SO_PEERCRED). Requests are bounded lines; a client that is
- * slow to send times out on its own without holding up others, because the
- * thread multiplexes readers with poll and executes complete requests one
- * at a time. Replies are sent with MSG_NOSIGNAL: a client that went away
- * mid-command never stops the command. The thread blocks every signal and
- * installs no handler.
+ * <dir>/<pid>.sock in a directory of mode 0700 owned by us (sockdir.c),
+ * next to <pid>.info which names the group and command so the CLI can
+ * select processes without talking to them. Peers must have our uid or be
+ * root (SO_PEERCRED).
+ *
+ * One thread serves every client with poll and never blocks on any of
+ * them: requests are bounded lines; replies wait in the client's buffer
+ * until it reads them, and a client that leaves MAX_UNSENT_REPLIES of them
+ * unread is not read any more, and is dropped once CLIENT_TIMEOUT_MS pass
+ * without progress. hello and status are answered on this thread; change
+ * requests go to the worker (worker.c), one at a time, while this thread
+ * watches their clients: a client that leaves has its request abandoned,
+ * not run late. The threads block every signal and install no handler.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "drv_cuda.h"
-#include "log.h"
-#include "preload.h"
-#include "proto.h"
-#include "region.h"
+#include "reply.h"
 #include "server.h"
+#include "sockdir.h"
+#include "worker.h"
 
 #define MAX_CLIENTS 64
-#define READ_TIMEOUT_MS 5000
+#define CLIENT_TIMEOUT_MS 5000 /* to send a complete line, or to read our replies */
+#define MAX_UNSENT_REPLIES 8
 #define TICK_MS 1000
-#define MAX_TAG_ROWS 64
 
 struct client {
-	int fd;
-	size_t len;
-	long long deadline_ms;
-	char buf[PROTO_MAX_LINE + 2];
+	int fd;                /* -1: a free slot */
+	int peer_done;         /* it shut its writing side: no more requests */
+	int closing;           /* close once the output is sent */
+	struct job *job;       /* its change request, queued or running */
+	long long deadline_ms; /* the next line, or progress on our output, by then */
+	size_t in_len;
+	char in[PROTO_MAX_LINE + 2];
+	struct jbuf out;       /* replies not yet sent */
+	int unsent;            /* replies in `out`, wholly or partly unsent */
 };
 
 static struct {
@@ -54,230 +61,282 @@ static struct {
 	char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char info_path[512];
 	char command[256];
-	const struct options *opts;
+	struct ctl_config cfg;
+	struct reply_ctx ctx;
 	struct client clients[MAX_CLIENTS];
 	int refused_logged;
-	uint64_t prepared_at_count, last_count;
-} S = { .listen_fd = -1 };
+	uint64_t prepared_at_count, last_count; /* MEMCTL_PREPARE's bookkeeping */
+} server = { .listen_fd = -1 };
 
-static long long now_ms(void)
+static void say(enum ctl_log level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One line to the process's log, through the backend. */
+static void say(enum ctl_log level, const char *fmt, ...)
 {
-	struct timespec ts;
+	char line[768];
+	va_list ap;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	server.ctx.be->log(level, line);
 }
 
-/* ---- the request handlers ---------------------------------------------- */
+/* ---- one client ------------------------------------------------------ */
 
-static void reply_head(struct jbuf *j, int ok, const char *verb)
+static void client_reset(struct client *c)
 {
-	jb_raw(j, "{");
-	jb_bool(j, "ok", ok);
-	jb_str(j, "verb", verb);
-	jb_i64(j, "pid", (int64_t)getpid());
-	jb_str(j, "group", S.opts->group);
+	c->fd = -1;
+	c->peer_done = c->closing = 0;
+	c->job = NULL;
+	c->in_len = 0;
+	jb_free(&c->out);
+	jb_init_grow(&c->out, (size_t)MAX_UNSENT_REPLIES * PROTO_MAX_REPLY);
+	c->unsent = 0;
 }
 
-static void reply_error(struct jbuf *j, const char *verb, int code, const char *msg)
+/* Close now; its queued request never runs, its running one is told to
+ * stop at its next safe point. */
+static void client_drop(struct client *c)
 {
-	reply_head(j, 0, verb);
-	jb_str(j, "error", proto_errname(code));
-	jb_i64(j, "code", code);
-	jb_str(j, "message", msg);
-	jb_raw(j, "}");
+	if (c->job != NULL)
+		worker_abandon(c);
+	close(c->fd);
+	client_reset(c);
 }
 
-static void add_devices(struct jbuf *j)
+static void queue_reply(struct client *c, struct jbuf *r, const char *verb)
 {
-	const struct drv_ops *ops = region_count() ? drv_cuda_load() : NULL;
-	uint32_t mask = ops ? region_devices() : 0;
-	int d;
+	if (r->overflow) {
+		jb_free(r);
+		jb_init_grow(r, 4096);
+		reply_error(r, &server.ctx, verb, -E2BIG, "reply too large");
+	}
+	jb_raw(&c->out, r->buf ? r->buf : "");
+	jb_raw(&c->out, "\n");
+	c->unsent++;
+	c->deadline_ms = worker_now_ms() + CLIENT_TIMEOUT_MS;
+	jb_free(r);
+}
 
-	jb_open(j, "devices", '[');
-	for (d = 0; d < REGION_MAX_DEV; d++) {
-		size_t fr = 0, tot = 0;
+/* Send what the socket takes now. -1 when the client is gone (dropped). */
+static int client_flush(struct client *c)
+{
+	while (c->out.len > 0) {
+		ssize_t w = send(c->fd, c->out.buf, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t i;
 
-		if (!(mask & (1u << d)) || ops->mem_info(d, &fr, &tot) < 0)
+		if (w < 0 && errno == EINTR)
 			continue;
-		jb_open(j, NULL, '{');
-		jb_i64(j, "id", d);
-		jb_u64(j, "free_bytes", fr);
-		jb_u64(j, "total_bytes", tot);
-		jb_close(j, '}');
-	}
-	jb_close(j, ']');
-}
-
-static void do_hello(struct jbuf *j)
-{
-	reply_head(j, 1, "hello");
-	jb_i64(j, "protocol", PROTO_VERSION);
-	jb_str(j, "version", MEMCTL_VERSION);
-	jb_str(j, "command", S.command);
-	jb_i64(j, "uid", (int64_t)getuid());
-	jb_i64(j, "driver_devices", drv_cuda_device_count());
-	jb_u64(j, "allocations", region_count());
-	jb_raw(j, "}");
-}
-
-static const char *state_word(const struct region_tag_stat *r)
-{
-	if (r->paused_bytes == 0)
-		return "active";
-	if (r->active_bytes != 0)
-		return "mixed";
-	return r->staged_bytes ? "staged" : "paused";
-}
-
-static void do_status(struct jbuf *j)
-{
-	struct region_tag_stat rows[MAX_TAG_ROWS];
-	uint64_t alloc = 0, active = 0, paused = 0, staged = 0, host = 0;
-	int n = 0, i, truncated;
-
-	truncated = region_tag_stats(rows, MAX_TAG_ROWS, &n) == -E2BIG;
-	for (i = 0; i < n; i++) {
-		alloc += rows[i].allocations;
-		active += rows[i].active_bytes;
-		paused += rows[i].paused_bytes;
-		staged += rows[i].staged_bytes;
-		host += rows[i].host_bytes;
-	}
-	/* Totals first, so a reader that takes the first match of a key
-	 * gets the process's figures, not a tag's. */
-	reply_head(j, 1, "status");
-	jb_u64(j, "allocations", alloc);
-	jb_u64(j, "active_bytes", active);
-	jb_u64(j, "paused_bytes", paused);
-	jb_u64(j, "staged_bytes", staged);
-	jb_u64(j, "host_bytes", host);
-	jb_bool(j, "truncated", truncated);
-	jb_open(j, "tags", '[');
-	for (i = 0; i < n; i++) {
-		jb_open(j, NULL, '{');
-		jb_str(j, "tag", rows[i].name);
-		jb_str(j, "state", state_word(&rows[i]));
-		jb_u64(j, "allocations", rows[i].allocations);
-		jb_u64(j, "active_bytes", rows[i].active_bytes);
-		jb_u64(j, "paused_bytes", rows[i].paused_bytes);
-		jb_u64(j, "staged_bytes", rows[i].staged_bytes);
-		jb_u64(j, "host_bytes", rows[i].host_bytes);
-		jb_close(j, '}');
-	}
-	jb_close(j, ']');
-	add_devices(j);
-	jb_raw(j, "}");
-}
-
-static void do_change(struct jbuf *j, const struct proto_req *req)
-{
-	const char *verb = proto_verb_name(req->verb);
-	struct region_report rep;
-	struct region_err err = { 0, "" };
-	int rc;
-
-	switch (req->verb) {
-	case VERB_PAUSE:
-		rc = preload_request(REQ_PAUSE, req->tags,
-				     req->stage_cpu ? MEMCTL_STAGE_CPU : 0, &rep, &err);
-		break;
-	case VERB_RESUME:
-		rc = preload_request(REQ_RESUME, req->tags,
-				     req->release_host ? MEMCTL_RELEASE_HOST : 0, &rep, &err);
-		break;
-	case VERB_PREPARE:
-		rc = preload_request(REQ_PREPARE, req->tags, 0, &rep, &err);
-		break;
-	default:
-		rc = preload_request(REQ_RELEASE_HOST, req->tags, 0, &rep, &err);
-		break;
-	}
-	if (rc < 0) {
-		memctl_log_info("%s tags=%s: %s", verb, req->tags[0] ? req->tags : "*", err.msg);
-		reply_error(j, verb, rc, err.msg);
-		return;
-	}
-	memctl_log_info("%s tags=%s: %llu allocations, %llu bytes in %.1f ms", verb,
-			req->tags[0] ? req->tags : "*", (unsigned long long)rep.allocations,
-			(unsigned long long)rep.device_bytes, rep.ms);
-	reply_head(j, 1, verb);
-	jb_str(j, "tags", req->tags[0] ? req->tags : "*");
-	jb_u64(j, "allocations", rep.allocations);
-	if (req->verb == VERB_PAUSE || req->verb == VERB_RESUME)
-		jb_u64(j, req->verb == VERB_PAUSE ? "released_bytes" : "restored_bytes",
-		       rep.device_bytes);
-	jb_u64(j, "staged_bytes", rep.staged_bytes);
-	if (req->verb == VERB_RELEASE_HOST)
-		jb_u64(j, "host_freed_bytes", rep.host_freed_bytes);
-	else
-		jb_u64(j, "host_new_bytes", rep.host_new_bytes);
-	jb_double(j, "ms", rep.ms);
-	jb_raw(j, "}");
-}
-
-/* Run one complete request line and write the reply into j. */
-static void execute(const char *line, size_t len, struct jbuf *j)
-{
-	struct proto_req req;
-	char err[256];
-
-	if (proto_parse(line, len, &req, err, sizeof(err)) < 0) {
-		reply_error(j, "error", -EINVAL, err);
-		return;
-	}
-	switch (req.verb) {
-	case VERB_HELLO:
-		do_hello(j);
-		break;
-	case VERB_STATUS:
-		do_status(j);
-		break;
-	case VERB_PAUSE:
-	case VERB_RESUME:
-	case VERB_PREPARE:
-	case VERB_RELEASE_HOST:
-		do_change(j, &req);
-		break;
-	}
-	if (j->overflow) {
-		jb_init(j, j->buf, j->cap);
-		reply_error(j, proto_verb_name(req.verb), -E2BIG, "reply too large");
-	}
-}
-
-/* ---- the socket ------------------------------------------------------- */
-
-static void send_line(int fd, const char *s, size_t n)
-{
-	/* Best effort and bounded: a peer that stopped reading loses its
-	 * reply, and nothing else happens. */
-	while (n > 0) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		ssize_t w;
-
-		if (poll(&p, 1, READ_TIMEOUT_MS) <= 0)
-			return;
-		w = send(fd, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (w <= 0) {
+			client_drop(c);
+			return -1;
 		}
-		s += w;
-		n -= (size_t)w;
+		for (i = 0; i < w; i++)
+			if (c->out.buf[i] == '\n')
+				c->unsent--;
+		memmove(c->out.buf, c->out.buf + w, c->out.len - (size_t)w + 1);
+		c->out.len -= (size_t)w;
+		c->deadline_ms = worker_now_ms() + CLIENT_TIMEOUT_MS;
+	}
+	return 0;
+}
+
+/* A change request goes to the worker; the client waits for it. */
+static void submit(struct client *c, const struct proto_req *req)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	struct jbuf r;
+
+	if (j == NULL) {
+		jb_init_grow(&r, 4096);
+		reply_error(&r, &server.ctx, proto_verbs[req->verb].wire, -ENOMEM,
+			    "host memory: no room for the request");
+		queue_reply(c, &r, "error");
+		return;
+	}
+	j->req = *req;
+	if (proto_format(req, j->line, sizeof(j->line)) < 0)
+		snprintf(j->line, sizeof(j->line), "%s", proto_verbs[req->verb].wire);
+	j->owner = c;
+	c->job = j;
+	worker_submit(j);
+}
+
+static void run_line(struct client *c, const char *line, size_t n)
+{
+	struct region_err err = { 0, "" };
+	struct proto_req req;
+	struct jbuf r;
+
+	jb_init_grow(&r, PROTO_MAX_REPLY);
+	if (proto_parse(line, n, &req, &err) < 0) {
+		reply_error(&r, &server.ctx, "error", -EINVAL, err.msg);
+	} else if (proto_verbs[req.verb].changes) {
+		jb_free(&r);
+		submit(c, &req);
+		return;
+	} else if (req.verb == VERB_HELLO) {
+		reply_hello(&r, &server.ctx);
+	} else {
+		reply_status(&r, &server.ctx);
+	}
+	queue_reply(c, &r, proto_verbs[req.verb].wire);
+}
+
+/* Run the complete lines it sent while it may have more, send, and close
+ * a client that is done. */
+static void client_progress(struct client *c)
+{
+	char *nl;
+
+	while (c->job == NULL && !c->closing && c->unsent < MAX_UNSENT_REPLIES &&
+	       (nl = memchr(c->in, '\n', c->in_len)) != NULL) {
+		size_t n = (size_t)(nl - c->in);
+
+		run_line(c, c->in, n);
+		memmove(c->in, nl + 1, c->in_len - n - 1);
+		c->in_len -= n + 1;
+	}
+	if (c->job == NULL && !c->closing && c->in_len >= PROTO_MAX_LINE + 1 &&
+	    memchr(c->in, '\n', c->in_len) == NULL) {
+		struct jbuf r;
+
+		jb_init_grow(&r, 4096);
+		reply_error(&r, &server.ctx, "error", -E2BIG, "request longer than 4096 bytes");
+		queue_reply(c, &r, "error");
+		c->closing = 1;
+	}
+	if (client_flush(c) < 0)
+		return;
+	if (c->job == NULL && c->out.len == 0 &&
+	    (c->closing || (c->peer_done && memchr(c->in, '\n', c->in_len) == NULL)))
+		client_drop(c);
+}
+
+static int client_wants_input(const struct client *c)
+{
+	return c->job == NULL && !c->closing && !c->peer_done &&
+	       c->unsent < MAX_UNSENT_REPLIES && c->in_len < sizeof(c->in) - 1;
+}
+
+static void client_read(struct client *c)
+{
+	ssize_t r;
+
+	do
+		r = recv(c->fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (r < 0) {
+		client_drop(c);
+		return;
+	}
+	if (r == 0)
+		c->peer_done = 1;
+	c->in_len += (size_t)r;
+}
+
+/* Its deadline passed: it sent no line in time, or stopped reading. */
+static void client_expire(struct client *c)
+{
+	struct jbuf r;
+
+	if (c->out.len > 0) {
+		say(CTL_INFO, "dropped a control client that stopped reading its replies");
+		client_drop(c);
+		return;
+	}
+	jb_init_grow(&r, 4096);
+	reply_error(&r, &server.ctx, "error", -ETIMEDOUT, "timed out waiting for a request line");
+	queue_reply(c, &r, "error");
+	if (client_flush(c) == 0)
+		client_drop(c);
+}
+
+/* ---- requests coming back from the worker ----------------------------- */
+
+static void log_job(const struct job *j)
+{
+	char tags[TAGSET_TEXT_MAX];
+
+	if (j->background) {
+		tagset_format(&j->req.rq.tags, tags, sizeof(tags));
+		if (j->rc == 0)
+			say(CTL_INFO, "prepared %llu host bytes for '%s' in %.1f ms",
+			    (unsigned long long)j->rep.host_new_bytes, tags, j->rep.ms);
+		else if (j->rc != -ENOENT)
+			say(CTL_WARN, "prepare '%s': %s", tags, j->err.msg);
+	} else if (j->rc < 0) {
+		say(CTL_INFO, "%s: %s%s", j->line, j->err.msg,
+		    j->owner ? "" : " (its client had left)");
+	} else {
+		say(CTL_INFO, "%s: %llu allocations, %llu bytes in %.1f ms%s", j->line,
+		    (unsigned long long)j->rep.allocations,
+		    (unsigned long long)j->rep.device_bytes, j->rep.ms,
+		    j->owner ? "" : "; its client had left");
 	}
 }
 
-static void reply_and_close(int fd, int code, const char *msg)
+static void deliver_done(void)
 {
-	char buf[512];
-	struct jbuf j;
+	struct job *j = worker_take_done(), *next;
 
-	jb_init(&j, buf, sizeof(buf) - 1);
-	reply_error(&j, "error", code, msg);
-	jb_raw(&j, "\n");
-	send_line(fd, buf, j.len);
+	for (; j != NULL; j = next) {
+		struct client *c = j->owner;
+
+		next = j->next;
+		if (j->started)
+			log_job(j);
+		if (c != NULL && c->job == j) {
+			struct jbuf r;
+
+			jb_init_grow(&r, PROTO_MAX_REPLY);
+			reply_change(&r, &server.ctx, j);
+			c->job = NULL;
+			queue_reply(c, &r, proto_verbs[j->req.verb].wire);
+			client_progress(c);
+		}
+		free(j);
+	}
+}
+
+/* MEMCTL_PREPARE: once tagged allocations stop changing for a tick,
+ * prepare host buffers for those tags in the background. */
+static void auto_prepare(void)
+{
+	uint64_t count = server.ctx.be->allocations();
+	struct job *j;
+
+	if (server.cfg.prepare != NULL && count != 0 && count == server.last_count &&
+	    count != server.prepared_at_count && worker_idle() &&
+	    (j = calloc(1, sizeof(*j))) != NULL) {
+		server.prepared_at_count = count;
+		j->background = 1;
+		j->req.verb = VERB_PREPARE;
+		j->req.rq.tags = *server.cfg.prepare;
+		(void)proto_format(&j->req, j->line, sizeof(j->line));
+		worker_submit(j);
+	}
+	server.last_count = count;
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+/* Best effort and never waiting: one error line, then close. */
+static void refuse(int fd, int code, const char *msg)
+{
+	struct jbuf r;
+
+	jb_init_grow(&r, 4096);
+	reply_error(&r, &server.ctx, "error", code, msg);
+	jb_raw(&r, "\n");
+	if (!r.overflow && send(fd, r.buf, r.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		say(CTL_DEBUG, "could not tell a refused client why");
+	jb_free(&r);
 	close(fd);
 }
 
@@ -290,10 +349,10 @@ static int peer_allowed(int fd)
 		return 0;
 	if (cred.uid == getuid() || cred.uid == 0)
 		return 1;
-	if (!S.refused_logged) {
-		memctl_log_warnx("refused a control connection from uid %u (pid %d)",
-				 (unsigned)cred.uid, (int)cred.pid);
-		S.refused_logged = 1;
+	if (!server.refused_logged) {
+		say(CTL_WARN, "refused a control connection from uid %u (pid %d)",
+		    (unsigned)cred.uid, (int)cred.pid);
+		server.refused_logged = 1;
 	}
 	return 0;
 }
@@ -302,166 +361,121 @@ static void accept_one(void)
 {
 	int fd, i;
 
-	fd = accept4(S.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	fd = accept4(server.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
 	if (!peer_allowed(fd)) {
-		reply_and_close(fd, -EACCES, "permission denied: not the same user");
+		refuse(fd, -EACCES, "permission denied: not the same user");
 		return;
 	}
 	for (i = 0; i < MAX_CLIENTS; i++)
-		if (S.clients[i].fd < 0) {
-			S.clients[i].fd = fd;
-			S.clients[i].len = 0;
-			S.clients[i].deadline_ms = now_ms() + READ_TIMEOUT_MS;
+		if (server.clients[i].fd < 0) {
+			server.clients[i].fd = fd;
+			server.clients[i].deadline_ms = worker_now_ms() + CLIENT_TIMEOUT_MS;
 			return;
 		}
-	reply_and_close(fd, -EBUSY, "busy: too many clients, try again");
+	refuse(fd, -EBUSY, "busy: too many clients, try again");
 }
 
-static void drop(struct client *c)
+/* ---- the loop ---------------------------------------------------------- */
+
+/* Fill the poll set; returns how long poll may sleep. */
+static int poll_set(struct pollfd *pfd, struct client **who, int *n, long long next_tick)
 {
-	close(c->fd);
-	c->fd = -1;
-	c->len = 0;
-}
+	long long now = worker_now_ms(), wake = worker_expire(now);
+	long long until = next_tick;
+	int i;
 
-/* Read what is there; run every complete line; drop on EOF or overflow. */
-static void serve(struct client *c)
-{
-	static char reply[PROTO_MAX_REPLY];
+	if (wake != 0 && wake < until)
+		until = wake;
+	*n = 0;
+	pfd[*n] = (struct pollfd){ .fd = server.listen_fd, .events = POLLIN };
+	who[(*n)++] = NULL;
+	pfd[*n] = (struct pollfd){ .fd = worker_notify_fd(), .events = POLLIN };
+	who[(*n)++] = NULL;
+	for (i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &server.clients[i];
 
-	for (;;) {
-		ssize_t r;
-		char *nl;
-
-		r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
-		if (r < 0 && errno == EINTR)
+		if (c->fd < 0)
 			continue;
-		if (r < 0 && errno == EAGAIN)
-			return;
-		if (r <= 0) {
-			drop(c);
-			return;
+		if (c->job == NULL && c->deadline_ms <= now) {
+			client_expire(c);
+			continue;
 		}
-		c->len += (size_t)r;
-		while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
-			size_t n = (size_t)(nl - c->buf);
-			struct pollfd hup = { .fd = c->fd, .events = 0 };
-			struct jbuf j;
-
-			/* A client that closed before its command began (the
-			 * CLI after a timeout) has given up on it: running it
-			 * now would surprise whoever retries. A half-close
-			 * (shutdown of writing) is not giving up. */
-			if (poll(&hup, 1, 0) == 1 && (hup.revents & POLLHUP)) {
-				memctl_log_info("client left before its request ran; dropped");
-				drop(c);
-				return;
-			}
-
-			jb_init(&j, reply, sizeof(reply) - 1);
-			execute(c->buf, n, &j);
-			jb_raw(&j, "\n");
-			send_line(c->fd, reply, j.len);
-			memmove(c->buf, nl + 1, c->len - n - 1);
-			c->len -= n + 1;
-			c->deadline_ms = now_ms() + READ_TIMEOUT_MS;
-		}
-		if (c->len >= PROTO_MAX_LINE + 1) {
-			reply_and_close(c->fd, -E2BIG, "request longer than 4096 bytes");
-			c->fd = -1;
-			c->len = 0;
-			return;
-		}
+		if (c->job == NULL && c->deadline_ms < until)
+			until = c->deadline_ms;
+		/* No events still reports a hang-up: a client that leaves
+		 * while its request runs is noticed at once. */
+		pfd[*n] = (struct pollfd){ .fd = c->fd,
+			.events = (short)((client_wants_input(c) ? POLLIN : 0) |
+					  (c->out.len ? POLLOUT : 0)) };
+		who[(*n)++] = c;
 	}
+	return until <= now ? 0 : (int)(until - now);
 }
 
-/* MEMCTL_PREPARE: once tagged allocations stop changing for a tick,
- * prepare host buffers for those tags in the background. */
-static void auto_prepare(void)
+static void serve_ready(struct pollfd *pfd, struct client **who, int n)
 {
-	uint64_t count = region_count();
-	struct region_report rep;
-	struct region_err err;
+	int i;
 
-	if (S.opts->prepare[0] == '\0' || count == 0)
-		return;
-	if (count == S.last_count && count != S.prepared_at_count) {
-		S.prepared_at_count = count;
-		if (preload_request(REQ_PREPARE, S.opts->prepare, 0, &rep, &err) == 0)
-			memctl_log_info("prepared %llu host bytes for '%s' in %.1f ms",
-					(unsigned long long)rep.host_new_bytes,
-					S.opts->prepare, rep.ms);
-		else if (err.code != -ENOENT)
-			memctl_log_warnx("prepare '%s': %s", S.opts->prepare, err.msg);
+	if (pfd[1].revents & POLLIN)
+		deliver_done();
+	for (i = 2; i < n; i++) {
+		struct client *c = who[i];
+
+		if (pfd[i].revents == 0 || c->fd != pfd[i].fd)
+			continue;
+		if (pfd[i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			/* It left: a request not begun is dropped, not run
+			 * late; a running one is abandoned. */
+			client_drop(c);
+			continue;
+		}
+		if (pfd[i].revents & POLLIN)
+			client_read(c);
+		if (c->fd >= 0)
+			client_progress(c);
 	}
-	S.last_count = count;
+	if (pfd[0].revents & POLLIN)
+		accept_one();
 }
 
 static void *server_main(void *arg)
 {
-	struct pollfd pfd[MAX_CLIENTS + 1];
-	struct client *who[MAX_CLIENTS + 1];
-	long long next_tick = now_ms() + TICK_MS;
+	struct pollfd pfd[MAX_CLIENTS + 2];
+	struct client *who[MAX_CLIENTS + 2];
+	long long next_tick = worker_now_ms() + TICK_MS;
 
 	(void)arg;
 	for (;;) {
-		long long now = now_ms(), wait = next_tick - now;
-		int n = 0, i, rc;
+		int n, wait = poll_set(pfd, who, &n, next_tick);
+		int rc = poll(pfd, (nfds_t)n, wait);
 
-		pfd[n].fd = S.listen_fd;
-		pfd[n].events = POLLIN;
-		who[n++] = NULL;
-		for (i = 0; i < MAX_CLIENTS; i++) {
-			struct client *c = &S.clients[i];
-
-			if (c->fd < 0)
-				continue;
-			if (c->deadline_ms <= now) {
-				reply_and_close(c->fd, -ETIMEDOUT, "timed out waiting for a request line");
-				c->fd = -1;
-				continue;
-			}
-			if (c->deadline_ms - now < wait)
-				wait = c->deadline_ms - now;
-			pfd[n].fd = c->fd;
-			pfd[n].events = POLLIN;
-			who[n++] = c;
-		}
-		rc = poll(pfd, (nfds_t)n, wait < 0 ? 0 : (int)wait);
 		if (rc < 0 && errno != EINTR)
 			break;
-		for (i = 1; rc > 0 && i < n; i++)
-			if (pfd[i].revents)
-				serve(who[i]);
-		if (rc > 0 && (pfd[0].revents & POLLIN))
-			accept_one();
-		if (now_ms() >= next_tick) {
+		if (rc > 0)
+			serve_ready(pfd, who, n);
+		if (worker_now_ms() >= next_tick) {
 			auto_prepare();
-			next_tick = now_ms() + TICK_MS;
+			next_tick = worker_now_ms() + TICK_MS;
 		}
 	}
-	memctl_log_warn("control server stopped");
+	say(CTL_WARN, "control server stopped: %s", strerror(errno));
 	return NULL;
 }
 
-/* The socket directory must be ours alone. */
-static int check_dir(const char *dir)
+/* ---- starting ------------------------------------------------------------ */
+
+static int make_dir(const char *dir)
 {
-	struct stat st;
+	struct region_err err;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		memctl_log_warn("cannot create %s", dir);
+		say(CTL_WARN, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
-	if (lstat(dir, &st) < 0) {
-		memctl_log_warn("cannot stat %s", dir);
-		return -1;
-	}
-	if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 0077)) {
-		memctl_log_warnx("refusing socket directory %s: not a directory of mode 0700 "
-				 "owned by uid %u", dir, (unsigned)getuid());
+	if (sockdir_check(dir, getuid(), &err) < 0) {
+		say(CTL_WARN, "%s; no control socket", err.msg);
 		return -1;
 	}
 	return 0;
@@ -472,17 +486,17 @@ static void read_command(void)
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	ssize_t n, i;
 
-	S.command[0] = '\0';
+	server.command[0] = '\0';
 	if (fd < 0)
 		return;
-	n = read(fd, S.command, sizeof(S.command) - 1);
+	n = read(fd, server.command, sizeof(server.command) - 1);
 	close(fd);
 	if (n <= 0)
 		return;
 	for (i = 0; i < n - 1; i++)
-		if (S.command[i] == '\0')
-			S.command[i] = ' ';
-	S.command[n] = '\0';
+		if (server.command[i] == '\0')
+			server.command[i] = ' ';
+	server.command[n] = '\0';
 }
 
 static void write_info(void)
@@ -490,106 +504,129 @@ static void write_info(void)
 	char tmp[600];
 	FILE *f;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", S.info_path);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", server.info_path);
 	f = fopen(tmp, "we");
 	if (f == NULL)
 		return;
-	fprintf(f, "pid=%d\ngroup=%s\ncommand=%s\n", (int)getpid(), S.opts->group, S.command);
+	fprintf(f, "pid=%d\ngroup=%s\ncommand=%s\n", (int)getpid(), server.cfg.group,
+		server.command);
 	if (fclose(f) == 0)
-		rename(tmp, S.info_path);
+		rename(tmp, server.info_path);
 	else
 		unlink(tmp);
 }
 
 static void remove_files(void)
 {
-	if (S.owner != getpid())
+	if (server.owner != getpid())
 		return; /* a forked child never removes the parent's socket */
-	unlink(S.sock_path);
-	unlink(S.info_path);
+	unlink(server.sock_path);
+	unlink(server.info_path);
 }
 
-static void start(const struct options *o)
+/* The socket and its info file; the listening descriptor, or -1. */
+static int open_socket(const char *dir)
 {
 	struct sockaddr_un addr;
-	sigset_t all, old;
-	pthread_attr_t attr;
-	pthread_t tid;
-	int fd, i, n;
+	int fd, n;
 
-	S.opts = o;
-	for (i = 0; i < MAX_CLIENTS; i++)
-		S.clients[i].fd = -1;
-	if (check_dir(o->runtime_dir) < 0)
-		return;
-	n = snprintf(S.sock_path, sizeof(S.sock_path), "%s/%d.sock", o->runtime_dir,
+	n = snprintf(server.sock_path, sizeof(server.sock_path), "%s/%d.sock", dir,
 		     (int)getpid());
-	if (n < 0 || (size_t)n >= sizeof(S.sock_path)) {
-		memctl_log_warnx("socket path too long under %s", o->runtime_dir);
-		return;
+	if (n < 0 || (size_t)n >= sizeof(server.sock_path)) {
+		say(CTL_WARN, "socket path too long under %s", dir);
+		return -1;
 	}
-	snprintf(S.info_path, sizeof(S.info_path), "%s/%d.info", o->runtime_dir,
-		 (int)getpid());
+	snprintf(server.info_path, sizeof(server.info_path), "%s/%d.info", dir, (int)getpid());
 	/* Our pid is ours: whatever sits at this path is a dead process's. */
-	unlink(S.sock_path);
+	unlink(server.sock_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
-		memctl_log_warn("control socket");
-		return;
+		say(CTL_WARN, "control socket: %s", strerror(errno));
+		return -1;
 	}
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
-	memcpy(addr.sun_path, S.sock_path, strlen(S.sock_path) + 1);
+	memcpy(addr.sun_path, server.sock_path, strlen(server.sock_path) + 1);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(S.sock_path, 0600) < 0 || listen(fd, 64) < 0) {
-		memctl_log_warn("control socket %s", S.sock_path);
+	    chmod(server.sock_path, 0600) < 0 || listen(fd, 64) < 0) {
+		say(CTL_WARN, "control socket %s: %s", server.sock_path, strerror(errno));
 		close(fd);
-		unlink(S.sock_path);
-		return;
+		unlink(server.sock_path);
+		return -1;
 	}
-	S.listen_fd = fd;
-	S.owner = getpid();
+	return fd;
+}
+
+/* The worker and the socket thread, with every signal blocked: signals
+ * are the application's business. */
+static int start_threads(void)
+{
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = worker_start(server.ctx.be->request);
+	if (rc == 0) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		rc = -pthread_create(&tid, &attr, server_main, NULL);
+		pthread_attr_destroy(&attr);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+static void start(const struct ctl_config *cfg, const struct ctl_backend *be)
+{
+	int i;
+
+	server.cfg = *cfg;
+	server.ctx = (struct reply_ctx){ cfg->group, server.command, be };
+	for (i = 0; i < MAX_CLIENTS; i++)
+		client_reset(&server.clients[i]);
+	if (make_dir(cfg->runtime_dir) < 0)
+		return;
+	server.listen_fd = open_socket(cfg->runtime_dir);
+	if (server.listen_fd < 0)
+		return;
+	server.owner = getpid();
 	read_command();
 	write_info();
 	atexit(remove_files);
-
-	/* The thread inherits a mask that blocks every signal: signals are the
-	 * application's business. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&tid, &attr, server_main, NULL) != 0) {
-		memctl_log_warnx("cannot start the control thread");
-		close(fd);
-		S.listen_fd = -1;
+	if (start_threads() < 0) {
+		say(CTL_WARN, "cannot start the control threads");
+		close(server.listen_fd);
+		server.listen_fd = -1;
 		remove_files();
 	}
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-void ctl_server_start(const struct options *o)
+void ctl_server_start(const struct ctl_config *cfg, const struct ctl_backend *be)
 {
-	if (__atomic_load_n(&S.started, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&server.started, __ATOMIC_ACQUIRE))
 		return;
-	if (__atomic_exchange_n(&S.started, 1, __ATOMIC_ACQ_REL))
+	if (__atomic_exchange_n(&server.started, 1, __ATOMIC_ACQ_REL))
 		return;
-	if (o->socket)
-		start(o);
+	if (cfg->serve)
+		start(cfg, be);
 }
 
 void ctl_server_after_fork(void)
 {
 	int i;
 
-	if (S.listen_fd >= 0)
-		close(S.listen_fd);
-	S.listen_fd = -1;
+	if (server.listen_fd >= 0)
+		close(server.listen_fd);
+	server.listen_fd = -1;
 	for (i = 0; i < MAX_CLIENTS; i++)
-		if (S.clients[i].fd >= 0) {
-			close(S.clients[i].fd);
-			S.clients[i].fd = -1;
+		if (server.clients[i].fd >= 0) {
+			close(server.clients[i].fd);
+			server.clients[i].fd = -1;
+			server.clients[i].job = NULL;
 		}
-	__atomic_store_n(&S.started, 0, __ATOMIC_RELEASE);
+	worker_after_fork();
+	__atomic_store_n(&server.started, 0, __ATOMIC_RELEASE);
 }

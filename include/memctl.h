@@ -14,6 +14,10 @@
  *
  * Contents of an allocation paused WITHOUT MEMCTL_STAGE_CPU are undefined
  * after resume: the addresses come back, the bytes do not.
+ *
+ * Tags: a request's `tags` is a comma-separated list ("weights,kv_cache"),
+ * or "all" (also "*") or NULL for every tag. An empty or blank list ("",
+ * " ", ",") is -EINVAL, never "every tag", and so is "all" beside names.
  */
 #ifndef MEMCTL_H
 #define MEMCTL_H
@@ -36,7 +40,10 @@ struct memctl_stat {
 	uint64_t allocations;  /* live tagged allocations */
 	uint64_t active_bytes; /* device bytes mapped */
 	uint64_t paused_bytes; /* device bytes released */
-	uint64_t host_bytes;   /* host bytes holding staged contents */
+	union {
+		uint64_t staged_bytes; /* host bytes holding staged contents */
+		uint64_t host_bytes;   /* deprecated: the old name of staged_bytes */
+	};
 };
 
 /*
@@ -60,7 +67,7 @@ int memctl_set_default_tag(const char *tag);
 
 /*
  * Release the physical memory of every live allocation carrying one of
- * `tags` ("weights,kv_cache"; NULL or "" means all tags). Synchronises the
+ * `tags` (see Tags above; NULL or "all": every tag). Synchronises the
  * owning devices first. With MEMCTL_STAGE_CPU the contents are copied to
  * pinned host memory first; host buffers are obtained for the whole request
  * before anything is released, so on failure nothing changed.
@@ -100,7 +107,7 @@ int memctl_prepare(const char *tags);
  */
 int memctl_release_host(const char *tags);
 
-/* Sum the figures of the allocations carrying `tags` (NULL or "": all).
+/* Sum the figures of the allocations carrying `tags` (NULL or "all": all).
  * Returns 0, -ENOENT (nothing carries the tags; *out zeroed) or -EINVAL. */
 int memctl_stat(const char *tags, struct memctl_stat *out);
 

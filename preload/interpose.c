@@ -25,6 +25,7 @@
 #include "log.h"
 #include "preload.h"
 #include "proc.h"
+#include "proto.h"
 #include "region.h"
 #include "server.h"
 
@@ -38,6 +39,8 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_once_t driver_once = PTHREAD_ONCE_INIT;
 static struct options opts;
 static int driver_rc = -ENOSYS;
+
+static struct ctl_config server_config; /* from opts, at init */
 
 static malloc_fn real_malloc;
 static free_fn real_free;
@@ -95,6 +98,10 @@ static void atfork_child(void)
 static void init(void)
 {
 	options_load(&opts);
+	server_config.runtime_dir = opts.runtime_dir;
+	server_config.group = opts.group;
+	server_config.serve = opts.socket;
+	server_config.prepare = opts.prepare[0] ? &opts.prepare_tags : NULL;
 	memctl_log_set_level((enum log_level)opts.log_level);
 	if (opts.default_tag[0] != '\0') {
 		snprintf(default_tag, sizeof(default_tag), "%s", opts.default_tag);
@@ -135,10 +142,53 @@ int preload_driver(void)
 	return driver_rc;
 }
 
+/* ---- what the control server may ask of the process ------------------ */
+
+static int server_devices(struct ctl_device *out, int max)
+{
+	const struct drv_ops *ops = region_count() ? drv_cuda_load() : NULL;
+	uint32_t mask = ops ? region_devices() : 0;
+	int d, n = 0;
+
+	for (d = 0; d < REGION_MAX_DEV && n < max; d++) {
+		size_t fr = 0, tot = 0;
+
+		if (!(mask & (1u << d)) || ops->mem_info(d, &fr, &tot) < 0)
+			continue;
+		out[n++] = (struct ctl_device){ .id = d, .free_bytes = fr, .total_bytes = tot };
+	}
+	return n;
+}
+
+static void server_log(enum ctl_log level, const char *line)
+{
+	if (level == CTL_WARN)
+		memctl_log_warnx("%s", line);
+	else if (level == CTL_INFO)
+		memctl_log_info("%s", line);
+	else
+		memctl_log_debug("%s", line);
+}
+
+static const struct ctl_backend server_backend = {
+	.request = preload_request,
+	.tag_stats = region_tag_stats,
+	.allocations = region_count,
+	.devices = server_devices,
+	.driver_devices = drv_cuda_device_count,
+	.log = server_log,
+};
+
+/* Started with the first CUDA allocation or API call, never at load. */
+static void server_start(void)
+{
+	ctl_server_start(&server_config, &server_backend);
+}
+
 const struct options *preload_activate(void)
 {
 	pthread_once(&init_once, init);
-	ctl_server_start(&opts);
+	server_start();
 	return &opts;
 }
 
@@ -227,52 +277,66 @@ static int api_fail(int rc, const struct region_err *err, const char *what)
 	return rc;
 }
 
-/* Common entry: init, control thread, driver (where the registry needs it)
- * and the parsed tags. */
+/* Common entry: init, control thread, the tags parsed (once, here), and
+ * the driver where the registry needs it. */
 static int api_enter(const char *tags, struct tagset *ts, struct region_err *err)
 {
 	int rc;
 
 	pthread_once(&init_once, init);
-	ctl_server_start(&opts);
+	server_start();
 	rc = tagset_parse(tags, ts, err);
 	if (rc < 0)
 		return rc;
-	if (preload_driver() < 0 && region_count() > 0) {
-		snprintf(err->msg, sizeof(err->msg), "the CUDA driver is not available");
-		return err->code = -ENOSYS;
-	}
+	if (preload_driver() < 0 && region_count() > 0)
+		return region_err_set(err, -ENOSYS, "the CUDA driver is not available");
 	return 0;
 }
 
-int preload_request(enum preload_request req, const char *tags, unsigned flags,
+/* The region call of each change verb: proto.h's table, expanded. */
+typedef int (*region_call)(const struct region_req *, struct region_report *,
+			   struct region_err *);
+static const region_call verb_calls[VERB_COUNT] = {
+#define VERB_CALL(id, wire, cli, sends, keys, run, figs, did, help) [VERB_##id] = run,
+	PROTO_VERBS(VERB_CALL)
+#undef VERB_CALL
+};
+
+/* A request that failed after changing some allocations says so: the
+ * registry is left telling the truth, and so must its message. */
+static void note_partial(enum verb verb, const struct region_report *rep,
+			 struct region_err *err)
+{
+	size_t used = strlen(err->msg);
+
+	if (rep->allocations == 0 || proto_verbs[verb].did == NULL)
+		return;
+	snprintf(err->msg + used, sizeof(err->msg) - used,
+		 "; the other %llu allocation%s (%llu bytes) %s %s",
+		 (unsigned long long)rep->allocations, rep->allocations == 1 ? "" : "s",
+		 (unsigned long long)rep->device_bytes, rep->allocations == 1 ? "was" : "were",
+		 proto_verbs[verb].did);
+}
+
+int preload_request(enum verb verb, const struct region_req *rq,
 		    struct region_report *rep, struct region_err *err)
 {
-	static const char *names[] = { "pause", "resume", "prepare", "release_host" };
-	struct region_req rq = { .flags = flags };
-	int rc = api_enter(tags, &rq.tags, err);
+	char tags[TAGSET_TEXT_MAX];
+	int rc;
 
 	memset(rep, 0, sizeof(*rep));
+	if ((unsigned)verb >= VERB_COUNT || verb_calls[verb] == NULL)
+		return region_err_set(err, -EINVAL, "not a change request");
+	pthread_once(&init_once, init);
+	if (preload_driver() < 0 && region_count() > 0)
+		return region_err_set(err, -ENOSYS, "the CUDA driver is not available");
+	rc = verb_calls[verb](rq, rep, err);
+	tagset_format(&rq->tags, tags, sizeof(tags));
 	if (rc < 0)
-		return rc;
-	switch (req) {
-	case REQ_PAUSE:
-		rc = region_pause(&rq, rep, err);
-		break;
-	case REQ_RESUME:
-		rc = region_resume(&rq, rep, err);
-		break;
-	case REQ_PREPARE:
-		rc = region_prepare(&rq, rep, err);
-		break;
-	case REQ_RELEASE_HOST:
-		rc = region_release_host(&rq, rep, err);
-		break;
-	}
-	if (rc == 0)
+		note_partial(verb, rep, err);
+	else
 		memctl_log_debug("%s %s: %llu allocations, %llu bytes in %.2f ms "
-				 "(host buffers %.2f, sync %.2f)", names[req],
-				 tags && tags[0] ? tags : "*",
+				 "(host buffers %.2f, sync %.2f)", proto_verbs[verb].wire, tags,
 				 (unsigned long long)rep->allocations,
 				 (unsigned long long)rep->device_bytes, rep->ms, rep->ms_host,
 				 rep->ms_sync);
@@ -282,7 +346,7 @@ int preload_request(enum preload_request req, const char *tags, unsigned flags,
 MEMCTL_EXPORT int memctl_region_begin(const char *tag)
 {
 	pthread_once(&init_once, init);
-	ctl_server_start(&opts);
+	server_start();
 	if (!tag_valid(tag))
 		return -EINVAL;
 	if (region_depth == REGION_DEPTH)
@@ -316,34 +380,36 @@ MEMCTL_EXPORT int memctl_set_default_tag(const char *tag)
 	return 0;
 }
 
-static int api_request(enum preload_request req, const char *tags, unsigned flags,
-		       const char *what)
+static int api_request(enum verb verb, const char *tags, unsigned flags)
 {
+	struct region_req rq = { .flags = flags };
 	struct region_report rep;
 	struct region_err err;
-	int rc = preload_request(req, tags, flags, &rep, &err);
+	int rc = api_enter(tags, &rq.tags, &err);
 
-	return rc < 0 ? api_fail(rc, &err, what) : 0;
+	if (rc == 0)
+		rc = preload_request(verb, &rq, &rep, &err);
+	return rc < 0 ? api_fail(rc, &err, proto_verbs[verb].wire) : 0;
 }
 
 MEMCTL_EXPORT int memctl_pause(const char *tags, unsigned flags)
 {
-	return api_request(REQ_PAUSE, tags, flags, "pause");
+	return api_request(VERB_PAUSE, tags, flags);
 }
 
 MEMCTL_EXPORT int memctl_resume(const char *tags, unsigned flags)
 {
-	return api_request(REQ_RESUME, tags, flags, "resume");
+	return api_request(VERB_RESUME, tags, flags);
 }
 
 MEMCTL_EXPORT int memctl_prepare(const char *tags)
 {
-	return api_request(REQ_PREPARE, tags, 0, "prepare");
+	return api_request(VERB_PREPARE, tags, 0);
 }
 
 MEMCTL_EXPORT int memctl_release_host(const char *tags)
 {
-	return api_request(REQ_RELEASE_HOST, tags, 0, "release_host");
+	return api_request(VERB_RELEASE_HOST, tags, 0);
 }
 
 MEMCTL_EXPORT int memctl_stat(const char *tags, struct memctl_stat *out)

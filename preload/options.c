@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "options.h"
+#include "sockdir.h"
 
 int options_parse_size(const char *s, size_t *out)
 {
@@ -54,19 +55,6 @@ static int parse_int(const char *s, long lo, long hi, int *out)
 		return -EINVAL;
 	*out = (int)v;
 	return 0;
-}
-
-void options_runtime_dir(char *buf, size_t len)
-{
-	const char *dir = getenv("MEMCTL_RUNTIME_DIR");
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-
-	if (dir != NULL && dir[0] == '/')
-		snprintf(buf, len, "%s", dir);
-	else if (xdg != NULL && xdg[0] == '/')
-		snprintf(buf, len, "%s/memctl", xdg);
-	else
-		snprintf(buf, len, "/tmp/memctl-%u", (unsigned)getuid());
 }
 
 enum opt_kind { OPT_TAG, OPT_TAGS, OPT_SIZE, OPT_INT, OPT_LEVEL };
@@ -115,8 +103,43 @@ static int parse_level(const char *s, int *out)
 	return -EINVAL;
 }
 
+/* One variable's value into its field of o: 0, or -EINVAL / -ERANGE. */
+static int parse_option(const struct opt *t, const char *v, struct options *o)
+{
+	char *field = (char *)o + t->offset;
+	size_t sz;
+	int rc;
+
+	switch (t->kind) {
+	case OPT_TAG:
+		if (!tag_valid(v))
+			return -EINVAL;
+		snprintf(field, TAG_MAX, "%s", v);
+		return 0;
+	case OPT_TAGS: /* MEMCTL_PREPARE, kept as given and parsed once */
+		if (strlen(v) >= sizeof(o->prepare) ||
+		    tagset_parse(v, &o->prepare_tags, NULL) < 0)
+			return -EINVAL;
+		snprintf(field, sizeof(o->prepare), "%s", v);
+		return 0;
+	case OPT_SIZE:
+		rc = options_parse_size(v, &sz);
+		if (rc == 0 && sz < (size_t)t->lo)
+			rc = -ERANGE;
+		if (rc == 0)
+			*(size_t *)(void *)field = sz;
+		return rc;
+	case OPT_INT:
+		return parse_int(v, t->lo, t->hi, (int *)(void *)field);
+	case OPT_LEVEL:
+		return parse_level(v, (int *)(void *)field);
+	}
+	return -EINVAL;
+}
+
 void options_load(struct options *o)
 {
+	char why[400];
 	const char *conf;
 	size_t i;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -130,52 +153,15 @@ void options_load(struct options *o)
 	o->hugepages = 1;
 
 	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		const struct opt *t = &table[i];
-		const char *v = getenv(t->name);
-		char *field = (char *)o + t->offset;
-		int rc = 0;
+		const char *v = getenv(table[i].name);
 
-		if (v == NULL || v[0] == '\0')
-			continue;
-		switch (t->kind) {
-		case OPT_TAG:
-			if (tag_valid(v))
-				snprintf(field, TAG_MAX, "%s", v);
-			else
-				rc = -EINVAL;
-			break;
-		case OPT_TAGS: {
-			struct region_err err;
-			struct tagset ts;
-
-			if (strlen(v) < 256 && tagset_parse(v, &ts, &err) == 0)
-				snprintf(field, 256, "%s", v);
-			else
-				rc = -EINVAL;
-			break;
-		}
-		case OPT_SIZE: {
-			size_t sz;
-
-			rc = options_parse_size(v, &sz);
-			if (rc == 0 && sz < (size_t)t->lo)
-				rc = -ERANGE;
-			if (rc == 0)
-				*(size_t *)(void *)field = sz;
-			break;
-		}
-		case OPT_INT:
-			rc = parse_int(v, t->lo, t->hi, (int *)(void *)field);
-			break;
-		case OPT_LEVEL:
-			rc = parse_level(v, (int *)(void *)field);
-			break;
-		}
-		if (rc < 0)
+		if (v != NULL && v[0] != '\0' && parse_option(&table[i], v, o) < 0)
 			memctl_log_warnx("ignoring %s='%.64s' (%s); using the default",
-					 t->name, v, t->doc);
+					 table[i].name, v, table[i].doc);
 	}
-	options_runtime_dir(o->runtime_dir, sizeof(o->runtime_dir));
+	sockdir_path(o->runtime_dir, sizeof(o->runtime_dir), why, sizeof(why));
+	if (why[0] != '\0')
+		memctl_log_warnx("%s", why);
 
 	conf = getenv("PYTORCH_CUDA_ALLOC_CONF");
 	if (conf == NULL)

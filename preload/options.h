@@ -14,7 +14,8 @@ struct options {
 	char default_tag[TAG_MAX]; /* MEMCTL_DEFAULT_TAG; "" for none */
 	char group[TAG_MAX];       /* MEMCTL_GROUP */
 	char runtime_dir[256];     /* MEMCTL_RUNTIME_DIR, else derived */
-	char prepare[256];         /* MEMCTL_PREPARE: tags to prepare */
+	char prepare[256];         /* MEMCTL_PREPARE as given; "" for none */
+	struct tagset prepare_tags; /* ... parsed, when prepare[0] */
 	int socket;                /* MEMCTL_SOCKET: 0 disables the server */
 	int log_level;             /* MEMCTL_LOG */
 	size_t chunk_bytes;        /* MEMCTL_CHUNK */
@@ -31,9 +32,5 @@ void options_load(struct options *o);
 /* Parse "64M", "2G", "4096": bytes, with overflow checks.
  * Returns 0 or -EINVAL / -ERANGE. */
 int options_parse_size(const char *s, size_t *out);
-
-/* The socket directory from MEMCTL_RUNTIME_DIR, XDG_RUNTIME_DIR or
- * /tmp/memctl-<uid>, as the CLI and the library both derive it. */
-void options_runtime_dir(char *buf, size_t len);
 
 #endif /* MEMCTL_OPTIONS_H */

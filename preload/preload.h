@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * preload.h - what the interposer shares with the control server and
- * with the driver layer (cumem.c, proc.c).
+ * preload.h - what the interposer's files share: the export mark, options,
+ * the driver, the driver layer's entry points (cumem.c, proc.c), and the
+ * one request path of the C API and the control server (handed to ctl/ as
+ * its backend; ctl/ never includes this file).
  */
 #ifndef MEMCTL_PRELOAD_H
 #define MEMCTL_PRELOAD_H
 
 #include "options.h"
+#include "proto.h"
 
 #define MEMCTL_EXPORT __attribute__((visibility("default")))
 
@@ -32,17 +35,12 @@ void *preload_runtime_sym(const char *name);
  * when the driver cannot be loaded. */
 int preload_driver(void);
 
-enum preload_request {
-	REQ_PAUSE,        /* flags: MEMCTL_STAGE_CPU */
-	REQ_RESUME,       /* flags: MEMCTL_RELEASE_HOST */
-	REQ_PREPARE,
-	REQ_RELEASE_HOST,
-};
-
-/* One request on the registry, as the C API and the control server both
- * run it: init, tags parsed ("" or NULL: all), driver loaded where tagged
- * memory exists, the region_* call. 0 or a negative errno with err filled. */
-int preload_request(enum preload_request req, const char *tags, unsigned flags,
+/* One change request on the registry (a verb of proto.h with a region
+ * call), as the C API and the control server both run it: the tags come
+ * parsed in rq; the driver is loaded where tagged memory exists. A request
+ * that fails after changing some allocations says how many in err.
+ * 0 or a negative errno with err filled. */
+int preload_request(enum verb verb, const struct region_req *rq,
 		    struct region_report *rep, struct region_err *err);
 
 #endif /* MEMCTL_PRELOAD_H */

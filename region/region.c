@@ -593,41 +593,61 @@ static int row_cmp(const void *x, const void *y)
 		      ((const struct region_tag_stat *)y)->name);
 }
 
-int region_tag_stats(struct region_tag_stat *rows, int max, int *n)
+/* Add `from` into `to` (same tag). */
+static void row_add(struct region_tag_stat *to, const struct region_tag_stat *from)
 {
+	to->allocations += from->allocations;
+	to->active_bytes += from->active_bytes;
+	to->paused_bytes += from->paused_bytes;
+	to->staged_bytes += from->staged_bytes;
+	to->host_bytes += from->host_bytes;
+}
+
+int region_tag_stats(struct region_tag_stat **rows, size_t *n)
+{
+	struct region_tag_stat *r;
 	struct alloc *a, *tmp;
-	int k = 0, i, rc = 0;
+	size_t k = 0, i, out = 0;
 
+	*rows = NULL;
+	*n = 0;
+	/* One row per allocation, sorted by tag, then folded: every tag
+	 * whatever their number, in O(n log n) under the lock. */
 	pthread_mutex_lock(&R.lock);
+	r = calloc(R.count ? R.count : 1, sizeof(*r));
+	if (r == NULL) {
+		pthread_mutex_unlock(&R.lock);
+		return -ENOMEM;
+	}
 	HASH_ITER(hh, R.allocs, a, tmp) {
-		struct region_tag_stat *r = NULL;
+		struct region_tag_stat *row = &r[k++];
 
-		for (i = 0; i < k; i++)
-			if (strcmp(rows[i].name, a->tag) == 0)
-				r = &rows[i];
-		if (r == NULL) {
-			if (k == max) {
-				rc = -E2BIG;
-				continue;
-			}
-			r = &rows[k++];
-			memset(r, 0, sizeof(*r));
-			snprintf(r->name, sizeof(r->name), "%s", a->tag);
-		}
-		r->allocations++;
+		snprintf(row->name, sizeof(row->name), "%s", a->tag);
+		row->allocations = 1;
 		if (a->state == ALLOC_ACTIVE)
-			r->active_bytes += a->mapped;
+			row->active_bytes = a->mapped;
 		else
-			r->paused_bytes += a->mapped;
+			row->paused_bytes = a->mapped;
 		if (a->state == ALLOC_STAGED)
-			r->staged_bytes += a->host_size;
+			row->staged_bytes = a->host_size;
 		if (a->host != NULL)
-			r->host_bytes += a->host_size;
+			row->host_bytes = a->host_size;
 	}
 	pthread_mutex_unlock(&R.lock);
-	qsort(rows, (size_t)k, sizeof(*rows), row_cmp);
-	*n = k;
-	return rc;
+	qsort(r, k, sizeof(*r), row_cmp);
+	for (i = 0; i < k; i++) {
+		if (out > 0 && strcmp(r[out - 1].name, r[i].name) == 0)
+			row_add(&r[out - 1], &r[i]);
+		else
+			r[out++] = r[i];
+	}
+	if (out == 0) {
+		free(r);
+		return 0;
+	}
+	*rows = r;
+	*n = out;
+	return 0;
 }
 
 uint32_t region_devices(void)

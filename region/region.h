@@ -21,6 +21,7 @@
 
 #define TAG_MAX 64      /* bytes in a tag name, with its NUL */
 #define TAGSET_MAX 16   /* tags in one request */
+#define TAGSET_TEXT_MAX (TAGSET_MAX * TAG_MAX) /* tagset_format's longest, with NUL */
 #define REGION_MAX_DEV 16
 
 #define MUST_CHECK __attribute__((warn_unused_result))
@@ -30,7 +31,12 @@ struct region_err {
 	char msg[256];
 };
 
-/* A parsed list of tags; `all` set when the request named none. */
+/* Fill err (when not NULL) with `code` and a one-line message; returns
+ * `code`. The one way every module reports a failure. */
+int region_err_set(struct region_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A parsed list of tags (tagset_parse); `all` set for every tag. */
 struct tagset {
 	int all;
 	int n;
@@ -85,10 +91,18 @@ struct region_tag_stat {
 /* tags.c */
 /* 1 if `tag` is 1..63 characters of [A-Za-z0-9_.-], else 0. */
 int tag_valid(const char *tag);
-/* Parse "a,b,c"; NULL or "" gives a set with `all` set. -EINVAL if malformed. */
+/*
+ * Parse a tag list, the same way for the C API, the wire and the CLI:
+ *   NULL           every tag (the C API's documented default)
+ *   "all" or "*"   every tag
+ *   "a,b,c"        those tags, duplicates folded, at most TAGSET_MAX
+ * Anything else is -EINVAL with a one-line reason in err: an empty or blank
+ * list ("", " ", ","), an empty name ("a,,b"), a malformed name, or
+ * "all"/"*" beside names.
+ */
 int tagset_parse(const char *spec, struct tagset *out, struct region_err *err) MUST_CHECK;
 int tagset_has(const struct tagset *ts, const char *tag);
-/* Write "a,b,c" (or "*") into buf. */
+/* Write the list as tagset_parse reads it back: "a,b,c", or "all". */
 void tagset_format(const struct tagset *ts, char *buf, size_t len);
 
 /* region.c */
@@ -119,8 +133,10 @@ int region_prepare(const struct region_req *rq, struct region_report *rep,
 int region_release_host(const struct region_req *rq, struct region_report *rep,
 			struct region_err *err) MUST_CHECK;
 int region_stat(const struct tagset *ts, struct memctl_stat *out) MUST_CHECK;
-/* Fill up to `max` per-tag rows, sorted by name; *n gets the row count. */
-int region_tag_stats(struct region_tag_stat *rows, int max, int *n) MUST_CHECK;
+/* One row per tag carried by a live allocation, every tag, sorted by name:
+ * *rows is malloc'ed (the caller frees it; NULL when *n is 0).
+ * Returns 0 or -ENOMEM. */
+int region_tag_stats(struct region_tag_stat **rows, size_t *n) MUST_CHECK;
 /* Devices owning tagged allocations, as a bit mask. */
 uint32_t region_devices(void);
 

@@ -19,6 +19,11 @@ block of one tag to a tensor of another. Standard library only; torch is
 used only when the program has already imported it.
 
 Contents of memory paused without ``stage=True`` are undefined after resume.
+
+Tags are given as a string ("weights,kv_cache"), a list of names, or
+"all" (``None``, the default, also means every tag). An empty or blank list
+(``""``, ``" "``, ``","``, ``[]``) raises ``MemctlError`` (EINVAL): it is
+never read as "every tag".
 """
 import contextlib
 import ctypes
@@ -40,8 +45,9 @@ class MemctlError(OSError):
 
 
 class _Stat(ctypes.Structure):
+    # staged_bytes: host bytes holding staged contents, as in status and the C API.
     _fields_ = [("allocations", ctypes.c_uint64), ("active_bytes", ctypes.c_uint64),
-                ("paused_bytes", ctypes.c_uint64), ("host_bytes", ctypes.c_uint64)]
+                ("paused_bytes", ctypes.c_uint64), ("staged_bytes", ctypes.c_uint64)]
 
 
 _lib = None
@@ -89,10 +95,14 @@ def _check(rc, what):
 
 
 def _tags(tags):
+    """The C API's tag list: None stays NULL (every tag); a list is joined, so an
+    empty one becomes "" and the library refuses it, as it refuses "" itself."""
     if tags is None:
-        return b""
-    if isinstance(tags, (list, tuple, set)):
+        return None
+    if isinstance(tags, (list, tuple, set, frozenset)):
         tags = ",".join(tags)
+    if not isinstance(tags, str):
+        raise TypeError("tags must be a string, a list of names, or None")
     return tags.encode()
 
 
@@ -131,7 +141,7 @@ def region(tag, pool=True):
 
 
 def pause(tags=None, stage=False):
-    """Release the device memory of ``tags`` ("weights,kv_cache", a list, or None for all).
+    """Release the device memory of ``tags`` ("weights,kv_cache", a list, "all" or None).
 
     With ``stage=True`` the contents are copied to pinned host memory first
     and come back on resume. No GPU work may touch the memory while paused.

@@ -8,6 +8,7 @@
  *   stat   -> "<rc> <allocations> <active> <paused> <host>" for weights
  *   mem    -> "<free> <total>" device bytes (cudaMemGetInfo)
  *   forkexit -> a child forks and exits normally; "forked"
+ *   tags N -> N more allocations of 1 MiB, tagged t000, t001, ...; "tagged N"
  *   quit   -> frees everything, exits 0
  * usage: prog_tenant NWEIGHTS WEIGHT_BYTES NKV KV_BYTES
  * Runs under LD_PRELOAD=libmemctl.so and links only libcudart.so.13.
@@ -20,8 +21,8 @@
 #define MAXA 256
 
 static struct memctl_api M;
-static void *w[MAXA], *kv[MAXA];
-static size_t nw, nkv, wsz, kvsz;
+static void *w[MAXA], *kv[MAXA], *many[1000];
+static size_t nw, nkv, wsz, kvsz, nmany;
 
 static size_t size_of(size_t base, size_t i)
 {
@@ -105,7 +106,21 @@ int main(int argc, char **argv)
 				exit(0);
 			waitpid(pid, &st, 0);
 			printf("forked\n");
+		} else if (strncmp(line, "tags ", 5) == 0) {
+			size_t want = strtoul(line + 5, NULL, 10);
+			char tag[16];
+
+			for (; nmany < want && nmany < 1000; nmany++) {
+				snprintf(tag, sizeof(tag), "t%03zu", nmany);
+				M.region_begin(tag);
+				if (cudaMalloc(&many[nmany], 1 << 20) != cudaSuccess)
+					return 3;
+				M.region_end();
+			}
+			printf("tagged %zu\n", nmany);
 		} else if (strncmp(line, "quit", 4) == 0) {
+			for (i = 0; i < nmany; i++)
+				cudaFree(many[i]);
 			for (i = 0; i < nw; i++)
 				cudaFree(w[i]);
 			for (i = 0; i < nkv; i++)

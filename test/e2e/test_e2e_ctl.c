@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -30,7 +31,7 @@ struct tenant {
 	FILE *in, *out;
 };
 
-static char dir[64], state_path[96], build[512];
+static char dir[64], state_path[96], hold_path[96], build[512];
 
 static void setup(void)
 {
@@ -41,6 +42,7 @@ static void setup(void)
 	snprintf(dir, sizeof(dir), "/tmp/memctl-e2e-XXXXXX");
 	cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
 	snprintf(state_path, sizeof(state_path), "%s.state", dir);
+	snprintf(hold_path, sizeof(hold_path), "%s.hold", dir);
 	setenv("FAKECUDA_STATE", state_path, 1);
 	setenv("FAKECUDA_MEMORY", "8G", 1);
 	setenv("MEMCTL_RUNTIME_DIR", dir, 1);
@@ -50,16 +52,19 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[200];
+	char cmd[400];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, state_path);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s' '%s'", dir, state_path, hold_path);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cleanup of %s failed\n", dir);
 }
 
 TestSuite(ctl, .init = setup, .fini = teardown, .timeout = 60);
 
-static struct tenant spawn(const char *group, int nw, size_t wbytes)
+/* A tenant with `env` ("NAME=value", NULL-terminated, or NULL) added to
+ * its environment. */
+static struct tenant spawn_with(const char *const *env, const char *group, int nw,
+				size_t wbytes)
 {
 	int to[2], from[2];
 	struct tenant t;
@@ -71,12 +76,17 @@ static struct tenant spawn(const char *group, int nw, size_t wbytes)
 	if (t.pid == 0) {
 		char prog[600];
 
+		/* A test that fails or times out leaves no tenant behind, even
+		 * a stopped one. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(to[0], 0);
 		dup2(from[1], 1);
 		close(to[1]);
 		close(from[0]);
 		if (group)
 			setenv("MEMCTL_GROUP", group, 1);
+		for (; env != NULL && *env != NULL; env++)
+			putenv(strdup(*env));
 		snprintf(prog, sizeof(prog), "%s/test/prog_tenant", build);
 		snprintf(a[0], 32, "%d", nw);
 		snprintf(a[1], 32, "%zu", wbytes);
@@ -93,6 +103,11 @@ static struct tenant spawn(const char *group, int nw, size_t wbytes)
 	cr_assert(not(eq(ptr, fgets(line, sizeof(line), t.out), NULL)), "tenant did not start");
 	cr_assert(eq(int, strncmp(line, "ready", 5), 0), "%s", line);
 	return t;
+}
+
+static struct tenant spawn(const char *group, int nw, size_t wbytes)
+{
+	return spawn_with(NULL, group, nw, wbytes);
 }
 
 static void ask(struct tenant *t, const char *cmd, char *out, size_t len)
@@ -239,7 +254,7 @@ Test(ctl, three_processes_pause_staged_and_resume_bit_identical)
 Test(ctl, a_stopped_process_costs_the_timeout_and_is_reported)
 {
 	struct tenant t[3];
-	char out[8192], line[128], pid[32];
+	char out[8192], line[128], pid[64];
 	double t0, took;
 	int i;
 
@@ -249,9 +264,13 @@ Test(ctl, a_stopped_process_costs_the_timeout_and_is_reported)
 	t0 = now_s();
 	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --timeout 2"), 1), "%s", out);
 	took = now_s() - t0;
-	cr_assert(lt(dbl, took, 3.5), "took %.2f s", took);
-	snprintf(pid, sizeof(pid), "%d", t[1].pid);
+	/* Bounded by -t, far from the 60 s default, whatever the machine. */
+	cr_assert(lt(dbl, took, 30.0), "took %.2f s", took);
+	snprintf(pid, sizeof(pid), "memctl status -p %d", t[1].pid);
 	cr_assert(not(eq(ptr, strstr(out, "ETIMEDOUT"), NULL)), "%s", out);
+	/* Issue 8 item 8: it cannot know whether the request ran; it says so
+	 * and where to look. */
+	cr_assert(not(eq(ptr, strstr(out, "outcome unknown"), NULL)), "%s", out);
 	cr_assert(not(eq(ptr, strstr(out, pid), NULL)), "%s", out);
 	cr_assert(not(eq(ptr, strstr(out, "2 of 3 processes succeeded"), NULL)), "%s", out);
 	ask(&t[0], "probe", line, sizeof(line));
@@ -356,6 +375,15 @@ static void raw_reply(int fd, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
+/* Send a whole request (the call stays outside the assertion, which may
+ * evaluate its operands more than once). */
+static void send_req(int fd, const char *req)
+{
+	ssize_t n = send(fd, req, strlen(req), MSG_NOSIGNAL);
+
+	cr_assert(eq(long, (long)n, (long)strlen(req)), "%s", strerror(errno));
+}
+
 static void roundtrip(pid_t pid, const char *req, char *buf, size_t len)
 {
 	int fd = raw_connect(pid);
@@ -363,6 +391,47 @@ static void roundtrip(pid_t pid, const char *req, char *buf, size_t len)
 	cr_assert(eq(long, (long)send(fd, req, strlen(req), 0), (long)strlen(req)));
 	raw_reply(fd, buf, len);
 	close(fd);
+}
+
+/* ---- requests held open by the simulated driver ---- */
+
+/* While hold_path exists, a tenant from spawn_held blocks in the named
+ * driver call: its request is held open at a known point, however fast or
+ * slow this machine is. */
+static void hold_on(void)
+{
+	int fd = open(hold_path, O_CREAT | O_WRONLY, 0600);
+
+	cr_assert(ge(int, fd, 0));
+	close(fd);
+}
+
+static void hold_off(void)
+{
+	cr_assert(eq(int, unlink(hold_path), 0));
+}
+
+static struct tenant spawn_held(const char *fn, int nw, size_t wbytes)
+{
+	char env[200];
+	const char *envs[] = { env, NULL };
+
+	snprintf(env, sizeof(env), "FAKECUDA_HOLD=%s:%s", fn, hold_path);
+	return spawn_with(envs, NULL, nw, wbytes);
+}
+
+/* Ask hello until its reply holds `needle`: waiting for an event (the
+ * suite's timeout bounds it), never guessing a duration. */
+static const char *wait_hello(pid_t pid, const char *needle)
+{
+	static char buf[8192];
+
+	for (;;) {
+		roundtrip(pid, "hello\n", buf, sizeof(buf));
+		if (strstr(buf, needle) != NULL)
+			return buf;
+		usleep(5000);
+	}
 }
 
 Test(ctl, protocol_rejects_bad_requests_and_keeps_serving)
@@ -373,7 +442,7 @@ Test(ctl, protocol_rejects_bad_requests_and_keeps_serving)
 
 	roundtrip(t.pid, "hello\n", buf, sizeof(buf));
 	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
-	cr_assert(not(eq(ptr, strstr(buf, "\"protocol\":1"), NULL)), "%s", buf);
+	cr_assert(not(eq(ptr, strstr(buf, "\"protocol\":2"), NULL)), "%s", buf);
 	roundtrip(t.pid, "frobnicate\n", buf, sizeof(buf));
 	cr_assert(not(eq(ptr, strstr(buf, "unknown verb"), NULL)), "%s", buf);
 	roundtrip(t.pid, "pause tags=a,,b\n", buf, sizeof(buf));
@@ -402,7 +471,7 @@ Test(ctl, protocol_rejects_bad_requests_and_keeps_serving)
 
 	/* Several requests on one connection, half-closed, are all answered. */
 	fd = raw_connect(t.pid);
-	cr_assert(eq(long, (long)send(fd, "hello\nstatus\n", 13, 0), 13L));
+	send_req(fd, "hello\nstatus\n");
 	shutdown(fd, SHUT_WR);
 	{
 		size_t n = 0;
@@ -453,16 +522,25 @@ Test(ctl, thirty_two_clients_at_once)
 	finish(&t);
 }
 
+/* Issue 8 item 11: this waited 10 s for a staged pause of 512 MiB and
+ * failed on slow machines. Now the request is held open at a known point by
+ * the simulated driver and the test waits on events only. */
 Test(ctl, a_client_that_leaves_mid_command_does_not_corrupt_it)
 {
-	struct tenant t = spawn(NULL, 16, 32 * MiB);
+	struct tenant t;
 	char buf[4096], line[128];
-	int fd = raw_connect(t.pid);
+	int fd;
 
-	cr_assert(eq(long, (long)send(fd, "pause tags=weights stage=cpu\n", 29, 0), 29L));
-	usleep(20000);
+	hold_on();
+	t = spawn_held("cuMemcpyDtoHAsync", 4, MiB);
+	fd = raw_connect(t.pid);
+	send_req(fd, "pause tags=weights stage=cpu\n");
+	wait_hello(t.pid, "\"request\":\"pause tags=weights stage=cpu");
 	close(fd);
-	/* Whatever the timing, the state is whole: resume brings it all back. */
+	wait_hello(t.pid, "\"client_waiting\":false");
+	hold_off();
+	wait_hello(t.pid, "\"running\":null");
+	/* Whatever became of it, the state is whole: resume brings it back. */
 	roundtrip(t.pid, "resume tags=weights\n", buf, sizeof(buf));
 	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
 	ask(&t, "check", line, sizeof(line));
@@ -470,26 +548,55 @@ Test(ctl, a_client_that_leaves_mid_command_does_not_corrupt_it)
 	finish(&t);
 }
 
-Test(ctl, another_user_is_refused)
+/* The server's side of SO_PEERCRED: a client of another uid gets EACCES
+ * and nothing else, even where the directory lets it in. */
+Test(ctl, another_user_is_refused_by_the_server)
 {
 	struct tenant t = spawn(NULL, 2, MiB);
-	char out[4096], path[128], line[128], cmd[1024];
+	char path[100], line[128], buf[4096];
+	int pipefd[2], st;
+	ssize_t got;
+	pid_t child;
 
 	if (getuid() != 0) {
 		finish(&t);
-		cr_skip_test("needs root to run a client as another user");
+		cr_skip_test("needs root to connect as another user");
 	}
 	/* Open the way on purpose so only SO_PEERCRED stands between. */
 	cr_assert(eq(int, chmod(dir, 0711), 0));
 	snprintf(path, sizeof(path), "%s/%d.sock", dir, t.pid);
 	cr_assert(eq(int, chmod(path, 0666), 0));
-	snprintf(cmd, sizeof(cmd),
-		 "MEMCTL_RUNTIME_DIR=%s setpriv --reuid=65534 --regid=65534 --clear-groups "
-		 "%s/memctl pause --tags weights -p %d 2>&1", dir, build, (int)t.pid);
-	cr_assert(eq(int, run(out, sizeof(out), cmd), 1), "%s", out);
-	cr_assert(not(eq(ptr, strstr(out, "EACCES"), NULL)), "%s", out);
+	cr_assert(eq(int, pipe(pipefd), 0));
+	child = fork();
+	if (child == 0) {
+		struct sockaddr_un addr = { .sun_family = AF_UNIX };
+		int fd;
+		ssize_t n = 0;
+
+		if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+			_exit(3);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+		if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+			_exit(5);
+		/* The refusal may come (and the socket close) before this. */
+		if (send(fd, "pause tags=weights\n", 19, MSG_NOSIGNAL) < 0)
+			n = 0;
+		n = recv(fd, buf, sizeof(buf) - 1, MSG_WAITALL);
+		if (n > 0 && write(pipefd[1], buf, (size_t)n) < 0)
+			_exit(4);
+		_exit(0);
+	}
+	close(pipefd[1]);
+	memset(buf, 0, sizeof(buf));
+	got = read(pipefd[0], buf, sizeof(buf) - 1);
+	close(pipefd[0]);
+	waitpid(child, &st, 0);
+	cr_assert(got > 0, "nothing came back (child exit %d)", WEXITSTATUS(st));
+	cr_assert(not(eq(ptr, strstr(buf, "EACCES"), NULL)), "[%s]", buf);
 	ask(&t, "probe", line, sizeof(line));
 	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+	cr_assert(eq(int, chmod(dir, 0700), 0));
 	finish(&t);
 }
 
@@ -514,14 +621,15 @@ Test(ctl, memctl_prepare_pins_host_buffers_once_allocations_settle)
 	struct tenant t;
 	char buf[8192];
 	uint64_t host = 0, active = 0;
-	int i;
 
 	setenv("MEMCTL_PREPARE", "weights", 1);
 	t = spawn(NULL, 4, MiB);
 	unsetenv("MEMCTL_PREPARE");
-	/* Allocations settle, then within a tick or two the buffers appear. */
-	for (i = 0; i < 40 && host == 0; i++) {
-		usleep(100000);
+	/* Allocations settle, then after a tick the buffers appear: wait for
+	 * that event, however long this machine takes to pin (the suite's
+	 * timeout bounds it). */
+	while (host == 0) {
+		usleep(20000);
 		roundtrip(t.pid, "status\n", buf, sizeof(buf));
 		json_u64(buf, "host_bytes", &host);
 	}
@@ -556,10 +664,541 @@ Test(ctl, a_socket_directory_others_can_write_is_refused)
 
 	cr_assert(eq(int, chmod(dir, 0777), 0));
 	t = spawn(NULL, 2, MiB);
-	/* The process runs on, without a socket; the CLI finds nothing. */
-	cr_assert(eq(int, cli(out, sizeof(out), "ls"), 3), "%s", out);
+	/* The process runs on, without a socket; the CLI will not look there
+	 * either: anyone could have put a socket in it. */
+	cr_assert(eq(int, cli(out, sizeof(out), "ls"), 1), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "refusing socket directory"), NULL)), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "lets others in"), NULL)), "%s", out);
 	ask(&t, "check", line, sizeof(line));
 	cr_assert(eq(str, line, "ok"));
 	cr_assert(eq(int, chmod(dir, 0700), 0));
+	finish(&t);
+}
+
+/* ---- issue 8: hostile and careless use ---- */
+
+static int lines_in(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Item 1: `--tags ""` was read as every tag and paused them all. */
+Test(ctl, empty_or_blank_tag_lists_are_usage_errors_and_pause_nothing)
+{
+	static const char *blank[] = { "''", "','", "' '", "' , '", "',,'" };
+	struct tenant t = spawn(NULL, 2, MiB);
+	char out[4096], line[128], buf[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(blank) / sizeof(blank[0]); i++) {
+		cr_assert(eq(int, cli(out, sizeof(out), "pause --tags %s -p %d", blank[i], t.pid), 2),
+			  "%s: %s", blank[i], out);
+		cr_assert(not(eq(ptr, strstr(out, "empty tag list"), NULL)), "%s", out);
+		cr_assert(eq(int, lines_in(out), 1), "%s", out);
+	}
+	roundtrip(t.pid, "pause tags=,\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"error\":\"EINVAL\""), NULL)), "%s", buf);
+	roundtrip(t.pid, "pause\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "needs tags="), NULL)), "%s", buf);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+	/* Every tag only when asked for by name. */
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags all -p %d", t.pid), 0), "%s", out);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=released kv_cache=released"));
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags all -p %d", t.pid), 0), "%s", out);
+	finish(&t);
+}
+
+/* Item 3: the last of two stage= won; all beside names was a tag name. */
+Test(ctl, duplicate_keys_and_all_beside_names_are_refused)
+{
+	static const char *bad[] = {
+		"pause tags=weights stage=cpu stage=none\n", "pause tags=weights tags=kv_cache\n",
+		"resume tags=weights release_host=0 release_host=1\n",
+		"pause tags=all,weights\n", "pause tags=*,weights\n", "pause tags=weights,*\n",
+	};
+	struct tenant t = spawn(NULL, 2, MiB);
+	char out[4096], line[128], buf[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		roundtrip(t.pid, bad[i], buf, sizeof(buf));
+		cr_assert(not(eq(ptr, strstr(buf, "\"error\":\"EINVAL\""), NULL)), "%s: %s", bad[i], buf);
+		cr_assert(not(eq(ptr, strstr(buf, i < 3 ? "given twice" : "means every tag"), NULL)),
+			  "%s: %s", bad[i], buf);
+	}
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags all,weights -p %d", t.pid), 2), "%s", out);
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --stage cpu --stage none "
+			      "-p %d", t.pid), 2), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "--stage given twice"), NULL)), "%s", out);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+	finish(&t);
+}
+
+/* Item 5: a socket of another user answered "ok" and was believed. Here a
+ * process bound in our directory listens as nobody (SO_PEERCRED reports
+ * the listener's credentials) and forges success. */
+Test(ctl, the_cli_believes_only_servers_of_its_own_user)
+{
+	static const char forged[] = "{\"ok\":true,\"verb\":\"pause\",\"pid\":1,\"group\":\"\","
+		"\"tags\":\"weights\",\"allocations\":1,\"released_bytes\":1,\"copied_bytes\":1,"
+		"\"host_new_bytes\":0,\"ms\":1.0}\n";
+	int ready[2], report[2], st;
+	long got, reached = -1;
+	char out[4096], c;
+	pid_t imp;
+
+	if (getuid() != 0)
+		cr_skip_test("needs root to listen as another user");
+	cr_assert(eq(int, pipe(ready), 0));
+	cr_assert(eq(int, pipe(report), 0));
+	imp = fork();
+	if (imp == 0) {
+		struct sockaddr_un addr = { .sun_family = AF_UNIX };
+		char in[256];
+		long total = 0;
+		ssize_t n;
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0), peer;
+
+		snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", dir, (int)getpid());
+		if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+		    setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0 ||
+		    listen(fd, 1) < 0 || write(ready[1], "r", 1) != 1)
+			_exit(3);
+		peer = accept(fd, NULL, NULL);
+		while ((n = recv(peer, in, sizeof(in), 0)) > 0) {
+			total += n;
+			if (memchr(in, '\n', (size_t)n) != NULL &&
+			    send(peer, forged, sizeof(forged) - 1, MSG_NOSIGNAL) < 0)
+				break;
+		}
+		if (write(report[1], &total, sizeof(total)) < 0)
+			_exit(4);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(report[1]);
+	got = read(ready[0], &c, 1);
+	cr_assert(eq(long, got, 1L), "the impostor did not start");
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --stage cpu -p %d", imp), 1),
+		  "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "served by uid 65534"), NULL)), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "EACCES"), NULL)), "%s", out);
+	got = read(report[0], &reached, sizeof(reached));
+	cr_assert(eq(long, got, (long)sizeof(reached)));
+	cr_assert(eq(long, reached, 0L), "the request reached the impostor");
+	waitpid(imp, &st, 0);
+}
+
+/* Item 5: the CLI checks the directory as the library does. */
+Test(ctl, the_cli_refuses_a_socket_directory_that_is_not_its_own)
+{
+	struct tenant t = spawn(NULL, 2, MiB);
+	char out[4096], cmd[1200], link_path[96], line[128];
+
+	snprintf(link_path, sizeof(link_path), "%s.link", dir);
+	cr_assert(eq(int, symlink(dir, link_path), 0));
+	snprintf(cmd, sizeof(cmd), "MEMCTL_RUNTIME_DIR=%s %s/memctl pause --tags weights 2>&1",
+		 link_path, build);
+	cr_assert(eq(int, run(out, sizeof(out), cmd), 1), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "a symbolic link"), NULL)), "%s", out);
+	unlink(link_path);
+	if (getuid() == 0) {
+		cr_assert(eq(int, chmod(dir, 0711), 0));
+		snprintf(cmd, sizeof(cmd), "MEMCTL_RUNTIME_DIR=%s setpriv --reuid=65534 "
+			 "--regid=65534 --clear-groups %s/memctl pause --tags weights 2>&1", dir, build);
+		cr_assert(eq(int, run(out, sizeof(out), cmd), 1), "%s", out);
+		cr_assert(not(eq(ptr, strstr(out, "owned by uid 0, not uid 65534"), NULL)), "%s", out);
+		cr_assert(eq(int, chmod(dir, 0700), 0));
+	}
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+	finish(&t);
+}
+
+/* Item 6: a client that sent many requests and read no reply froze the
+ * socket for everyone (5 s per unread reply). */
+Test(ctl, a_client_that_never_reads_costs_others_nothing)
+{
+	struct tenant t = spawn(NULL, 2, MiB);
+	char buf[4096], line[128];
+	int hog = raw_connect(t.pid), i;
+	struct pollfd p = { .fd = hog, .events = POLLOUT };
+
+	cr_assert(eq(int, fcntl(hog, F_SETFL, O_NONBLOCK), 0));
+	/* Requests until the server stops taking them (it stops reading a
+	 * client that leaves its replies unread). */
+	for (i = 0; i < 50000; i++) {
+		if (send(hog, "status\n", 7, MSG_NOSIGNAL) == 7)
+			continue;
+		cr_assert(eq(int, errno, EAGAIN), "%s", strerror(errno));
+		if (poll(&p, 1, 200) == 0)
+			break;
+	}
+	/* Everyone else is served at once. */
+	roundtrip(t.pid, "hello\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	roundtrip(t.pid, "status\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	/* And the hog is dropped once it makes no progress. */
+	p.events = 0;
+	i = poll(&p, 1, 30000);
+	cr_assert(eq(int, i, 1), "the hog was never dropped");
+	i = (p.revents & (POLLHUP | POLLERR)) != 0;
+	cr_assert(i, "revents 0x%x", p.revents);
+	close(hog);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+	finish(&t);
+}
+
+/* Item 7: `-t nan` waited forever. */
+Test(ctl, numeric_options_reject_nan_inf_negatives_and_overflow)
+{
+	static const char *timeouts[] = { "nan", "NaN", "inf", "-inf", "-1", "0", "1e999", "1e3",
+					  "0x10", "''", "' 1'", "99999999999", "86401", ".", "1.5x" };
+	static const char *pids[] = { "-1", "0", "4194305", "99999999999999999999", "1x",
+				      "''", "+5", "0x10" };
+	struct tenant t = spawn(NULL, 2, MiB);
+	char out[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
+		cr_assert(eq(int, cli(out, sizeof(out), "-t %s status -p %d", timeouts[i], t.pid), 2),
+			  "-t %s: %s", timeouts[i], out);
+		cr_assert(not(eq(ptr, strstr(out, "-t takes seconds"), NULL)), "%s", out);
+		cr_assert(eq(int, lines_in(out), 1), "%s", out);
+	}
+	for (i = 0; i < sizeof(pids) / sizeof(pids[0]); i++) {
+		cr_assert(eq(int, cli(out, sizeof(out), "-p %s status", pids[i]), 2),
+			  "-p %s: %s", pids[i], out);
+		cr_assert(not(eq(ptr, strstr(out, "-p takes a process id"), NULL)), "%s", out);
+	}
+	cr_assert(eq(int, cli(out, sizeof(out), "-t 0.5 status -p %d", t.pid), 0), "%s", out);
+	finish(&t);
+}
+
+/* Item 8: ETIMEDOUT was reported for a request that then ran. Now the
+ * CLI says the outcome is unknown, the process is told to abandon the
+ * request, and status shows how it ended. */
+Test(ctl, a_request_the_cli_gave_up_on_is_shown_by_status)
+{
+	struct tenant t;
+	char out[8192], line[128], want[64];
+
+	hold_on();
+	t = spawn_held("cuMemUnmap", 2, MiB);
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights -t 1 -p %d", t.pid), 1),
+		  "%s", out);
+	snprintf(want, sizeof(want), "memctl status -p %d shows it", t.pid);
+	cr_assert(not(eq(ptr, strstr(out, "outcome unknown"), NULL)), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, want), NULL)), "%s", out);
+	/* Its client left: the running request is told to stop. */
+	wait_hello(t.pid, "\"cancelled\":true");
+	hold_off();
+	wait_hello(t.pid, "\"running\":null");
+	cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "last: pause tags=weights stage=none"), NULL)), "%s", out);
+	ask(&t, "probe", line, sizeof(line));
+	/* Whichever way it ended, status tells the truth about it. */
+	if (strstr(out, "ECANCELED") != NULL) {
+		cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"), "%s", out);
+	} else {
+		cr_assert(not(eq(ptr, strstr(out, "finished after its client left"), NULL)), "%s", out);
+		cr_assert(eq(str, line, "weights=released kv_cache=mapped"), "%s", out);
+		cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights -p %d", t.pid), 0));
+	}
+	finish(&t);
+}
+
+/* Item 9: past 64 tags the totals were wrong and a paused tag could be
+ * missing from status. */
+Test(ctl, totals_count_every_tag_and_a_cut_listing_says_so)
+{
+	struct tenant t = spawn(NULL, 2, MiB);
+	char *out = malloc(1 << 20), line[128], want[64];
+	uint64_t allocs = 0, paused = 0;
+	const char *p;
+	int rows = 0;
+
+	cr_assert(not(eq(ptr, out, NULL)));
+	ask(&t, "tags 100", line, sizeof(line));
+	cr_assert(eq(str, line, "tagged 100"));
+	cr_assert(eq(int, cli(out, 1 << 20, "pause --tags t099 -p %d", t.pid), 0), "%s", out);
+	cr_assert(eq(int, cli(out, 1 << 20, "status --json -p %d", t.pid), 0), "%s", out);
+	cr_assert(eq(int, json_u64(out, "allocations", &allocs), 0));
+	cr_assert(eq(u64, allocs, 2 + 4 + 100));
+	cr_assert(eq(int, json_u64(out, "paused_bytes", &paused), 0));
+	cr_assert(eq(u64, paused, GRAN));
+	for (p = out; (p = strstr(p, "{\"tag\":")) != NULL; p++)
+		rows++;
+	cr_assert(eq(int, rows, 102), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "{\"tag\":\"t099\",\"state\":\"paused\""), NULL)));
+	cr_assert(eq(int, cli(out, 1 << 20, "status -p %d", t.pid), 0), "%s", out);
+	/* The process, the last request, every tag. */
+	cr_assert(eq(int, lines_in(out), 1 + 1 + 102), "%s", out);
+	/* ls fits the tags in a column, and says how many did not fit. */
+	cr_assert(eq(int, cli(out, 1 << 20, "ls -p %d", t.pid), 0), "%s", out);
+	snprintf(want, sizeof(want), " more");
+	cr_assert(not(eq(ptr, strstr(out, ",+"), NULL)), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, want), NULL)), "%s", out);
+	cr_assert(eq(int, cli(out, 1 << 20, "resume --tags t099 -p %d", t.pid), 0), "%s", out);
+	free(out);
+	finish(&t);
+}
+
+/* Item 14: each mistake is named in one line, and the CLI does what it
+ * says. */
+Test(ctl, usage_errors_say_what_is_wrong_in_one_line)
+{
+	static const struct { const char *args, *says; } cases[] = {
+		{ "-p 1 2 status", "'2' is not a command: give each process its own -p" },
+		{ "status extra", "unexpected argument 'extra'" },
+		{ "ls --tags x", "--tags does not apply to ls" },
+		{ "status --stage cpu", "--stage does not apply to status" },
+		{ "pause --tags weights --release-host", "--release-host does not apply to pause" },
+		{ "frobnicate", "unknown command 'frobnicate'" },
+		{ "pause", "pause needs --tags" },
+		{ "status --bogus", "unknown option '--bogus'" },
+		{ "status -t", "option '-t' needs a value" },
+		{ "-g a -g b status", "-g/--group given twice" },
+	};
+	char out[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_assert(eq(int, cli(out, sizeof(out), "%s", cases[i].args), 2), "%s: %s",
+			  cases[i].args, out);
+		cr_assert(not(eq(ptr, strstr(out, cases[i].says), NULL)), "%s: %s", cases[i].args, out);
+		cr_assert(eq(int, lines_in(out), 1), "%s: %s", cases[i].args, out);
+	}
+}
+
+Test(ctl, a_pid_named_twice_is_asked_once)
+{
+	struct tenant t = spawn(NULL, 2, MiB);
+	char out[4096], line[128];
+
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights -p %d -p %d", t.pid, t.pid),
+		     0), "%s", out);
+	cr_assert(eq(int, lines_in(out), 1), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "ok: pause 2 allocations"), NULL)), "%s", out);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=released kv_cache=mapped"));
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights -p %d", t.pid), 0), "%s", out);
+	finish(&t);
+}
+
+Test(ctl, many_pids_are_taken_up_to_a_stated_limit)
+{
+	char *cmd = malloc(32768), out[65536];
+	size_t used;
+	int i;
+
+	cr_assert(not(eq(ptr, cmd, NULL)));
+	/* 65 was "bad pid"; these do not exist, so each is reported. */
+	used = (size_t)snprintf(cmd, 32768, "%s/memctl status", build);
+	for (i = 0; i < 65; i++)
+		used += (size_t)snprintf(cmd + used, 32768 - used, " -p %d", 4190000 + i);
+	snprintf(cmd + used, 32768 - used, " 2>&1");
+	cr_assert(eq(int, run(out, sizeof(out), cmd), 1), "%s", out);
+	cr_assert(eq(int, lines_in(out), 65 + 1), "%s", out);
+	used = (size_t)snprintf(cmd, 32768, "%s/memctl status", build);
+	for (i = 0; i < 1025; i++)
+		used += (size_t)snprintf(cmd + used, 32768 - used, " -p %d", 4190000 + i);
+	snprintf(cmd + used, 32768 - used, " 2>&1");
+	cr_assert(eq(int, run(out, sizeof(out), cmd), 2), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "at most 1024 -p options"), NULL)), "%s", out);
+	free(cmd);
+}
+
+Test(ctl, a_relative_runtime_dir_is_warned_about)
+{
+	char out[8192], cmd[1400];
+
+	snprintf(cmd, sizeof(cmd), "MEMCTL_RUNTIME_DIR=relative/dir %s/memctl ls 2>&1", build);
+	run(out, sizeof(out), cmd);
+	cr_assert(not(eq(ptr, strstr(out, "ignoring MEMCTL_RUNTIME_DIR='relative/dir' (not an "
+				    "absolute path)"), NULL)), "%s", out);
+	snprintf(cmd, sizeof(cmd), "echo quit | MEMCTL_SOCKET=0 MEMCTL_RUNTIME_DIR=relative/dir "
+		 "LD_PRELOAD=%s/libmemctl.so %s/test/prog_tenant 2 1048576 1 1048576 2>&1 >/dev/null",
+		 build, build);
+	cr_assert(eq(int, run(out, sizeof(out), cmd), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "ignoring MEMCTL_RUNTIME_DIR='relative/dir'"), NULL)),
+		  "%s", out);
+}
+
+Test(ctl, a_pause_failing_on_one_unmap_says_the_others_were_released)
+{
+	const char *env[] = { "FAKECUDA_FAIL=cuMemUnmap:2", NULL };
+	struct tenant t = spawn_with(env, NULL, 3, MiB);
+	char out[4096];
+
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights -p %d", t.pid), 1), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "unmap"), NULL)), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "the other 2 allocations (4194304 bytes) were released"),
+			 NULL)), "%s", out);
+	cr_assert(eq(int, lines_in(out), 1), "%s", out);
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights -p %d", t.pid), 0), "%s", out);
+	finish(&t);
+}
+
+/* ---- issue 9: requests off the socket thread ---- */
+
+Test(ctl, hello_answers_while_a_request_runs_and_shows_it)
+{
+	struct tenant t;
+	char buf[4096];
+	const char *h;
+	int fd;
+
+	hold_on();
+	t = spawn_held("cuMemUnmap", 2, MiB);
+	fd = raw_connect(t.pid);
+	send_req(fd, "pause tags=weights\n");
+	h = wait_hello(t.pid, "\"running\":{");
+	cr_assert(not(eq(ptr, strstr(h, "\"verb\":\"pause\",\"tags\":\"weights\""), NULL)), "%s", h);
+	cr_assert(not(eq(ptr, strstr(h, "\"since\":"), NULL)), "%s", h);
+	cr_assert(not(eq(ptr, strstr(h, "\"client_waiting\":true"), NULL)), "%s", h);
+	cr_assert(not(eq(ptr, strstr(h, "\"cancelled\":false"), NULL)), "%s", h);
+	hold_off();
+	raw_reply(fd, buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	cr_assert(not(eq(ptr, strstr(buf, "\"released_bytes\":4194304"), NULL)), "%s", buf);
+	close(fd);
+	roundtrip(t.pid, "resume tags=weights\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	finish(&t);
+}
+
+/* One change request at a time: the next waits, and one whose client
+ * leaves while it waits never runs. */
+Test(ctl, a_queued_request_whose_client_leaves_never_runs)
+{
+	struct tenant t;
+	char buf[4096], line[128];
+	int a, b;
+
+	hold_on();
+	t = spawn_held("cuMemUnmap", 2, MiB);
+	a = raw_connect(t.pid);
+	send_req(a, "pause tags=weights\n");
+	wait_hello(t.pid, "\"running\":{");
+	b = raw_connect(t.pid);
+	send_req(b, "pause tags=kv_cache\n");
+	wait_hello(t.pid, "\"queued\":1");
+	close(b);
+	wait_hello(t.pid, "\"queued\":0");
+	hold_off();
+	raw_reply(a, buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	close(a);
+	wait_hello(t.pid, "\"running\":null");
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=released kv_cache=mapped"));
+	roundtrip(t.pid, "resume tags=weights\n", buf, sizeof(buf));
+	finish(&t);
+}
+
+Test(ctl, a_queued_request_past_its_deadline_is_refused_unstarted)
+{
+	struct tenant t;
+	char buf[4096], line[128];
+	int a;
+
+	hold_on();
+	t = spawn_held("cuMemUnmap", 2, MiB);
+	a = raw_connect(t.pid);
+	send_req(a, "pause tags=weights\n");
+	wait_hello(t.pid, "\"running\":{");
+	/* Answered while the first is still held: by its deadline. */
+	roundtrip(t.pid, "pause tags=kv_cache timeout_ms=1\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"error\":\"ETIMEDOUT\""), NULL)), "%s", buf);
+	cr_assert(not(eq(ptr, strstr(buf, "not started"), NULL)), "%s", buf);
+	hold_off();
+	raw_reply(a, buf, sizeof(buf));
+	close(a);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=released kv_cache=mapped"));
+	roundtrip(t.pid, "resume tags=weights\n", buf, sizeof(buf));
+	finish(&t);
+}
+
+/* The deadline travels with the request; once it passes, the running
+ * request is told to stop at its next safe point. */
+Test(ctl, a_running_request_is_told_to_stop_when_its_deadline_passes)
+{
+	struct tenant t;
+	char buf[4096];
+	const char *h;
+	int a;
+
+	hold_on();
+	t = spawn_held("cuMemUnmap", 2, MiB);
+	a = raw_connect(t.pid);
+	send_req(a, "pause tags=weights timeout_ms=1000\n");
+	h = wait_hello(t.pid, "\"cancelled\":true");
+	cr_assert(not(eq(ptr, strstr(h, "\"client_waiting\":true"), NULL)), "%s", h);
+	hold_off();
+	raw_reply(a, buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"verb\":\"pause\""), NULL)), "%s", buf);
+	close(a);
+	roundtrip(t.pid, "resume tags=weights\n", buf, sizeof(buf));
+	finish(&t);
+}
+
+/*
+ * Enabled once region/ honours region_req.cancel and no longer holds its
+ * lock for a whole request (issue 9 items 1 and 2, the lock rework): on
+ * this branch alone status waits for the held pause, and the pause runs to
+ * its end after its client left.
+ */
+Test(ctl, status_answers_while_a_request_runs, .disabled = true)
+{
+	struct tenant t;
+	char buf[8192];
+	int a;
+
+	hold_on();
+	t = spawn_held("cuMemUnmap", 2, MiB);
+	a = raw_connect(t.pid);
+	send_req(a, "pause tags=weights\n");
+	wait_hello(t.pid, "\"running\":{");
+	roundtrip(t.pid, "status\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"running\":{\"verb\":\"pause\""), NULL)), "%s", buf);
+	hold_off();
+	raw_reply(a, buf, sizeof(buf));
+	close(a);
+	finish(&t);
+}
+
+Test(ctl, a_request_whose_client_left_is_rolled_back_and_the_next_runs, .disabled = true)
+{
+	struct tenant t;
+	char buf[8192], line[128];
+	int a;
+
+	hold_on();
+	t = spawn_held("cuMemcpyDtoHAsync", 2, MiB);
+	a = raw_connect(t.pid);
+	send_req(a, "pause tags=weights stage=cpu\n");
+	wait_hello(t.pid, "\"running\":{");
+	close(a);
+	wait_hello(t.pid, "\"cancelled\":true");
+	hold_off();
+	roundtrip(t.pid, "pause tags=kv_cache\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
+	roundtrip(t.pid, "status\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"error\":\"ECANCELED\""), NULL)), "%s", buf);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=released"));
+	ask(&t, "check", line, sizeof(line));
+	cr_assert(eq(str, line, "ok"));
 	finish(&t);
 }

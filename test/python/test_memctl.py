@@ -79,6 +79,39 @@ class Helper(unittest.TestCase):
         self.glob.cudaFree(p)
         self.glob.cudaFree(q)
 
+    def test_empty_or_blank_tag_lists_raise_and_pause_nothing(self):
+        # Issue 8 item 1: memctl.pause([]) paused every tag, unstaged.
+        data = os.urandom(MiB)
+        with memctl.region("py_blank"):
+            p = self.alloc(len(data))
+        self.put(p, data)
+        for tags in ("", " ", ",", " , ", [], (), set(), ["all", "py_blank"], "all,py_blank",
+                     "*,py_blank"):
+            for call in (lambda: memctl.pause(tags), lambda: memctl.pause(tags, stage=True),
+                         lambda: memctl.resume(tags), lambda: memctl.prepare(tags),
+                         lambda: memctl.release_host(tags), lambda: memctl.stat(tags)):
+                with self.assertRaises(memctl.MemctlError, msg=repr(tags)) as cm:
+                    call()
+                self.assertEqual(cm.exception.errno, errno.EINVAL, repr(tags))
+        self.assertEqual(memctl.stat("py_blank")["paused_bytes"], 0)
+        # Every tag only when asked for: "all", or None (the C API's NULL).
+        memctl.pause("all", stage=True)
+        self.assertEqual(memctl.stat("py_blank")["active_bytes"], 0)
+        memctl.resume(None)
+        self.assertEqual(self.get(p, len(data)), data)
+        self.glob.cudaFree(p)
+
+    def test_stat_calls_staged_host_memory_staged_bytes(self):
+        with memctl.region("py_staged"):
+            p = self.alloc(MiB)
+        memctl.pause("py_staged", stage=True)
+        st = memctl.stat("py_staged")
+        self.assertNotIn("host_bytes", st)
+        self.assertEqual(st["staged_bytes"], MiB)
+        memctl.resume("py_staged", release_host=True)
+        self.assertEqual(memctl.stat("py_staged")["staged_bytes"], 0)
+        self.glob.cudaFree(p)
+
     def test_preload_env_names_the_library(self):
         env = memctl.preload_env({"LD_PRELOAD": "/x/other.so"}, default_tag="model", group="g")
         self.assertTrue(env["LD_PRELOAD"].split(":")[0].endswith("libmemctl.so"))

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * reply.c - writing the server's replies.
+ *
+ * Each figure has one name and one meaning on the wire (proto.h):
+ * copied_bytes is what a request copied, staged_bytes the host memory that
+ * holds staged contents, host_bytes all host memory held (staged or kept
+ * for the next pause). Totals are summed over every tag; nothing is cut.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "reply.h"
+
+#define MAX_DEVICES 64
+
+static void head(struct jbuf *j, const struct reply_ctx *x, int ok, const char *verb)
+{
+	jb_raw(j, "{");
+	jb_bool(j, "ok", ok);
+	jb_str(j, "verb", verb);
+	jb_i64(j, "pid", (int64_t)getpid());
+	jb_str(j, "group", x->group);
+}
+
+void reply_error(struct jbuf *j, const struct reply_ctx *x, const char *verb, int code,
+		 const char *msg)
+{
+	head(j, x, 0, verb);
+	jb_str(j, "error", proto_errname(code));
+	jb_i64(j, "code", code);
+	jb_str(j, "message", msg);
+	jb_raw(j, "}");
+}
+
+/* A job as status and hello show it; null when there is none. */
+static void put_job(struct jbuf *j, const char *key, const struct job_view *v, int last)
+{
+	if (!v->valid) {
+		jb_null(j, key);
+		return;
+	}
+	jb_open(j, key, '{');
+	jb_str(j, "verb", proto_verbs[v->verb].wire);
+	jb_str(j, "tags", v->tags);
+	jb_str(j, "request", v->line);
+	jb_double(j, "since", v->started_at);
+	jb_double(j, last ? "ms" : "running_ms", v->ms);
+	jb_bool(j, "cancelled", v->cancelled);
+	if (!last) {
+		jb_bool(j, "client_waiting", v->client_waiting);
+	} else {
+		jb_double(j, "ago_ms", v->ago_ms);
+		jb_bool(j, "answered", v->client_waiting);
+		jb_bool(j, "ok", v->rc == 0);
+		jb_str(j, "error", v->rc < 0 ? proto_errname(v->rc) : "");
+		jb_str(j, "message", v->message);
+	}
+	jb_close(j, '}');
+}
+
+void reply_hello(struct jbuf *j, const struct reply_ctx *x)
+{
+	struct worker_view w;
+
+	worker_view(&w);
+	head(j, x, 1, "hello");
+	jb_i64(j, "protocol", PROTO_VERSION);
+	jb_str(j, "version", MEMCTL_VERSION);
+	jb_str(j, "command", x->command);
+	jb_i64(j, "uid", (int64_t)getuid());
+	jb_i64(j, "driver_devices", x->be->driver_devices());
+	jb_u64(j, "allocations", x->be->allocations());
+	put_job(j, "running", &w.running, 0);
+	jb_i64(j, "queued", w.queued);
+	jb_raw(j, "}");
+}
+
+static const char *state_word(const struct region_tag_stat *r)
+{
+	if (r->paused_bytes == 0)
+		return "active";
+	if (r->active_bytes != 0)
+		return "mixed";
+	return r->staged_bytes ? "staged" : "paused";
+}
+
+static void put_figures(struct jbuf *j, const struct region_tag_stat *r)
+{
+	jb_u64(j, "allocations", r->allocations);
+	jb_u64(j, "active_bytes", r->active_bytes);
+	jb_u64(j, "paused_bytes", r->paused_bytes);
+	jb_u64(j, "staged_bytes", r->staged_bytes);
+	jb_u64(j, "host_bytes", r->host_bytes);
+}
+
+static void put_tags(struct jbuf *j, const struct region_tag_stat *rows, size_t n)
+{
+	struct region_tag_stat total = { .name = "" };
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		total.allocations += rows[i].allocations;
+		total.active_bytes += rows[i].active_bytes;
+		total.paused_bytes += rows[i].paused_bytes;
+		total.staged_bytes += rows[i].staged_bytes;
+		total.host_bytes += rows[i].host_bytes;
+	}
+	put_figures(j, &total);
+	jb_open(j, "tags", '[');
+	for (i = 0; i < n; i++) {
+		jb_open(j, NULL, '{');
+		jb_str(j, "tag", rows[i].name);
+		jb_str(j, "state", state_word(&rows[i]));
+		put_figures(j, &rows[i]);
+		jb_close(j, '}');
+	}
+	jb_close(j, ']');
+}
+
+static void put_devices(struct jbuf *j, const struct ctl_backend *be)
+{
+	struct ctl_device devs[MAX_DEVICES];
+	int n = be->devices(devs, MAX_DEVICES), d;
+
+	jb_open(j, "devices", '[');
+	for (d = 0; d < n; d++) {
+		jb_open(j, NULL, '{');
+		jb_i64(j, "id", devs[d].id);
+		jb_u64(j, "free_bytes", devs[d].free_bytes);
+		jb_u64(j, "total_bytes", devs[d].total_bytes);
+		jb_close(j, '}');
+	}
+	jb_close(j, ']');
+}
+
+void reply_status(struct jbuf *j, const struct reply_ctx *x)
+{
+	struct region_tag_stat *rows = NULL;
+	struct worker_view w;
+	size_t n = 0;
+	int rc = x->be->tag_stats(&rows, &n);
+
+	if (rc < 0) {
+		reply_error(j, x, "status", rc, "host memory: no room to list the tags");
+		return;
+	}
+	worker_view(&w);
+	head(j, x, 1, "status");
+	put_tags(j, rows, n);
+	free(rows);
+	put_devices(j, x->be);
+	put_job(j, "running", &w.running, 0);
+	jb_i64(j, "queued", w.queued);
+	put_job(j, "last", &w.last, 1);
+	jb_raw(j, "}");
+}
+
+void reply_change(struct jbuf *j, const struct reply_ctx *x, const struct job *job)
+{
+	const struct verb_def *v = &proto_verbs[job->req.verb];
+	char tags[TAGSET_TEXT_MAX];
+	int f;
+
+	if (job->rc < 0) {
+		reply_error(j, x, v->wire, job->rc, job->err.msg);
+		return;
+	}
+	tagset_format(&job->req.rq.tags, tags, sizeof(tags));
+	head(j, x, 1, v->wire);
+	jb_str(j, "tags", tags);
+	for (f = 0; f < FIG_COUNT; f++)
+		if (v->figures & FIG_BIT(f))
+			jb_u64(j, proto_figures[f].wire,
+			       proto_figure_value((enum proto_figure)f, &job->rep));
+	jb_double(j, "ms", job->rep.ms);
+	jb_raw(j, "}");
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * worker.h - the thread that runs change requests (pause, resume,
+ * prepare, release_host) for the control server, one at a time, in the
+ * order they came, so that the socket thread stays free to answer hello
+ * and status and to notice clients that leave.
+ *
+ * Jobs go in with worker_submit and come back, finished or never started,
+ * through worker_take_done; the notify descriptor is readable while any
+ * are waiting there. Every function but worker_after_fork is called from
+ * the socket thread.
+ */
+#ifndef MEMCTL_WORKER_H
+#define MEMCTL_WORKER_H
+
+#include "proto.h"
+
+typedef int (*worker_run_fn)(enum verb verb, const struct region_req *rq,
+			     struct region_report *rep, struct region_err *err);
+
+struct job {
+	struct job *next;
+	struct proto_req req;   /* rq.deadline_ms and rq.cancel filled at submit */
+	char line[PROTO_MAX_LINE]; /* the request as a line, for status and logs */
+	int cancel;             /* set atomically: nobody waits, or the deadline passed */
+	void *owner;            /* who waits for the reply; NULL: nobody */
+	long long queued_ms, started_ms, finished_ms; /* CLOCK_MONOTONIC */
+	double started_at;      /* CLOCK_REALTIME, seconds: "since when" */
+	int started;            /* 0: came back without running */
+	int background;         /* MEMCTL_PREPARE's, not a client's */
+	int rc;
+	struct region_report rep;
+	struct region_err err;
+};
+
+/* What status and hello show of a job: the one running, or the last that
+ * ran to its end (valid 0: none). */
+struct job_view {
+	int valid;
+	enum verb verb;
+	char tags[TAGSET_TEXT_MAX];
+	char line[PROTO_MAX_LINE];
+	double started_at;   /* unix seconds */
+	double ms;           /* running so far, or how long it ran */
+	double ago_ms;       /* finished this long ago (last only) */
+	int cancelled;
+	int client_waiting;  /* running: its client still waits; last: it got the reply */
+	int rc;
+	char message[256];
+};
+
+struct worker_view {
+	struct job_view running, last;
+	int queued;
+};
+
+long long worker_now_ms(void);
+
+/* Start the thread; `run` executes one request. 0 or a negative errno. */
+int worker_start(worker_run_fn run);
+/* Readable while finished jobs wait for worker_take_done. */
+int worker_notify_fd(void);
+/* Queue `j` (allocated by the caller, owned by the worker until it comes
+ * back). Its deadline is now + its timeout_ms, when it has one. */
+void worker_submit(struct job *j);
+/* Every job that came back, linked through `next`, oldest first. */
+struct job *worker_take_done(void);
+/* Nobody waits for `owner`'s job any more: a queued one comes back
+ * unstarted (-ECANCELED), a running one is told to stop at its next safe
+ * point, a finished one is not delivered. Its owner becomes NULL. */
+void worker_abandon(const void *owner);
+/* Queued jobs past their deadline come back unstarted (-ETIMEDOUT); a
+ * running one past it is told to stop. Returns the next deadline to wake
+ * for (CLOCK_MONOTONIC ms), or 0 when none. */
+long long worker_expire(long long now_ms);
+/* Nothing running or queued. */
+int worker_idle(void);
+void worker_view(struct worker_view *v);
+/* In a forked child: no worker thread exists there; forget every job. */
+void worker_after_fork(void);
+
+#endif /* MEMCTL_WORKER_H */
