@@ -207,7 +207,7 @@ static void do_change(struct jbuf *j, const struct proto_req *req)
 	if (req->verb == VERB_PAUSE || req->verb == VERB_RESUME)
 		jb_u64(j, req->verb == VERB_PAUSE ? "released_bytes" : "restored_bytes",
 		       rep.device_bytes);
-	jb_u64(j, "staged_bytes", rep.staged_bytes);
+	jb_u64(j, "staged_bytes", rep.copied_bytes);
 	if (req->verb == VERB_RELEASE_HOST)
 		jb_u64(j, "host_freed_bytes", rep.host_freed_bytes);
 	else

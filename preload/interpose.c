@@ -113,7 +113,7 @@ const struct options *preload_options(void)
 static void load_driver(void)
 {
 	const struct drv_ops *ops = drv_cuda_load();
-	struct region_opts ro;
+	struct region_opts ro = { 0 }; /* cgroup_dir NULL: the process's own */
 
 	if (ops == NULL)
 		return;

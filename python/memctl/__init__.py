@@ -41,7 +41,7 @@ class MemctlError(OSError):
 
 class _Stat(ctypes.Structure):
     _fields_ = [("allocations", ctypes.c_uint64), ("active_bytes", ctypes.c_uint64),
-                ("paused_bytes", ctypes.c_uint64), ("host_bytes", ctypes.c_uint64)]
+                ("paused_bytes", ctypes.c_uint64), ("staged_bytes", ctypes.c_uint64)]
 
 
 _lib = None

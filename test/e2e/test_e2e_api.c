@@ -213,7 +213,7 @@ Test(api, host_buffers_are_kept_across_cycles_until_released)
 		cr_assert(eq(int, dev_fill(p, 8 * MiB, (unsigned)cycle), 0));
 		cr_assert(eq(int, M.pause("w", MEMCTL_STAGE_CPU), 0));
 		cr_assert(eq(int, M.stat("w", &st), 0));
-		cr_assert(eq(u64, st.host_bytes, 8 * MiB));
+		cr_assert(eq(u64, st.staged_bytes, 8 * MiB));
 		cr_assert(eq(int, M.resume("w", 0), 0));
 		cr_assert(eq(long, dev_check(p, 8 * MiB, (unsigned)cycle), -1));
 	}
