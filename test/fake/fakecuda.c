@@ -85,6 +85,7 @@ static struct {
 	struct hold holds[8];
 	int nholds;
 	long live_handles, syncs;
+	long faults_fired;     /* failures returned since the plan was set */
 } F = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define LOCKED_INIT() do { pthread_mutex_lock(&F.lock); init_locked(); } while (0)
@@ -137,6 +138,7 @@ static void set_fail_locked(const char *spec)
 	char *end;
 
 	F.nrules = 0;
+	F.faults_fired = 0;
 	while (p != NULL && *p != '\0' && F.nrules < 16) {
 		struct fail_rule *r = &F.rules[F.nrules];
 		const char *colon = strchr(p, ':');
@@ -234,8 +236,10 @@ static CUresult should_fail_locked(const char *fn)
 	int i;
 
 	for (i = 0; i < F.nrules; i++)
-		if (strcmp(F.rules[i].fn, fn) == 0 && ++F.rules[i].calls == F.rules[i].at)
+		if (strcmp(F.rules[i].fn, fn) == 0 && ++F.rules[i].calls == F.rules[i].at) {
+			F.faults_fired++;
 			return F.rules[i].err;
+		}
 	return CUDA_SUCCESS;
 }
 
@@ -432,6 +436,16 @@ static long count_kind(enum range_kind kind)
 EXPORT long fakecuda_live_handles(void) { return __atomic_load_n(&F.live_handles, __ATOMIC_RELAXED); }
 EXPORT long fakecuda_live_mappings(void) { return count_kind(RANGE_MAPPED); }
 EXPORT long fakecuda_live_host_registrations(void) { return count_kind(RANGE_HOSTREG); }
+EXPORT long fakecuda_live_reservations(void) { return count_kind(RANGE_RESERVED); }
+EXPORT long fakecuda_faults_fired(void)
+{
+	long n;
+
+	LOCKED_INIT();
+	n = F.faults_fired;
+	UNLOCK();
+	return n;
+}
 EXPORT long fakecuda_syncs(void) { return __atomic_load_n(&F.syncs, __ATOMIC_RELAXED); }
 
 EXPORT uint64_t fakecuda_used(void)
