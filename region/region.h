@@ -56,9 +56,11 @@ struct region_opts {
  * (MEMCTL_STAGE_CPU for pause, MEMCTL_RELEASE_HOST for resume), and how it
  * may be stopped from outside: an absolute deadline on CLOCK_MONOTONIC in
  * milliseconds (0: none) and an optional flag another thread sets to
- * abandon it. A request checks both at its safe points; an abandoned
+ * abandon it. A request checks both at its safe points (both are read
+ * atomically, so another thread may also move the deadline); an abandoned
  * request rolls back what it did and fails with -ETIMEDOUT (deadline) or
- * -ECANCELED (flag).
+ * -ECANCELED (flag). docs/design.md lists the safe points and what
+ * "rolled back" means at each.
  */
 struct region_req {
 	struct tagset tags;

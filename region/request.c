@@ -62,16 +62,20 @@ void request_forget(void)
 
 int request_stop(const struct region_req *rq, const char *where, struct region_err *err)
 {
+	long long deadline;
+
 	if (rq->cancel != NULL && __atomic_load_n(rq->cancel, __ATOMIC_ACQUIRE))
 		return region_fail(err, -ECANCELED, "cancelled %s", where);
-	if (rq->deadline_ms > 0 && now_ms() >= (double)rq->deadline_ms)
+	deadline = __atomic_load_n(&rq->deadline_ms, __ATOMIC_ACQUIRE);
+	if (deadline > 0 && now_ms() >= (double)deadline)
 		return region_fail(err, -ETIMEDOUT, "deadline passed %s", where);
 	return 0;
 }
 
 void request_wait(const struct region_req *rq, pthread_cond_t *c, pthread_mutex_t *m)
 {
-	double until = rq->deadline_ms > 0 ? (double)rq->deadline_ms : 0;
+	long long deadline = __atomic_load_n(&rq->deadline_ms, __ATOMIC_ACQUIRE);
+	double until = deadline > 0 ? (double)deadline : 0;
 	struct timespec ts;
 
 	if (rq->cancel != NULL && (until == 0 || until > now_ms() + CANCEL_POLL_MS))
