@@ -107,12 +107,13 @@ int memctl_pause(const char *tags, unsigned flags);
  * when device memory runs out or a driver call fails, what this call mapped
  * is released again, every staged byte is kept, and a later retry can
  * succeed.
- * flags: 0 or MEMCTL_RELEASE_HOST.
+ * flags: 0 or MEMCTL_RELEASE_HOST (which also gives back the kept host
+ * buffers of allocations of those tags that were already active).
  * Returns 0; -ENOENT when nothing carries the tags; -EINVAL; -ENOMEM when
  * device memory is short (memctl_strerror says how much was needed and
  * free); -EIO for a driver failure (also when, with MEMCTL_RELEASE_HOST,
  * a host buffer could not be given back: the resume is done, the buffer is
- * kept, memctl_release_host retries).
+ * kept, and calling again finishes).
  */
 int memctl_resume(const char *tags, unsigned flags);
 

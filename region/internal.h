@@ -106,11 +106,11 @@ struct claim {
 	unsigned char *had_host; /* list[i] had a host buffer when claimed */
 	unsigned char *changed;  /* request-local marks, zeroed */
 };
-/* Claim every live record carrying one of `ts` for which want(a) is true.
+/* Claim every live record carrying one of `ts` for which want(a, flags).
  * -ENOENT with the request's message when no live record carries the
  * tags at all (whatever its state), -ENOMEM. */
-int claim(const struct tagset *ts, int (*want)(const struct alloc *),
-	  struct claim *c, struct region_err *err) MUST_CHECK;
+int claim(const struct tagset *ts, int (*want)(const struct alloc *, unsigned),
+	  unsigned flags, struct claim *c, struct region_err *err) MUST_CHECK;
 /* Unmark and put every record of the claim; frees the arrays. */
 void let_go(struct claim *c);
 /* Retry the driver steps of frees that failed part way. */

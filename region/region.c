@@ -451,8 +451,8 @@ static int nothing_tagged(const struct tagset *ts, struct region_err *err)
 	return region_fail(err, -ENOENT, "nothing tagged '%s'", names);
 }
 
-int claim(const struct tagset *ts, int (*want)(const struct alloc *), struct claim *c,
-	  struct region_err *err)
+int claim(const struct tagset *ts, int (*want)(const struct alloc *, unsigned),
+	  unsigned flags, struct claim *c, struct region_err *err)
 {
 	struct alloc *a, *tmp;
 	size_t matched = 0, cap;
@@ -472,7 +472,7 @@ int claim(const struct tagset *ts, int (*want)(const struct alloc *), struct cla
 		if (!tagset_has(ts, a->tag))
 			continue;
 		matched++;
-		if (!want(a))
+		if (!want(a, flags))
 			continue;
 		a->refs++;
 		a->claimed = 1;

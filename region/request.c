@@ -380,8 +380,9 @@ static int pause_staged(const struct region_req *rq, struct claim *c,
 	return rc;
 }
 
-static int pause_wants(const struct alloc *a)
+static int pause_wants(const struct alloc *a, unsigned flags)
 {
+	(void)flags;
 	return a->state == ALLOC_ACTIVE || alloc_has_leftover(a);
 }
 
@@ -524,7 +525,8 @@ static int resume_claimed(const struct region_req *rq, struct claim *c,
 	int rc = 0;
 
 	for (i = 0; i < c->n; i++)
-		need += c->list[i]->mapped;
+		if (c->list[i]->state != ALLOC_ACTIVE)
+			need += c->list[i]->mapped;
 	/* Map and queue each copy at once, so the copy engines work while
 	 * the driver maps the next one. */
 	for (i = 0; i < c->n; i++) {
@@ -577,12 +579,14 @@ static int drop_resumed_host(struct claim *c, struct region_report *rep,
 		return 0;
 	return region_fail(err, -EIO, "resumed %llu allocations, but giving back their host "
 			   "buffers failed (cuMemHostUnregister) for %zu: they are kept; "
-			   "release_host retries", (unsigned long long)rep->allocations, kept);
+			   "resume again with release of host memory to finish", (unsigned long long)rep->allocations, kept);
 }
 
-static int resume_wants(const struct alloc *a)
+/* With MEMCTL_RELEASE_HOST also the active ones that keep a buffer, so
+ * that repeating a resume whose unpinning failed finishes the job. */
+static int resume_wants(const struct alloc *a, unsigned flags)
 {
-	return a->state != ALLOC_ACTIVE;
+	return a->state != ALLOC_ACTIVE || ((flags & MEMCTL_RELEASE_HOST) && a->host != NULL);
 }
 
 static int resume_body(const struct region_req *rq, struct claim *c,
@@ -597,8 +601,9 @@ static int resume_body(const struct region_req *rq, struct claim *c,
 
 /* ---- prepare and release_host ---------------------------------------- */
 
-static int prepare_wants(const struct alloc *a)
+static int prepare_wants(const struct alloc *a, unsigned flags)
 {
+	(void)flags;
 	return a->host == NULL;
 }
 
@@ -619,8 +624,9 @@ static int prepare_body(const struct region_req *rq, struct claim *c,
 	return 0;
 }
 
-static int release_host_wants(const struct alloc *a)
+static int release_host_wants(const struct alloc *a, unsigned flags)
 {
+	(void)flags;
 	/* Staged contents live only there: never drop them. */
 	return a->host != NULL && a->state != ALLOC_STAGED;
 }
@@ -661,7 +667,7 @@ struct request_kind {
 	const char *verb;
 	unsigned flags;                                  /* allowed */
 	int (*check)(const struct region_req *, struct region_err *); /* before claiming */
-	int (*wants)(const struct alloc *);
+	int (*wants)(const struct alloc *, unsigned flags);
 	int (*body)(const struct region_req *, struct claim *, struct region_report *,
 		    struct region_err *);
 };
@@ -682,7 +688,7 @@ static int run(const struct request_kind *k, const struct region_req *rq,
 	if (k->check != NULL)
 		rc = k->check(rq, err);
 	if (rc == 0)
-		rc = claim(&rq->tags, k->wants, &c, err);
+		rc = claim(&rq->tags, k->wants, rq->flags, &c, err);
 	if (rc == 0 && c.n > 0)
 		rc = k->body(rq, &c, rep, err);
 	let_go(&c);
