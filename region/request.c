@@ -342,8 +342,9 @@ static int release_phase(const struct region_req *rq, struct claim *c, struct st
 			 * released stays staged, the rest is still active;
 			 * nothing is lost. */
 			return region_fail(err, r,
-					   "device failed while staging: %llu of %zu allocations "
-					   "staged and released, the rest still active",
+					   "device failed while staging (cuEventSynchronize "
+					   "failed): %llu of %zu allocations staged and released, "
+					   "the rest still active; nothing lost",
 					   (unsigned long long)rep->allocations, c->n);
 		if (r < 0 && nbad++ == 0) {
 			rc = r;
