@@ -199,7 +199,7 @@ MEMCTL_EXPORT cudaError_t cudaFree(void *ptr)
 {
 	int rc;
 
-	if (ptr != NULL && region_count() > 0) {
+	if (ptr != NULL && region_may_own()) {
 		rc = region_free((uint64_t)(uintptr_t)ptr);
 		if (rc != -ENOENT)
 			return to_cuda(rc);

@@ -105,6 +105,12 @@ uint64_t region_count(void)
 	return __atomic_load_n(&registry.live_count, __ATOMIC_RELAXED);
 }
 
+int region_may_own(void)
+{
+	return region_count() > 0 ||
+	       __atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) > 0;
+}
+
 const struct drv_ops *registry_ops(void)
 {
 	return registry.ops;

@@ -124,6 +124,10 @@ void region_init(const struct drv_ops *ops, const struct region_opts *opts);
 void region_forget_all(void);
 /* Number of live tagged allocations, without taking the lock. */
 uint64_t region_count(void);
+/* 1 if a pointer might be memctl's (a live allocation, or one whose free
+ * is unfinished), without taking the lock: cudaFree asks region_free only
+ * then. */
+int region_may_own(void);
 
 /* Reserve, create, map and grant access for one tagged allocation of
  * `size` bytes on `dev`; *va is the device address. -ENOMEM when the device

@@ -89,6 +89,14 @@ void request_wait(const struct region_req *rq, pthread_cond_t *c, pthread_mutex_
 	pthread_cond_timedwait(c, m, &ts);
 }
 
+static void request_end(void)
+{
+	pthread_mutex_lock(&turn.lock);
+	turn.running = 0;
+	pthread_cond_broadcast(&turn.done);
+	pthread_mutex_unlock(&turn.lock);
+}
+
 /* Wait for the running request to end, then run; tidy what earlier
  * failures left. Gives up without doing anything at rq's deadline. */
 static int request_begin(const struct region_req *rq, struct region_err *err)
@@ -103,28 +111,14 @@ static int request_begin(const struct region_req *rq, struct region_err *err)
 	if (rc == 0)
 		turn.running = 1;
 	pthread_mutex_unlock(&turn.lock);
-	if (rc == 0)
-		rc = request_stop(rq, "before it started", err);
+	if (rc == 0 && (rc = request_stop(rq, "before it started", err)) < 0)
+		request_end();
 	if (rc < 0) {
 		region_append(err, "; nothing done");
-		if (turn.running) {
-			pthread_mutex_lock(&turn.lock);
-			turn.running = 0;
-			pthread_cond_broadcast(&turn.done);
-			pthread_mutex_unlock(&turn.lock);
-		}
 		return rc;
 	}
 	unfinished_tidy();
 	return 0;
-}
-
-static void request_end(void)
-{
-	pthread_mutex_lock(&turn.lock);
-	turn.running = 0;
-	pthread_cond_broadcast(&turn.done);
-	pthread_mutex_unlock(&turn.lock);
 }
 
 /* What each driver failure means for the allocation it hit. */

@@ -153,6 +153,48 @@ Test(fault, another_tenant_takes_memory_while_paused)
 	cr_assert(eq(long, dev_check(p, 64 * MiB, 9), -1));
 }
 
+/* A cudaFree that failed part way is finished by repeating it, even when
+ * it was the last tagged allocation. */
+Test(fault, a_failed_free_of_the_last_allocation_is_finished_by_a_retry)
+{
+	void *p = tagged("weights", MiB);
+
+	fakecuda_set_fail("cuMemRelease:1:unknown");
+	cr_assert(not(eq(int, cudaFree(p), cudaSuccess)));
+	fakecuda_set_fail(NULL);
+	cr_assert(eq(long, fakecuda_live_handles(), 1), "the handle is kept to retry");
+	cr_assert(eq(long, fakecuda_live_mappings(), 0));
+	cr_assert(eq(int, M.stat(NULL, &(struct memctl_stat){ 0 }), -ENOENT));
+	cr_assert(eq(int, cudaFree(p), cudaSuccess));
+	cr_assert(eq(long, fakecuda_live_handles(), 0));
+	cr_assert(eq(long, fakecuda_live_reservations(), 0));
+	cr_assert(eq(sz, dev_free(), (size_t)1 << 30));
+}
+
+/* A failed release during a pause: the allocation is paused (not active),
+ * the error names cuMemRelease, the handle is released by the next pause,
+ * and the staged contents come back. */
+Test(fault, a_failed_release_in_a_pause_is_told_and_finished_later)
+{
+	void *p = tagged("weights", 4 * MiB);
+	struct memctl_stat st;
+
+	cr_assert(eq(int, dev_fill(p, 4 * MiB, 7), 0));
+	fakecuda_set_fail("cuMemRelease:1:unknown");
+	cr_assert(eq(int, M.pause("weights", MEMCTL_STAGE_CPU), -EIO));
+	cr_assert(not(eq(ptr, strstr(M.strerror(-EIO), "cuMemRelease"), NULL)), "%s",
+		  M.strerror(-EIO));
+	fakecuda_set_fail(NULL);
+	cr_assert(eq(int, M.stat("weights", &st), 0));
+	cr_assert(eq(u64, st.active_bytes, 0));
+	cr_assert(released(p));
+	cr_assert(eq(long, fakecuda_live_handles(), 1));
+	cr_assert(eq(int, M.pause("weights", MEMCTL_STAGE_CPU), 0));
+	cr_assert(eq(long, fakecuda_live_handles(), 0));
+	cr_assert(eq(int, M.resume("weights", 0), 0));
+	cr_assert(eq(long, dev_check(p, 4 * MiB, 7), -1));
+}
+
 /* ---- every driver call of every path, through the public API ----------- */
 
 static const struct { const char *fn, *err; } calls[] = {

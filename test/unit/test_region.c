@@ -746,6 +746,12 @@ Test(region, a_request_waiting_its_turn_gives_up_at_its_deadline)
 		  "%s", second.err.msg);
 	cr_assert(gt(int, fakecuda_held("cuMemHostRegister"), 0));
 	assert_active_bytes("kv", 2 * MiB);
+	/* Giving up did not end the running request's turn. */
+	bg_start(&second, region_pause, "kv", 0);
+	bg_expire(&second);
+	cr_assert(eq(int, bg_join(&second), -ETIMEDOUT), "%s", second.err.msg);
+	cr_assert(not(eq(ptr, strstr(second.err.msg, "waiting for the running request"), NULL)),
+		  "%s", second.err.msg);
 	fakecuda_unhold();
 	cr_assert(eq(int, bg_join(&first), 0), "%s", first.err.msg);
 }
