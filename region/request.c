@@ -283,7 +283,8 @@ static int resume_claimed(const struct region_req *rq, struct claim *c,
  * and copy the contents back (they were staged by it, so they are all
  * in host memory). What cannot be mapped back stays staged: no byte is
  * lost, and the message says so. */
-static int undo_release(struct claim *c, struct stage_batch *b, struct region_err *err)
+static int undo_release(struct claim *c, struct stage_batch *b, int stop,
+			struct region_err *err)
 {
 	struct region_req again = { .tags = { .all = 1 } }; /* no deadline */
 	struct claim back = { 0 };
@@ -314,7 +315,7 @@ static int undo_release(struct claim *c, struct stage_batch *b, struct region_er
 		region_append(err, "; mapping back what it released failed (%s): those "
 			      "allocations stay staged with every byte in host memory, "
 			      "resume them", rerr.msg);
-	return err->code;
+	return stop;
 }
 
 /* Release each allocation as soon as its own copies have landed, while
@@ -328,8 +329,8 @@ static int release_phase(const struct region_req *rq, struct claim *c, struct st
 	int rc = 0, r;
 
 	for (i = 0; i < c->n; i++) {
-		if (i > 0 && request_stop(rq, "in the release phase (a pause)", err) < 0)
-			return undo_release(c, b, err);
+		if (i > 0 && (r = request_stop(rq, "in the release phase (a pause)", err)) < 0)
+			return undo_release(c, b, r, err);
 		r = release_one(c->list[i], ALLOC_STAGED, &c->changed[i], rep, &call);
 		if (r < 0 && strcmp(call, "cuEventSynchronize") == 0)
 			/* The device failed mid-copy (a sticky error): what was

@@ -363,7 +363,7 @@ int host_obtain(const struct region_req *rq, struct alloc **list, size_t n,
 		rc = populate_and_pin(rq, fresh, nfresh, ready, ctx, &pinned, &why, err);
 	if (rc < 0 && why == 0)
 		region_fail(err, -ENOMEM, "host memory: cannot obtain and pin %llu bytes for "
-			    "staging", (unsigned long long)need);
+			    "staging (mmap or cuMemHostRegister failed)", (unsigned long long)need);
 	if (rc < 0 && why == 0)
 		rc = -ENOMEM;
 	if (rc == 0)
