@@ -312,9 +312,8 @@ static int undo_release(struct claim *c, struct stage_batch *b, int stop,
 	if (rc == 0)
 		region_append(err, "; everything it released was mapped back with its contents");
 	else
-		region_append(err, "; mapping back what it released failed (%s): those "
-			      "allocations stay staged with every byte in host memory, "
-			      "resume them", rerr.msg);
+		region_append(err, "; what it released stays staged, every byte in host "
+			      "memory: resume it (mapping back failed: %s)", rerr.msg);
 	return stop;
 }
 
@@ -395,10 +394,10 @@ static int pause_check(const struct region_req *rq, struct region_err *err)
 	if (count == 0)
 		return 0;
 	return region_fail(err, -ENODATA,
-			   "pause with staging: %zu allocations (%llu bytes, tags '%s') were "
-			   "already paused without staging, their contents are gone; nothing "
-			   "changed. Resume them and refill them before a staged pause, or "
-			   "leave their tags out", count, (unsigned long long)bytes, names);
+			   "pause with staging: %zu allocations (%llu bytes) of tags '%s' were "
+			   "paused without staging, their contents are gone; nothing changed. "
+			   "Resume and refill them first, or leave those tags out",
+			   count, (unsigned long long)bytes, names);
 }
 
 static int pause_claimed(const struct region_req *rq, struct claim *c,
