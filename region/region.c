@@ -217,7 +217,9 @@ int device_detach(struct alloc *a, enum alloc_state to, const char **failed)
 /*
  * Give back everything the driver holds for a freed record, in the order
  * it requires, stopping at its first refusal: synchronise (cudaFree does,
- * and in-flight work must not meet an unmap), unmap, release, unpin and
+ * and in-flight work must not meet an unmap: the application's on active
+ * memory, a resume's copies on memory it mapped but has not yet marked
+ * active), unmap, release, unpin and
  * free the host buffer (unless a request's workers may still use it), and
  * last the address range, so that the address stays ours, and a retried
  * cudaFree finds it, until nothing else is left. Caller holds a->lock.
@@ -226,7 +228,7 @@ static int teardown(struct alloc *a, int with_host, const char **failed)
 {
 	int rc = 0;
 
-	if (a->dev_mapped && a->state == ALLOC_ACTIVE) {
+	if (a->dev_mapped) {
 		rc = registry.ops->device_sync(a->dev);
 		if (rc < 0)
 			return *failed = "cuCtxSynchronize", rc;

@@ -844,6 +844,28 @@ Test(region, freeing_during_a_resume_or_a_prepare_is_not_held_up)
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 2));
 }
 
+/* A resume has mapped every allocation and queued the copies back; it
+ * waits for them (held). A free of one of them must not unmap it under its
+ * queued copy (a violation: the simulated driver aborts the test). */
+Test(region, freeing_an_allocation_whose_copy_back_is_queued_waits_for_the_copy)
+{
+	struct region_err err;
+	struct bg b;
+
+	four_filled("w");
+	cr_assert(eq(int, do_pause("w", MEMCTL_STAGE_CPU, &err), 0), "%s", err.msg);
+	fakecuda_hold("cuStreamSynchronize");
+	bg_start(&b, region_resume, "w", 0);
+	wait_held("cuStreamSynchronize");
+	cr_assert(eq(int, region_free(wva[1]), 0));
+	cr_assert(eq(long, fakecuda_violations(), 0));
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), 0), "%s", b.err.msg);
+	cr_assert(eq(u64, b.rep.allocations, NW - 1));
+	cr_assert(same(wva[0], 8 * MiB, 0) && same(wva[2], 8 * MiB, 2) && same(wva[3], 8 * MiB, 3));
+	assert_census_true();
+}
+
 /* ---- a staged pause of memory already paused without staging ------- */
 
 Test(region, a_staged_pause_of_discarded_contents_fails_and_names_them)
