@@ -137,7 +137,7 @@ CUresult cumem_free(CUdeviceptr dptr)
 	PFN_cuMemFree_v3020 real;
 	int rc;
 
-	if (dptr != 0 && region_count() > 0) {
+	if (dptr != 0 && region_may_own()) {
 		rc = region_free((uint64_t)dptr);
 		if (rc != -ENOENT)
 			return to_cu(rc);

@@ -214,6 +214,22 @@ Test(driver, device_full_fails_the_allocation_and_leaks_nothing)
 	cr_assert(eq(int, M.stat(NULL, &st), -ENOENT));
 }
 
+/* A cuMemFree that failed part way is finished by repeating it, even when
+ * it was the last tagged allocation (as cudaFree's is). */
+Test(driver, a_failed_cuMemFree_of_the_last_allocation_is_finished_by_a_retry)
+{
+	CUdeviceptr p = drv_tagged("weights", MiB);
+	long handles = fakecuda_live_handles();
+
+	fakecuda_set_fail("cuMemRelease:1:unknown");
+	cr_assert(not(eq(int, cuMemFree(p), CUDA_SUCCESS)));
+	fakecuda_set_fail(NULL);
+	cr_assert(eq(long, fakecuda_live_handles(), handles), "the handle is kept to retry");
+	cr_assert(eq(int, cuMemFree(p), CUDA_SUCCESS));
+	cr_assert(eq(long, fakecuda_live_handles(), handles - 1));
+	cr_assert(eq(long, fakecuda_live_reservations(), 0));
+}
+
 Test(driver, cuGetProcAddress_answers_with_memctls_functions_per_abi_version)
 {
 	PFN_cuGetProcAddress_v12000 gpa = (PFN_cuGetProcAddress_v12000)dlsym(cu, "cuGetProcAddress_v2");
