@@ -126,16 +126,19 @@ $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
 	    -L$(BUILD)/fake -l:libcuda.so.1
 	ln -sf libcudart.so.13 $(BUILD)/fake/libcudart.so
 
-# Unit suites link the real objects and the simulated driver.
+# Unit suites link the real objects and the simulated driver. The registry
+# suite wraps malloc and calloc, to fail the registry's own allocations.
+$(BUILD)/test/test_region $(BUILD)/test/test_region-san: \
+	UNIT_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc
 $(BUILD)/test/test_%: test/unit/test_%.c $(UNIT_OBJ) $(FAKE_CUDA)
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< $(UNIT_OBJ) \
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< $(UNIT_OBJ) $(UNIT_LDFLAGS) \
 	    -L$(BUILD)/fake -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
 
 $(BUILD)/test/test_%-san: test/unit/test_%.c $(UNIT_SAN_OBJ) $(FAKE_CUDA)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(SAN_FLAGS) -Itest/fake -o $@ $< $(UNIT_SAN_OBJ) \
-	    -L$(BUILD)/fake -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
+	    $(UNIT_LDFLAGS) -L$(BUILD)/fake -l:libcuda.so.1 $(CRITERION) -ldl -lpthread
 
 # End-to-end programs link only the simulated runtime, like an application;
 # libmemctl.so comes in through LD_PRELOAD.

@@ -21,6 +21,10 @@
 #define MEMCTL_REGION_INTERNAL_H
 
 #include <pthread.h>
+/* uthash's answer to a failed malloc is exit(), which would kill the host
+ * process: instead a failed HASH_ADD leaves the item out, with its hh.tbl
+ * NULL, and the caller fails with -ENOMEM. */
+#define HASH_NONFATAL_OOM 1
 #include <uthash.h>
 
 #include "region.h"

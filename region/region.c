@@ -348,6 +348,23 @@ static struct alloc *alloc_new(const char *tag, int dev, size_t size, size_t gra
 	return a;
 }
 
+/* Enter a new record in the table, which then holds its reference.
+ * -ENOMEM when the hash could not grow (the record is left out). */
+static int publish_live(struct alloc *a)
+{
+	int added;
+
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_ADD(hh, registry.live, va, sizeof(a->va), a);
+	added = a->hh.tbl != NULL;
+	if (added) {
+		a->refs = 1;
+		__atomic_add_fetch(&registry.live_count, 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&registry.table_lock);
+	return added ? 0 : -ENOMEM;
+}
+
 int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 		 struct region_err *err)
 {
@@ -384,9 +401,11 @@ int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 		return rc;
 	}
 	a->state = ALLOC_ACTIVE;
-	a->refs = 1;
-	PUBLISH(HASH_ADD(hh, registry.live, va, sizeof(a->va), a);
-		__atomic_add_fetch(&registry.live_count, 1, __ATOMIC_RELAXED));
+	if (publish_live(a) < 0) {
+		region_fail(err, -ENOMEM, "host memory: no room to record the allocation");
+		retire(a);
+		return -ENOMEM;
+	}
 	*va = a->va;
 	return 0;
 }

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # make check: libmemctl.so exports only the interposed CUDA calls, the
 # entry-point lookups, dlsym and the memctl_* API (the list in
-# preload/memctl.map), needs no CUDA library, has no constructor doing work,
+# preload/memctl.map), calls nothing that exits or aborts, needs no CUDA
+# library, has no constructor doing work,
 # and stays invisible in processes that never touch CUDA: no output, same
 # exit status, no socket, however much they load and look up.
 set -u
@@ -27,6 +28,13 @@ if readelf -V "$lib" | grep -q 'Version definition'; then
 	echo "check: the library defines symbol versions; interposed symbols must stay unversioned"
 	fail=1
 fi
+# Library code never ends the host process: nothing that exits or aborts
+# may even be linked in (uthash's default out-of-memory handler is exit()).
+for s in $(nm -D --undefined-only "$lib" | awk '{print $2}' | sed 's/@.*//'); do
+	case "$s" in exit|_exit|_Exit|quick_exit|abort|__assert_fail|err|errx|verr|verrx)
+		echo "check: the library calls $s, which would end the host process"; fail=1 ;;
+	esac
+done
 needed=$(readelf -d "$lib" | grep NEEDED | grep -E 'libcuda|libcudart')
 if [ -n "$needed" ]; then
 	echo "check: DT_NEEDED on CUDA: $needed"; fail=1

@@ -106,6 +106,62 @@ Test(region, alloc_rounds_to_granularity_and_counts_device_memory)
 	cr_assert(eq(long, fakecuda_live_handles(), 0));
 }
 
+/* The suite links with -Wl,--wrap=malloc,--wrap=calloc: while
+ * `allocs_left` is not negative, that many more allocations of memctl's
+ * objects (and of this file) succeed and the ones after return NULL. */
+static int allocs_left = -1;
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+
+static int alloc_may(void)
+{
+	int left = __atomic_load_n(&allocs_left, __ATOMIC_ACQUIRE);
+
+	while (left > 0 && !__atomic_compare_exchange_n(&allocs_left, &left, left - 1, 0,
+							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+	return left != 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	return alloc_may() ? __real_malloc(n) : NULL;
+}
+
+void *__wrap_calloc(size_t k, size_t n)
+{
+	return alloc_may() ? __real_calloc(k, n) : NULL;
+}
+
+/* Host memory runs out at each allocation a tagged allocation makes in
+ * turn (its record, the registry's hash): it fails cleanly, leaving
+ * nothing behind, never ending the process (uthash's default on a failed
+ * malloc is exit). */
+Test(region, an_allocation_the_registry_cannot_record_fails_and_leaks_nothing)
+{
+	struct region_err err;
+	uint64_t va = 0;
+	int k, rc = -ENOMEM;
+
+	for (k = 0; rc == -ENOMEM; k++) {
+		__atomic_store_n(&allocs_left, k, __ATOMIC_RELEASE);
+		rc = region_alloc("weights", 0, MiB, &va, &err);
+		__atomic_store_n(&allocs_left, -1, __ATOMIC_RELEASE);
+		if (rc == 0)
+			break;
+		cr_assert(eq(int, rc, -ENOMEM), "allocation %d failed: %s", k, err.msg);
+		cr_assert(eq(u64, region_count(), 0));
+		cr_assert(eq(long, fakecuda_live_handles(), 0));
+		cr_assert(eq(long, fakecuda_live_mappings(), 0));
+		cr_assert(eq(long, fakecuda_live_reservations(), 0));
+	}
+	cr_assert(ge(int, k, 2), "the record and the hash were both failed");
+	cr_assert(eq(u64, region_count(), 1));
+	cr_assert(eq(int, region_free(va), 0));
+}
+
 Test(region, free_of_unknown_pointer_is_enoent)
 {
 	cr_assert(eq(int, region_free(0x1234), -ENOENT));
