@@ -149,7 +149,13 @@ static int take_option(struct cli *c, struct given *g, int ch, const char *arg,
 {
 	switch (ch) {
 	case 'p': return add_pid(c, arg);
-	case 'g': return once(&g->group, "-g/--group", arg);
+	case 'g':
+		/* As MEMCTL_GROUP: an empty name would select every process
+		 * started without a group. */
+		if (!tag_valid(arg))
+			return usage_error("-g takes a group name (letters, digits, '_', '.', "
+					   "'-'), not '%s'", arg);
+		return once(&g->group, "-g/--group", arg);
 	case 't': return once(&g->timeout, "-t/--timeout", arg);
 	case 'T': g->keys |= KEY_BIT(KEY_TAGS); return once(&g->tags, "--tags", arg);
 	case 'S': g->keys |= KEY_BIT(KEY_STAGE); return once(&g->stage, "--stage", arg);

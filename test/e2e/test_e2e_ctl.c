@@ -714,6 +714,26 @@ Test(ctl, empty_or_blank_tag_lists_are_usage_errors_and_pause_nothing)
 	finish(&t);
 }
 
+/* An empty group (a script's unset variable) selected every process
+ * started without a group, as an empty tag list once meant every tag. */
+Test(ctl, an_empty_or_malformed_group_is_a_usage_error_and_pauses_nothing)
+{
+	static const char *bad[] = { "''", "' '", "'a b'", "'a,b'" };
+	struct tenant t = spawn(NULL, 2, MiB);
+	char out[4096], line[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert(eq(int, cli(out, sizeof(out), "-g %s pause --tags all", bad[i]), 2),
+			  "%s: %s", bad[i], out);
+		cr_assert(not(eq(ptr, strstr(out, "-g takes a group name"), NULL)), "%s", out);
+		cr_assert(eq(int, lines_in(out), 1), "%s", out);
+	}
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+	finish(&t);
+}
+
 /* Item 3: the last of two stage= won; all beside names was a tag name. */
 Test(ctl, duplicate_keys_and_all_beside_names_are_refused)
 {
