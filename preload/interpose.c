@@ -92,6 +92,8 @@ static void atfork_child(void)
 	region_forget_all();
 	drv_cuda_forget();
 	region_depth = 0;
+	/* Another thread may have held it at the fork: it is gone here. */
+	pthread_mutex_init(&default_lock, NULL);
 	ctl_server_after_fork();
 }
 

@@ -13,7 +13,9 @@
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "e2e_suite.h"
@@ -314,6 +316,46 @@ Test(api, forked_child_does_not_inherit_the_registry)
 	cr_assert(eq(int, M.stat("weights", &st), 0));
 	cr_assert(eq(u64, st.active_bytes, GRAN));
 	cr_assert(eq(long, dev_check(p, MiB, 8), -1));
+}
+
+static int stop_default_tags;
+
+static void *default_tags_main(void *arg)
+{
+	(void)arg;
+	while (!__atomic_load_n(&stop_default_tags, __ATOMIC_ACQUIRE)) {
+		(void)M.set_default_tag("model");
+		(void)M.set_default_tag("other");
+	}
+	return NULL;
+}
+
+/* A fork while another thread changes the default tag: the child's first
+ * allocation must not wait forever on a lock that thread held. Without
+ * the fix a child hangs and the suite's timeout fails the test. */
+Test(api, a_child_forked_while_the_default_tag_changes_can_allocate, .timeout = 60)
+{
+	pthread_t t;
+	int i, status;
+
+	cr_assert(eq(int, pthread_create(&t, NULL, default_tags_main, NULL), 0));
+	for (i = 0; i < 200; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			void *p = NULL;
+
+			prctl(PR_SET_PDEATHSIG, SIGKILL); /* no hung child outlives a failure */
+			(void)cudaMalloc(&p, MiB); /* the driver refuses a forked child */
+			_exit(0);
+		}
+		cr_assert(gt(int, pid, 0));
+		waitpid(pid, &status, 0);
+		cr_assert(eq(int, WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0));
+	}
+	__atomic_store_n(&stop_default_tags, 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	cr_assert(eq(int, M.set_default_tag(NULL), 0));
 }
 
 Test(api, strerror_texts)
