@@ -133,8 +133,10 @@ void tagset_format(const struct tagset *ts, char *buf, size_t len);
  * the registry must then be empty and no request running. `ops` must
  * outlive the registry. */
 void region_init(const struct drv_ops *ops, const struct region_opts *opts);
-/* Forget every allocation without touching the driver: for a forked child,
- * whose CUDA state is unusable, and for tests. */
+/* Forget every allocation without touching the driver or walking the
+ * registry (its records are left behind, not freed): for a forked child,
+ * whose CUDA state is unusable and whose registry another thread may have
+ * been changing at the fork, and for tests. */
 void region_forget_all(void);
 /* Number of live tagged allocations, without taking the lock. */
 uint64_t region_count(void);

@@ -162,6 +162,77 @@ Test(region, an_allocation_the_registry_cannot_record_fails_and_leaks_nothing)
 	cr_assert(eq(int, region_free(va), 0));
 }
 
+/* While `free_holding`, the frees of thread `free_hold` are counted: the
+ * first ones are remembered, the `free_hold_at`-th blocks (free_held set)
+ * until free_holding is cleared. A free of a remembered pointer by anyone
+ * else is a double free: counted in `double_frees`, not passed on. */
+static pthread_t free_hold;
+static int free_holding, free_hold_at, free_count, free_held, double_frees;
+static void *freed_before_hold[8];
+void __real_free(void *p);
+void __wrap_free(void *p);
+
+void __wrap_free(void *p)
+{
+	int i;
+
+	if (!__atomic_load_n(&free_holding, __ATOMIC_ACQUIRE) || p == NULL) {
+		__real_free(p);
+		return;
+	}
+	if (!pthread_equal(pthread_self(), free_hold)) {
+		for (i = 0; i < free_count && i < 8; i++)
+			if (freed_before_hold[i] == p) {
+				double_frees++;
+				return;
+			}
+	} else if (++free_count == free_hold_at) {
+		__atomic_store_n(&free_held, 1, __ATOMIC_RELEASE);
+		while (__atomic_load_n(&free_holding, __ATOMIC_ACQUIRE))
+			usleep(1000);
+	} else if (free_count < free_hold_at && free_count <= 8) {
+		freed_before_hold[free_count - 1] = p;
+	}
+	__real_free(p);
+}
+
+static void *free_main(void *arg)
+{
+	free_hold = pthread_self();
+	__atomic_store_n(&free_holding, 1, __ATOMIC_RELEASE);
+	return (void *)(intptr_t)region_free(*(uint64_t *)arg);
+}
+
+/* A process forks while another thread is inside the registry's table,
+ * deleting its last record (the hash's buckets freed, its table not yet):
+ * the child forgets the registry, as the fork handler does, without
+ * walking what it inherited, and lives on. */
+Test(region, a_child_forked_mid_change_of_the_table_forgets_it_and_lives)
+{
+	uint64_t va = alloc("weights", MiB);
+	pthread_t t;
+	void *rc;
+	pid_t pid;
+	int st;
+
+	free_hold_at = 2; /* the hash's buckets go first, then its table */
+	cr_assert(eq(int, pthread_create(&t, NULL, free_main, &va), 0));
+	while (!__atomic_load_n(&free_held, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	pid = fork();
+	if (pid == 0) {
+		region_forget_all();
+		_exit(double_frees ? 2 : region_count() == 0 && !region_may_own() ? 0 : 1);
+	}
+	waitpid(pid, &st, 0);
+	__atomic_store_n(&free_holding, 0, __ATOMIC_RELEASE);
+	pthread_join(t, &rc);
+	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st), 0));
+	cr_assert(eq(int, (int)(intptr_t)rc, 0));
+	cr_assert(eq(long, fakecuda_live_handles(), 0));
+	cr_assert(eq(long, fakecuda_live_reservations(), 0));
+}
+
 Test(region, free_of_unknown_pointer_is_enoent)
 {
 	cr_assert(eq(int, region_free(0x1234), -ENOENT));

@@ -195,7 +195,6 @@ Test(strict, unmap_under_queued_work_is_a_violation_and_the_work_loses_the_conte
 	cr_assert(eq(int, cuMemAlloc(&p, 4096), CUDA_ERROR_ILLEGAL_ADDRESS));
 	cr_assert(eq(int, cuStreamSynchronize(NULL), CUDA_ERROR_ILLEGAL_ADDRESS));
 	fakecuda_clear_violations();
-	region_forget_all(); /* nothing can be released any more */
 }
 
 Test(strict, free_and_unregister_under_queued_work_are_violations)
