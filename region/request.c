@@ -153,11 +153,12 @@ static int sync_devices(struct claim *c)
 }
 
 /* Release one allocation's device memory: for a staged pause once its
- * copies have landed. Marks *changed when it went from active to `to`. */
+ * copies have landed. Marks *changed when it went from active to `to`;
+ * counts its bytes as released once its handle is (a leftover's too). */
 static int release_one(struct alloc *a, enum alloc_state to, unsigned char *changed,
 		       struct region_report *rep, const char **failed)
 {
-	int rc = 0, was_active;
+	int rc = 0, was_active, held;
 
 	pthread_mutex_lock(&a->lock);
 	if (alloc_freed(a))
@@ -167,11 +168,13 @@ static int release_one(struct alloc *a, enum alloc_state to, unsigned char *chan
 		*failed = "cuEventSynchronize";
 		goto out;
 	}
+	held = a->handle != 0;
 	rc = device_detach(a, to, failed);
+	if (held && a->handle == 0)
+		rep->device_bytes += a->mapped;
 	if (was_active && a->state != ALLOC_ACTIVE) {
 		*changed = 1;
 		rep->allocations++;
-		rep->device_bytes += a->mapped;
 		if (to == ALLOC_STAGED)
 			rep->copied_bytes += a->size;
 	}

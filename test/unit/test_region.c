@@ -993,6 +993,29 @@ Test(region, freeing_an_allocation_whose_copy_back_is_queued_waits_for_the_copy)
 	assert_census_true();
 }
 
+/* A pause whose cuMemRelease failed is finished by the next pause, and
+ * that one's reply counts the device bytes it gave back: "0 released"
+ * would tell the operator that nothing came back. */
+Test(region, the_pause_that_finishes_a_failed_release_reports_the_bytes_it_released)
+{
+	struct region_report rep;
+	struct region_err err;
+	uint64_t used;
+
+	(void)alloc("w", 4 * MiB);
+	(void)alloc("w", 4 * MiB);
+	used = fakecuda_used();
+	fakecuda_set_fail("cuMemRelease:1:unknown");
+	cr_assert(eq(int, region_pause(REQ(tags("w"), 0), &rep, &err), -EIO));
+	fakecuda_set_fail(NULL);
+	cr_assert(eq(u64, used - fakecuda_used(), 4 * MiB));
+	cr_assert(eq(int, region_pause(REQ(tags("w"), 0), &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(u64, fakecuda_used(), used - 8 * MiB));
+	cr_assert(eq(u64, rep.device_bytes, 4 * MiB));
+	cr_assert(eq(u64, rep.allocations, 0));
+	assert_census_true();
+}
+
 /* ---- a staged pause of memory already paused without staging ------- */
 
 Test(region, a_staged_pause_of_discarded_contents_fails_and_names_them)
