@@ -21,8 +21,8 @@
 /* A verb that reports figures is a change: it runs on the registry, one
  * request at a time. */
 const struct verb_def proto_verbs[VERB_COUNT] = {
-#define PROTO_VERB_ROW(id, wire, cli, sends, keys, run, figs, did, help) \
-	[VERB_##id] = { wire, cli, VERB_##sends, keys, (figs) != 0, figs, did, help },
+#define PROTO_VERB_ROW(id, wire, cli, sends, keys, run, figs, help) \
+	[VERB_##id] = { wire, cli, VERB_##sends, keys, (figs) != 0, figs, help },
 	PROTO_VERBS(PROTO_VERB_ROW)
 #undef PROTO_VERB_ROW
 };

@@ -51,37 +51,38 @@ enum proto_figure {
 
 /*
  * Every verb, once:
- *   X(id, wire name, CLI name, sends, keys, region call, figures, did, help)
+ *   X(id, wire name, CLI name, sends, keys, region call, figures, help)
  * `sends` is the verb whose request goes on the wire (ls shows status);
  * `keys` those it takes besides timeout_ms, which every verb takes; the
  * region call runs a change request (NULL: answered by the server itself);
- * `figures` its success reply carries; `did` says what a failed request
- * had done before it failed. proto.c expands it into proto_verbs (names,
- * keys, figures: the parser, the CLI, the server) and preload/interpose.c
- * into the handlers of the C API and the server's backend.
+ * `figures` its success reply carries (a failed request's message, written
+ * by region/, says what it had done). proto.c expands it into proto_verbs
+ * (names, keys, figures: the parser, the CLI, the server) and
+ * preload/interpose.c into the handlers of the C API and the server's
+ * backend.
  */
 #define PROTO_VERBS(X)                                                             \
-	X(HELLO, "hello", NULL, HELLO, 0, NULL, 0, NULL,                             \
+	X(HELLO, "hello", NULL, HELLO, 0, NULL, 0,                                  \
 	  "protocol and library version, the running request")                     \
-	X(LS, NULL, "ls", STATUS, 0, NULL, 0, NULL,                                  \
+	X(LS, NULL, "ls", STATUS, 0, NULL, 0,                                       \
 	  "processes that can be controlled")                                       \
-	X(STATUS, "status", "status", STATUS, 0, NULL, 0, NULL,                      \
+	X(STATUS, "status", "status", STATUS, 0, NULL, 0,                           \
 	  "per-tag state and bytes of each target, the running request")           \
 	X(PAUSE, "pause", "pause", PAUSE, KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_STAGE),    \
-	  region_pause, FIGS_PAUSE, "released",                                     \
+	  region_pause, FIGS_PAUSE,                                                  \
 	  "release device memory (--stage cpu: keep the contents in host memory)") \
 	X(RESUME, "resume", "resume", RESUME,                                        \
 	  KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_RELEASE_HOST), region_resume, FIGS_RESUME, \
-	  "resumed", "map memory back; staged contents are copied back")           \
+	  "map memory back; staged contents are copied back")                      \
 	X(PREPARE, "prepare", "prepare", PREPARE, KEY_BIT(KEY_TAGS), region_prepare, \
-	  FIGS_PREPARE, "prepared",                                                  \
+	  FIGS_PREPARE,                                                              \
 	  "pin host buffers now, so the first staged pause runs at copy speed")    \
 	X(RELEASE_HOST, "release_host", "release-host", RELEASE_HOST,                \
-	  KEY_BIT(KEY_TAGS), region_release_host, FIGS_RELEASE_HOST, "freed",       \
+	  KEY_BIT(KEY_TAGS), region_release_host, FIGS_RELEASE_HOST,                \
 	  "give back kept host buffers (never staged contents)")
 
 enum verb {
-#define PROTO_VERB_ENUM(id, wire, cli, sends, keys, run, figs, did, help) VERB_##id,
+#define PROTO_VERB_ENUM(id, wire, cli, sends, keys, run, figs, help) VERB_##id,
 	PROTO_VERBS(PROTO_VERB_ENUM)
 #undef PROTO_VERB_ENUM
 	VERB_COUNT
@@ -94,7 +95,6 @@ struct verb_def {
 	unsigned keys;     /* KEY_BIT()s besides timeout_ms */
 	int changes;       /* runs on the registry, one request at a time */
 	unsigned figures;  /* FIG_BIT()s */
-	const char *did;
 	const char *help;
 };
 

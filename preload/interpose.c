@@ -299,7 +299,7 @@ static int api_enter(const char *tags, struct tagset *ts, struct region_err *err
 typedef int (*region_call)(const struct region_req *, struct region_report *,
 			   struct region_err *);
 static const region_call verb_calls[VERB_COUNT] = {
-#define VERB_CALL(id, wire, cli, sends, keys, run, figs, did, help) [VERB_##id] = run,
+#define VERB_CALL(id, wire, cli, sends, keys, run, figs, help) [VERB_##id] = run,
 	PROTO_VERBS(VERB_CALL)
 #undef VERB_CALL
 };
