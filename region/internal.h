@@ -76,9 +76,9 @@ struct alloc {
 /* ---- region.c: records, their lifetime and the device steps ---------- */
 
 const struct drv_ops *registry_ops(void);
-/* The one error helper: fill err (may be NULL) and return `code`. */
-int region_fail(struct region_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* The one error helper, region_err_set (tags.c), under the name region/'s
+ * files have always called it: fill err (may be NULL) and return `code`. */
+#define region_fail region_err_set
 /* Add to err->msg (err may be NULL). */
 void region_append(struct region_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

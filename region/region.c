@@ -39,18 +39,6 @@ static struct {
 		pthread_mutex_unlock(&registry.table_lock);    \
 	} while (0)
 
-int region_fail(struct region_err *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL)
-		return code;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return err->code = code;
-}
-
 void region_append(struct region_err *err, const char *fmt, ...)
 {
 	size_t used;
