@@ -54,10 +54,10 @@ static struct {
 	FN(cuEventDestroy);
 	FN(cuEventRecord);
 	FN(cuEventSynchronize);
-} D;
+} driver; /* the driver's entry points, resolved by load() */
 
 static const struct { const char *sym; void **slot; } syms[] = {
-#define SYM(name, abi) { abi, (void **)&D.name##_fn }
+#define SYM(name, abi) { abi, (void **)&driver.name##_fn }
 	SYM(cuInit, "cuInit"),
 	SYM(cuGetErrorName, "cuGetErrorName"),
 	SYM(cuDeviceGet, "cuDeviceGet"),
@@ -103,8 +103,8 @@ static int cu_err(CUresult r, const char *what)
 
 	if (r == CUDA_SUCCESS)
 		return 0;
-	if (D.cuGetErrorName_fn != NULL)
-		(void)D.cuGetErrorName_fn(r, &name);
+	if (driver.cuGetErrorName_fn != NULL)
+		(void)driver.cuGetErrorName_fn(r, &name);
 	memctl_log_warnx("%s: %s", what, name);
 	switch (r) {
 	case CUDA_ERROR_OUT_OF_MEMORY:
@@ -133,9 +133,9 @@ static void load(void)
 			return;
 		}
 	}
-	if (cu_err(D.cuInit_fn(0), "cuInit") < 0)
+	if (cu_err(driver.cuInit_fn(0), "cuInit") < 0)
 		return;
-	if (cu_err(D.cuDeviceGetCount_fn(&n), "cuDeviceGetCount") < 0)
+	if (cu_err(driver.cuDeviceGetCount_fn(&n), "cuDeviceGetCount") < 0)
 		return;
 	ndevices = n > REGION_MAX_DEV ? REGION_MAX_DEV : n;
 	loaded = 1;
@@ -177,9 +177,9 @@ static int enter(int dev, int *pushed)
 		pthread_mutex_lock(&ctx_lock);
 		ctx = primary[dev];
 		if (ctx == NULL) {
-			rc = cu_err(D.cuDeviceGet_fn(&d, dev), "cuDeviceGet");
+			rc = cu_err(driver.cuDeviceGet_fn(&d, dev), "cuDeviceGet");
 			if (rc == 0)
-				rc = cu_err(D.cuDevicePrimaryCtxRetain_fn(&ctx, d),
+				rc = cu_err(driver.cuDevicePrimaryCtxRetain_fn(&ctx, d),
 					    "cuDevicePrimaryCtxRetain");
 			if (rc == 0)
 				__atomic_store_n(&primary[dev], ctx, __ATOMIC_RELEASE);
@@ -188,12 +188,12 @@ static int enter(int dev, int *pushed)
 		if (rc < 0)
 			return rc;
 	}
-	if (D.cuCtxGetCurrent_fn(&cur) == CUDA_SUCCESS && cur == ctx)
+	if (driver.cuCtxGetCurrent_fn(&cur) == CUDA_SUCCESS && cur == ctx)
 		return 0;
 	if (cur == NULL)
-		return cu_err(D.cuCtxSetCurrent_fn(ctx), "cuCtxSetCurrent");
+		return cu_err(driver.cuCtxSetCurrent_fn(ctx), "cuCtxSetCurrent");
 	*pushed = 1;
-	return cu_err(D.cuCtxPushCurrent_fn(ctx), "cuCtxPushCurrent");
+	return cu_err(driver.cuCtxPushCurrent_fn(ctx), "cuCtxPushCurrent");
 }
 
 static void leave(int pushed)
@@ -201,7 +201,7 @@ static void leave(int pushed)
 	CUcontext ctx;
 
 	if (pushed)
-		(void)D.cuCtxPopCurrent_fn(&ctx);
+		(void)driver.cuCtxPopCurrent_fn(&ctx);
 }
 
 /* Run `call` in dev's primary context; evaluates to an errno. */
@@ -230,7 +230,7 @@ static int op_granularity(int dev, size_t *out)
 
 	pinned_prop(dev, &prop);
 	return IN_CTX(dev, "cuMemGetAllocationGranularity",
-		      D.cuMemGetAllocationGranularity_fn(out, &prop,
+		      driver.cuMemGetAllocationGranularity_fn(out, &prop,
 				CU_MEM_ALLOC_GRANULARITY_MINIMUM));
 }
 
@@ -238,7 +238,7 @@ static int op_reserve(int dev, size_t size, size_t align, uint64_t *va)
 {
 	CUdeviceptr p = 0;
 	int rc = IN_CTX(dev, "cuMemAddressReserve",
-			D.cuMemAddressReserve_fn(&p, size, align, 0, 0));
+			driver.cuMemAddressReserve_fn(&p, size, align, 0, 0));
 
 	*va = (uint64_t)p;
 	return rc;
@@ -247,7 +247,7 @@ static int op_reserve(int dev, size_t size, size_t align, uint64_t *va)
 static int op_unreserve(int dev, uint64_t va, size_t size)
 {
 	return IN_CTX(dev, "cuMemAddressFree",
-		      D.cuMemAddressFree_fn((CUdeviceptr)va, size));
+		      driver.cuMemAddressFree_fn((CUdeviceptr)va, size));
 }
 
 static int op_create(int dev, size_t size, uint64_t *handle)
@@ -257,7 +257,7 @@ static int op_create(int dev, size_t size, uint64_t *handle)
 	int rc;
 
 	pinned_prop(dev, &prop);
-	rc = IN_CTX(dev, "cuMemCreate", D.cuMemCreate_fn(&h, size, &prop, 0));
+	rc = IN_CTX(dev, "cuMemCreate", driver.cuMemCreate_fn(&h, size, &prop, 0));
 	*handle = (uint64_t)h;
 	return rc;
 }
@@ -265,19 +265,19 @@ static int op_create(int dev, size_t size, uint64_t *handle)
 static int op_release(int dev, uint64_t handle)
 {
 	return IN_CTX(dev, "cuMemRelease",
-		      D.cuMemRelease_fn((CUmemGenericAllocationHandle)handle));
+		      driver.cuMemRelease_fn((CUmemGenericAllocationHandle)handle));
 }
 
 static int op_map(int dev, uint64_t va, size_t size, uint64_t handle)
 {
 	return IN_CTX(dev, "cuMemMap",
-		      D.cuMemMap_fn((CUdeviceptr)va, size, 0,
+		      driver.cuMemMap_fn((CUdeviceptr)va, size, 0,
 				    (CUmemGenericAllocationHandle)handle, 0));
 }
 
 static int op_unmap(int dev, uint64_t va, size_t size)
 {
-	return IN_CTX(dev, "cuMemUnmap", D.cuMemUnmap_fn((CUdeviceptr)va, size));
+	return IN_CTX(dev, "cuMemUnmap", driver.cuMemUnmap_fn((CUdeviceptr)va, size));
 }
 
 static int op_set_access(int dev, uint64_t va, size_t size)
@@ -289,19 +289,19 @@ static int op_set_access(int dev, uint64_t va, size_t size)
 	desc.location.id = dev;
 	desc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
 	return IN_CTX(dev, "cuMemSetAccess",
-		      D.cuMemSetAccess_fn((CUdeviceptr)va, size, &desc, 1));
+		      driver.cuMemSetAccess_fn((CUdeviceptr)va, size, &desc, 1));
 }
 
 static int op_device_sync(int dev)
 {
-	return IN_CTX(dev, "cuCtxSynchronize", D.cuCtxSynchronize_fn());
+	return IN_CTX(dev, "cuCtxSynchronize", driver.cuCtxSynchronize_fn());
 }
 
 static int op_stream_create(int dev, void **stream)
 {
 	CUstream s = NULL;
 	int rc = IN_CTX(dev, "cuStreamCreate",
-			D.cuStreamCreate_fn(&s, CU_STREAM_NON_BLOCKING));
+			driver.cuStreamCreate_fn(&s, CU_STREAM_NON_BLOCKING));
 
 	*stream = s;
 	return rc;
@@ -310,41 +310,41 @@ static int op_stream_create(int dev, void **stream)
 static int op_stream_sync(int dev, void *stream)
 {
 	return IN_CTX(dev, "cuStreamSynchronize",
-		      D.cuStreamSynchronize_fn((CUstream)stream));
+		      driver.cuStreamSynchronize_fn((CUstream)stream));
 }
 
 static int op_copy_dtoh(int dev, void *host, uint64_t src, size_t n, void *stream)
 {
 	return IN_CTX(dev, "cuMemcpyDtoHAsync",
-		      D.cuMemcpyDtoHAsync_fn(host, (CUdeviceptr)src, n, (CUstream)stream));
+		      driver.cuMemcpyDtoHAsync_fn(host, (CUdeviceptr)src, n, (CUstream)stream));
 }
 
 static int op_copy_htod(int dev, uint64_t dst, const void *host, size_t n, void *stream)
 {
 	return IN_CTX(dev, "cuMemcpyHtoDAsync",
-		      D.cuMemcpyHtoDAsync_fn((CUdeviceptr)dst, host, n, (CUstream)stream));
+		      driver.cuMemcpyHtoDAsync_fn((CUdeviceptr)dst, host, n, (CUstream)stream));
 }
 
 static int op_host_register(int dev, void *p, size_t n)
 {
 	return IN_CTX(dev, "cuMemHostRegister",
-		      D.cuMemHostRegister_fn(p, n, CU_MEMHOSTREGISTER_PORTABLE));
+		      driver.cuMemHostRegister_fn(p, n, CU_MEMHOSTREGISTER_PORTABLE));
 }
 
 static int op_host_unregister(int dev, void *p)
 {
-	return IN_CTX(dev, "cuMemHostUnregister", D.cuMemHostUnregister_fn(p));
+	return IN_CTX(dev, "cuMemHostUnregister", driver.cuMemHostUnregister_fn(p));
 }
 
 static int op_mem_info(int dev, size_t *free_bytes, size_t *total_bytes)
 {
-	return IN_CTX(dev, "cuMemGetInfo", D.cuMemGetInfo_fn(free_bytes, total_bytes));
+	return IN_CTX(dev, "cuMemGetInfo", driver.cuMemGetInfo_fn(free_bytes, total_bytes));
 }
 
 static int op_event_create(int dev, void **event)
 {
 	CUevent e = NULL;
-	int rc = IN_CTX(dev, "cuEventCreate", D.cuEventCreate_fn(&e, CU_EVENT_DISABLE_TIMING));
+	int rc = IN_CTX(dev, "cuEventCreate", driver.cuEventCreate_fn(&e, CU_EVENT_DISABLE_TIMING));
 
 	*event = e;
 	return rc;
@@ -352,17 +352,17 @@ static int op_event_create(int dev, void **event)
 
 static int op_event_destroy(int dev, void *event)
 {
-	return IN_CTX(dev, "cuEventDestroy", D.cuEventDestroy_fn((CUevent)event));
+	return IN_CTX(dev, "cuEventDestroy", driver.cuEventDestroy_fn((CUevent)event));
 }
 
 static int op_event_record(int dev, void *event, void *stream)
 {
-	return IN_CTX(dev, "cuEventRecord", D.cuEventRecord_fn((CUevent)event, (CUstream)stream));
+	return IN_CTX(dev, "cuEventRecord", driver.cuEventRecord_fn((CUevent)event, (CUstream)stream));
 }
 
 static int op_event_sync(int dev, void *event)
 {
-	return IN_CTX(dev, "cuEventSynchronize", D.cuEventSynchronize_fn((CUevent)event));
+	return IN_CTX(dev, "cuEventSynchronize", driver.cuEventSynchronize_fn((CUevent)event));
 }
 
 static const struct drv_ops cuda_ops = {
