@@ -395,6 +395,24 @@ static int no_target(const struct cli *c)
 	return 3;
 }
 
+/* Found by discovery, its socket turned out stale (a dead process's, its
+ * pid reused since): removed and not listed, like one of a dead pid. A
+ * process named with -p is reported whatever its socket. Returns how many
+ * targets remain. */
+static int drop_stale(const struct cli *c, struct target *ts, int n)
+{
+	int i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (c->npids == 0 && ts[i].stale) {
+			remove_stale(c, ts[i].pid);
+			continue;
+		}
+		ts[k++] = ts[i];
+	}
+	return k;
+}
+
 static int run_all(const struct cli *c, struct target *ts, int n)
 {
 	int i, failed = 0;
@@ -408,10 +426,14 @@ static int run_all(const struct cli *c, struct target *ts, int n)
 		else
 			region_err_set(&ts[i].err, -EAGAIN, "cannot start a thread");
 	}
-	cli_print_header(c);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		if (ts[i].talking)
 			pthread_join(ts[i].tid, NULL);
+	n = drop_stale(c, ts, n);
+	if (n == 0)
+		return no_target(c);
+	cli_print_header(c);
+	for (i = 0; i < n; i++) {
 		cli_print_result(c, &ts[i]);
 		failed += ts[i].err.code != 0;
 		json_decref(ts[i].reply);

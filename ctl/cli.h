@@ -33,6 +33,7 @@ struct target {
 	struct region_err err;  /* code 0 while nothing failed */
 	int sent;               /* the whole request reached the process */
 	int outcome_unknown;    /* it may still run: we gave up after sending */
+	int stale;              /* nobody listens on its socket: a dead process's */
 	pthread_t tid;
 	int talking;            /* tid is a thread to join */
 };

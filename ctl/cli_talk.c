@@ -53,7 +53,10 @@ static int connect_target(struct target *t)
 		return region_err_set(&t->err, -EIO, "socket: %s", strerror(errno)), -1;
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
 		return fd;
-	if (errno == ECONNREFUSED || errno == ENOENT)
+	/* The library renames its socket into place once it listens: one
+	 * that refuses connections, or is gone, is a dead process's. */
+	t->stale = errno == ECONNREFUSED || errno == ENOENT;
+	if (t->stale)
 		region_err_set(&t->err, -ECONNREFUSED,
 			       "memctl is not serving in this process (socket %s: %s)",
 			       addr.sun_path, strerror(errno));

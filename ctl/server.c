@@ -524,7 +524,10 @@ static void remove_files(void)
 	unlink(server.info_path);
 }
 
-/* The socket and its info file; the listening descriptor, or -1. */
+/* The socket and its info file; the listening descriptor, or -1. The
+ * socket is bound under a temporary name and renamed into place once it
+ * listens: a <pid>.sock that refuses connections is then always a dead
+ * process's, which the CLI removes (docs/memctl.1). */
 static int open_socket(const char *dir)
 {
 	struct sockaddr_un addr;
@@ -532,26 +535,28 @@ static int open_socket(const char *dir)
 
 	n = snprintf(server.sock_path, sizeof(server.sock_path), "%s/%d.sock", dir,
 		     (int)getpid());
-	if (n < 0 || (size_t)n >= sizeof(server.sock_path)) {
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	if (n < 0 || (size_t)n + 4 >= sizeof(addr.sun_path)) {
 		say(CTL_WARN, "socket path too long under %s", dir);
 		return -1;
 	}
 	snprintf(server.info_path, sizeof(server.info_path), "%s/%d.info", dir, (int)getpid());
-	/* Our pid is ours: whatever sits at this path is a dead process's. */
-	unlink(server.sock_path);
+	memcpy(addr.sun_path, server.sock_path, (size_t)n);
+	memcpy(addr.sun_path + n, ".new", 5);
+	/* Our pid is ours: whatever sits at these paths is a dead process's. */
+	unlink(addr.sun_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		say(CTL_WARN, "control socket: %s", strerror(errno));
 		return -1;
 	}
-	memset(&addr, 0, sizeof(addr));
-	addr.sun_family = AF_UNIX;
-	memcpy(addr.sun_path, server.sock_path, strlen(server.sock_path) + 1);
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(server.sock_path, 0600) < 0 || listen(fd, 64) < 0) {
+	    chmod(addr.sun_path, 0600) < 0 || listen(fd, 64) < 0 ||
+	    rename(addr.sun_path, server.sock_path) < 0) {
 		say(CTL_WARN, "control socket %s: %s", server.sock_path, strerror(errno));
 		close(fd);
-		unlink(server.sock_path);
+		unlink(addr.sun_path);
 		return -1;
 	}
 	return fd;

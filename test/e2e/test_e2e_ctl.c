@@ -714,6 +714,34 @@ Test(ctl, empty_or_blank_tag_lists_are_usage_errors_and_pause_nothing)
 	finish(&t);
 }
 
+/* A process killed with SIGKILL, or a forked child that ends with _exit
+ * (Python's multiprocessing does), leaves its socket behind; once its pid
+ * belongs to another live process, nobody listens there any more. Such a
+ * socket is stale too: removed and never listed, and a command on every
+ * process still succeeds. */
+Test(ctl, a_stale_socket_whose_pid_was_reused_is_removed_and_never_listed)
+{
+	struct tenant t = spawn(NULL, 2, MiB);
+	struct sockaddr_un addr;
+	char out[4096], line[128];
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	/* Left by an earlier process whose pid is now ours (we are alive). */
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", dir, (int)getpid());
+	cr_assert(eq(int, bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0));
+	close(fd);
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights"), 0), "%s", out);
+	cr_assert(eq(int, lines_in(out), 1), "%s", out);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=released kv_cache=mapped"));
+	cr_assert(ne(int, access(addr.sun_path, F_OK), 0), "%s left behind", addr.sun_path);
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights"), 0), "%s", out);
+	finish(&t);
+	cr_assert(eq(int, cli(out, sizeof(out), "ls"), 3), "%s", out);
+}
+
 /* An empty group (a script's unset variable) selected every process
  * started without a group, as an empty tag list once meant every tag. */
 Test(ctl, an_empty_or_malformed_group_is_a_usage_error_and_pauses_nothing)
