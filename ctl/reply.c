@@ -77,13 +77,17 @@ void reply_hello(struct jbuf *j, const struct reply_ctx *x)
 	jb_raw(j, "}");
 }
 
+/* "staged" promises every paused byte in host memory: a tag with some
+ * contents staged and some discarded is "mixed", as one partly active. */
 static const char *state_word(const struct region_tag_stat *r)
 {
 	if (r->paused_bytes == 0)
 		return "active";
 	if (r->active_bytes != 0)
 		return "mixed";
-	return r->staged_bytes ? "staged" : "paused";
+	if (r->discarded == 0)
+		return "staged";
+	return r->staged_bytes ? "mixed" : "paused";
 }
 
 static void put_figures(struct jbuf *j, const struct region_tag_stat *r)

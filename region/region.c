@@ -612,6 +612,7 @@ static void row_add(struct region_tag_stat *to, const struct region_tag_stat *fr
 	to->paused_bytes += from->paused_bytes;
 	to->staged_bytes += from->staged_bytes;
 	to->host_bytes += from->host_bytes;
+	to->discarded += from->discarded;
 }
 
 int region_tag_stats(struct region_tag_stat **rows, size_t *n)
@@ -641,6 +642,7 @@ int region_tag_stats(struct region_tag_stat **rows, size_t *n)
 			row->paused_bytes = a->mapped;
 		if (a->state == ALLOC_STAGED)
 			row->staged_bytes = a->host_size;
+		row->discarded = a->state == ALLOC_PAUSED;
 		if (a->host != NULL)
 			row->host_bytes = a->host_size;
 	}

@@ -109,6 +109,7 @@ struct region_tag_stat {
 	uint64_t paused_bytes;
 	uint64_t staged_bytes; /* host bytes holding staged contents */
 	uint64_t host_bytes;   /* host bytes held in all, staged or kept */
+	uint64_t discarded;    /* allocations paused without staging */
 };
 
 /* tags.c */

@@ -9,6 +9,7 @@
  *   mem    -> "<free> <total>" device bytes (cudaMemGetInfo)
  *   forkexit -> a child forks and exits normally; "forked"
  *   tags N -> N more allocations of 1 MiB, tagged t000, t001, ...; "tagged N"
+ *   more TAG -> one more allocation of 1 MiB tagged TAG; "more TAG"
  *   quit   -> frees everything, exits 0
  * usage: prog_tenant NWEIGHTS WEIGHT_BYTES NKV KV_BYTES
  * Runs under LD_PRELOAD=libmemctl.so and links only libcudart.so.13.
@@ -118,6 +119,13 @@ int main(int argc, char **argv)
 				M.region_end();
 			}
 			printf("tagged %zu\n", nmany);
+		} else if (strncmp(line, "more ", 5) == 0 && nmany < 1000) {
+			line[strcspn(line, "\n")] = '\0';
+			M.region_begin(line + 5);
+			if (cudaMalloc(&many[nmany++], 1 << 20) != cudaSuccess)
+				return 3;
+			M.region_end();
+			printf("more %s\n", line + 5);
 		} else if (strncmp(line, "quit", 4) == 0) {
 			for (i = 0; i < nmany; i++)
 				cudaFree(many[i]);

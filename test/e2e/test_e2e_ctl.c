@@ -742,6 +742,27 @@ Test(ctl, a_stale_socket_whose_pid_was_reused_is_removed_and_never_listed)
 	cr_assert(eq(int, cli(out, sizeof(out), "ls"), 3), "%s", out);
 }
 
+/* A tag with staged allocations and allocations paused without staging
+ * was shown as "staged", which promises contents kept in host memory. */
+Test(ctl, a_tag_partly_staged_and_partly_discarded_is_not_shown_as_staged)
+{
+	struct tenant t = spawn(NULL, 2, MiB);
+	char out[4096], line[128];
+
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --stage cpu"), 0), "%s", out);
+	cr_assert(eq(int, cli(out, sizeof(out), "status"), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "weights              staged"), NULL)), "%s", out);
+	ask(&t, "more weights", line, sizeof(line));
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights"), 0), "%s", out);
+	cr_assert(eq(int, cli(out, sizeof(out), "status"), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "weights              mixed"), NULL)), "%s", out);
+	cr_assert(eq(int, cli(out, sizeof(out), "status --json"), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "\"tag\":\"weights\",\"state\":\"mixed\""), NULL)),
+		  "%s", out);
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights"), 0), "%s", out);
+	finish(&t);
+}
+
 /* An empty group (a script's unset variable) selected every process
  * started without a group, as an empty tag list once meant every tag. */
 Test(ctl, an_empty_or_malformed_group_is_a_usage_error_and_pauses_nothing)
