@@ -40,9 +40,16 @@ struct target {
 /* cli_talk.c: one request and its reply within the deadline (a thread
  * per target, after cli_talk_init); afterwards t->reply holds an ok reply
  * whose fields are all there with their types, or t->err says what
- * failed. */
+ * failed. cli_talk_all does it for every target without an error yet, in
+ * parallel, and returns when all are done. */
 void cli_talk_init(const struct cli *c);
 void *cli_talk(void *target);
+void cli_talk_all(const struct cli *c, struct target *ts, int n);
+
+/* cli_group.c: `memctl --group G pause` with the gate: every process is
+ * gated and drained first, then all release; if any fails, every one is
+ * put back. Prints the outcome; returns the exit status. */
+int cli_group_pause(const struct cli *c, struct target *ts, int n);
 
 /* cli_print.c */
 void cli_print_header(const struct cli *c);

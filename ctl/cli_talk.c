@@ -22,6 +22,10 @@
 
 #include "cli.h"
 
+/* A change request's reply may arrive this long after its deadline: the
+ * process gives up at the deadline itself and then says so. */
+#define REPLY_GRACE_MS 250
+
 static const struct cli *command; /* what every thread sends */
 
 void cli_talk_init(const struct cli *c)
@@ -214,6 +218,9 @@ static const struct jfield last_fields[] = {
 	{ "message", J_STR }, { NULL, J_INT } };
 static const struct jfield change_fields[] = {
 	{ "tags", J_STR }, { "ms", J_NUM }, { NULL, J_INT } };
+static const struct jfield gate_fields[] = {
+	{ "closed", J_BOOL }, { "waiting", J_INT }, { "paused_tags", J_STR },
+	{ "lease_ms", J_NUM }, { "stuck_drains", J_INT }, { NULL, J_INT } };
 
 static int has_kind(const json_t *v, enum jkind kind)
 {
@@ -239,6 +246,13 @@ static const char *lacks(const json_t *obj, const struct jfield *f)
 	return NULL;
 }
 
+static const char *lacks_gate(const json_t *r)
+{
+	const json_t *g = json_object_get(r, "gate");
+
+	return json_is_object(g) ? lacks(g, gate_fields) : "gate";
+}
+
 static const char *lacks_status(const json_t *r)
 {
 	const char *bad = lacks(r, figure_fields);
@@ -254,6 +268,8 @@ static const char *lacks_status(const json_t *r)
 		bad = lacks(job, running_fields);
 	if (bad == NULL && json_is_object(job = json_object_get(r, "last")))
 		bad = lacks(job, last_fields);
+	if (bad == NULL)
+		bad = lacks_gate(r);
 	return bad;
 }
 
@@ -292,7 +308,8 @@ static void take_reply(struct target *t, const char *line)
 		enum verb sends = proto_verbs[command->verb].sends;
 
 		bad = sends == VERB_STATUS ? lacks_status(r) :
-		      sends == VERB_HELLO ? lacks(r, hello_fields) : lacks_change(r);
+		      sends == VERB_HELLO ? lacks(r, hello_fields) :
+		      sends == VERB_UNGATE ? lacks_gate(r) : lacks_change(r);
 		if (bad != NULL)
 			region_err_set(&t->err, -EPROTO, "malformed reply: no valid '%s' "
 				       "(a memctl library of another version?)", bad);
@@ -304,16 +321,36 @@ void *cli_talk(void *arg)
 {
 	struct target *t = arg;
 	long long deadline = now_ms() + (long long)(command->timeout_s * 1000.0);
+	long long grace = proto_verbs[command->verb].changes ? REPLY_GRACE_MS : 0;
 	int fd = connect_target(t);
 	char *line;
 
 	if (fd < 0)
 		return NULL;
 	if (check_server(fd, t) == 0 && send_request(fd, t, deadline) == 0 &&
-	    (line = recv_line(fd, t, deadline)) != NULL) {
+	    (line = recv_line(fd, t, deadline + grace)) != NULL) {
 		take_reply(t, line);
 		free(line);
 	}
 	close(fd);
 	return NULL;
+}
+
+void cli_talk_all(const struct cli *c, struct target *ts, int n)
+{
+	int i;
+
+	cli_talk_init(c);
+	for (i = 0; i < n; i++) {
+		ts[i].talking = 0;
+		if (ts[i].err.code != 0)
+			continue;
+		if (pthread_create(&ts[i].tid, NULL, cli_talk, &ts[i]) == 0)
+			ts[i].talking = 1;
+		else
+			region_err_set(&ts[i].err, -EAGAIN, "cannot start a thread");
+	}
+	for (i = 0; i < n; i++)
+		if (ts[i].talking)
+			pthread_join(ts[i].tid, NULL);
 }
