@@ -26,7 +26,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -fPIC \
 LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-REGION_SRC := region/region.c region/stage.c region/tags.c
+REGION_SRC := region/region.c region/request.c region/stage.c region/hostmem.c region/tags.c
 PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c \
         preload/proc.c preload/cumem.c preload/dlsym.c preload/gate.c preload/gated.c \
         preload/drain.c preload/gating.c
@@ -288,9 +288,19 @@ $(GPU)/lib/.stamp: $(GPU)/test_e2e_api
 	    xargs -r -I{} cp -L {} $(@D)/
 	touch $@
 
+# The CLI's libraries (jansson, libmicrohttpd) travel too, in a folder of
+# their own that test/gpu/run.sh puts on every program's path: nothing a
+# CUDA program or Python loads is shadowed by them.
+$(GPU)/clilib/.stamp: $(CLI)
+	@mkdir -p $(@D)
+	ldd $< | awk '/=>/{print $$3}' | \
+	    grep -v -E '/(libc|libdl|libpthread|libm|librt|libresolv|ld-linux[^/]*)\.so' | \
+	    xargs -r -I{} cp -L {} $(@D)/
+	touch $@
+
 GPU_BIN := $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/prog_drv $(GPU)/prog_drv_link \
            $(GPU)/prog_tenant_static $(GPU)/prog_driver_rules $(GPU)/gpu_roundtrip \
-           $(GPU)/bench $(GPU)/lib/.stamp
+           $(GPU)/bench $(GPU)/lib/.stamp $(GPU)/clilib/.stamp
 gpu-build: all $(GPU_BIN) ## build the GPU suites and benchmarks (needs nvcc)
 
 test-gpu: gpu-build ## run the suites on a real GPU (API suite, CUDA roundtrip, CLI, PyTorch)

@@ -568,7 +568,7 @@ static void scenario(double gib, int count)
 	rss_after = rss_kib();
 	printf("  host memory: RSS %.2f GiB before, %.2f paused (staged %.2f GiB pinned), "
 	       "%.2f after resume (buffers kept), %.2f after release\n",
-	       rss0 / 1048576.0, rss_paused / 1048576.0, st.host_bytes / GiB,
+	       rss0 / 1048576.0, rss_paused / 1048576.0, st.staged_bytes / GiB,
 	       rss_kept / 1048576.0, rss_after / 1048576.0);
 	for (int i = 0; i < count; i++)
 		CHECK(cudaFree(p[i]));

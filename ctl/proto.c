@@ -50,7 +50,7 @@ uint64_t proto_figure_value(enum proto_figure f, const struct region_report *rep
 	case FIG_ALLOCATIONS: return rep->allocations;
 	case FIG_RELEASED_BYTES:
 	case FIG_RESTORED_BYTES: return rep->device_bytes;
-	case FIG_COPIED_BYTES: return rep->staged_bytes;
+	case FIG_COPIED_BYTES: return rep->copied_bytes;
 	case FIG_HOST_NEW_BYTES: return rep->host_new_bytes;
 	case FIG_HOST_FREED_BYTES: return rep->host_freed_bytes;
 	case FIG_COUNT: break;
@@ -81,6 +81,7 @@ const char *proto_errname(int code)
 	case -E2BIG: return "E2BIG";
 	case -ETIMEDOUT: return "ETIMEDOUT";
 	case -ECANCELED: return "ECANCELED";
+	case -ENODATA: return "ENODATA";
 	case -ECONNREFUSED: return "ECONNREFUSED";
 	case -ESRCH: return "ESRCH";
 	case -EPROTO: return "EPROTO";

@@ -10,7 +10,7 @@
  * Every function is thread-safe and returns 0 or a negative errno value.
  * memctl_strerror() turns that value into text; after a failure it returns
  * the detailed message of the calling thread's last failure (which memory,
- * how many bytes were needed, how many were free).
+ * how many bytes were needed, how many were free, which driver call failed).
  *
  * Contents of an allocation paused WITHOUT MEMCTL_STAGE_CPU are undefined
  * after resume: the addresses come back, the bytes do not.
@@ -18,6 +18,25 @@
  * Tags: a request's `tags` is a comma-separated list ("weights,kv_cache"),
  * or "all" (also "*") or NULL for every tag. An empty or blank list ("",
  * " ", ",") is -EINVAL, never "every tag", and so is "all" beside names.
+ *
+ * Requests and the application's own calls. memctl_pause, _resume,
+ * _prepare and _release_host run one at a time per process, whether they
+ * come from this API or from the control socket: a second one waits until
+ * the running one ends. A request works on the allocations that carry its
+ * tags when it starts. Meanwhile cudaMalloc and cudaFree never wait for it,
+ * except a cudaFree of an allocation the request is working on, which
+ * waits for the one driver step the request is doing on that allocation
+ * (mapping it, waiting for its copies, unmapping it), then frees it; the
+ * request leaves it alone from then on and completes for the others. A
+ * cudaFree of tagged memory synchronises its device first, as the
+ * runtime's cudaFree does, so it waits for copies already queued there.
+ * memctl_stat never waits for a request.
+ *
+ * Driver failures. When a driver call fails, each allocation's record still
+ * tells the truth (active only if its memory is mapped and usable), nothing
+ * staged is lost, the message names the call, and repeating the request
+ * finishes the job. Device memory the driver would not give back is kept
+ * in the record and given back by the next request (or cudaFree).
  */
 #ifndef MEMCTL_H
 #define MEMCTL_H
@@ -43,10 +62,14 @@ extern "C" {
  * while it is paused. The memctl CLI gates by default. */
 #define MEMCTL_GATE 4u
 
+/* Layout unchanged since 0.1.0; the 4th field was called host_bytes there
+ * (it meant the same; renamed because on the socket host_bytes counts
+ * every host buffer memctl holds, see docs/protocol.md) and that name
+ * stays as a deprecated alias. */
 struct memctl_stat {
 	uint64_t allocations;  /* live tagged allocations */
-	uint64_t active_bytes; /* device bytes mapped */
-	uint64_t paused_bytes; /* device bytes released */
+	uint64_t active_bytes; /* device bytes of active allocations (mapped, usable) */
+	uint64_t paused_bytes; /* device bytes of paused or staged allocations */
 	union {
 		uint64_t staged_bytes; /* host bytes holding staged contents */
 		uint64_t host_bytes;   /* deprecated: the old name of staged_bytes */
@@ -77,8 +100,13 @@ int memctl_set_default_tag(const char *tag);
  * `tags` (see Tags above; NULL or "all": every tag). Synchronises the
  * owning devices first. With MEMCTL_STAGE_CPU the contents are copied to
  * pinned host memory first; host buffers are obtained for the whole request
- * before anything is released, so on failure nothing changed.
- * Already paused allocations are left as they are.
+ * before anything is released, so on failure nothing changed. Host memory
+ * is checked against MemAvailable and the process's memory cgroup limit.
+ * Already paused allocations are left as they are, but a staged pause of
+ * tags whose memory was already paused WITHOUT staging fails with -ENODATA
+ * and changes nothing: those contents are gone and the call must not look
+ * as if they were kept (the message names the tags; resume and refill
+ * them, or leave their tags out).
  * With MEMCTL_GATE, GPU work of every thread waits from the start of the
  * call until a memctl_resume (or the CLI's resume) maps the memory back;
  * the calling thread must then not submit GPU work itself before it
@@ -86,23 +114,29 @@ int memctl_set_default_tag(const char *tag);
  * submitted work is still waited for before anything is released.
  * Returns 0; -ENOENT when no live allocation carries any of the tags;
  * -EINVAL for malformed tags or flags; -ENOMEM when host memory for staging
- * could not be had (nothing released); -EIO for a driver failure.
- * Blocks until done; cudaMalloc/cudaFree of other threads wait meanwhile.
+ * could not be had (nothing released); -ENODATA as above; -EIO for a driver
+ * failure (the message names the call and says what was released; pausing
+ * again finishes the job).
+ * Blocks until done (and until a request already running has ended).
  */
 int memctl_pause(const char *tags, unsigned flags);
 
 /*
  * Map new physical memory at the same addresses for every paused allocation
  * carrying one of `tags`, and copy staged contents back. All-or-nothing:
- * when device memory runs out, what this call mapped is released again,
- * every staged byte is kept, and a later retry can succeed.
- * flags: 0 or MEMCTL_RELEASE_HOST.
+ * when device memory runs out or a driver call fails, what this call mapped
+ * is released again, every staged byte is kept, and a later retry can
+ * succeed.
+ * flags: 0 or MEMCTL_RELEASE_HOST (which also gives back the kept host
+ * buffers of allocations of those tags that were already active).
  * The gate of a MEMCTL_GATE pause opens once none of the memory it paused
  * is paused any more (whatever this call returns: a resume that fails
  * leaves GPU work waiting, since the memory is still missing).
  * Returns 0; -ENOENT when nothing carries the tags; -EINVAL; -ENOMEM when
  * device memory is short (memctl_strerror says how much was needed and
- * free); -EIO for a driver failure.
+ * free); -EIO for a driver failure (also when, with MEMCTL_RELEASE_HOST,
+ * a host buffer could not be given back: the resume is done, the buffer is
+ * kept, and calling again finishes).
  */
 int memctl_resume(const char *tags, unsigned flags);
 
@@ -118,7 +152,8 @@ int memctl_prepare(const char *tags);
  * Give back the host buffers of allocations carrying `tags` whose contents
  * are on the device (active) or were not staged. Buffers holding staged
  * contents are never freed by this call.
- * Returns 0, -ENOENT or -EINVAL.
+ * Returns 0, -ENOENT, -EINVAL, or -EIO when the driver would not unpin a
+ * buffer (it is kept; calling again retries).
  */
 int memctl_release_host(const char *tags);
 

@@ -127,7 +127,7 @@ const struct options *preload_options(void)
 static void load_driver(void)
 {
 	const struct drv_ops *ops = drv_cuda_load();
-	struct region_opts ro;
+	struct region_opts ro = { 0 }; /* cgroup_dir NULL: the process's own */
 
 	if (ops == NULL)
 		return;
@@ -276,7 +276,7 @@ MEMCTL_EXPORT cudaError_t cudaFree(void *ptr)
 {
 	int rc;
 
-	if (ptr != NULL && region_count() > 0) {
+	if (ptr != NULL && region_may_own()) {
 		rc = region_free((uint64_t)(uintptr_t)ptr);
 		if (rc != -ENOENT)
 			return to_cuda(rc);
@@ -323,22 +323,6 @@ static const region_call verb_calls[VERB_COUNT] = {
 #undef VERB_CALL
 };
 
-/* A request that failed after changing some allocations says so: the
- * registry is left telling the truth, and so must its message. */
-static void note_partial(enum verb verb, const struct region_report *rep,
-			 struct region_err *err)
-{
-	size_t used = strlen(err->msg);
-
-	if (rep->allocations == 0 || proto_verbs[verb].did == NULL)
-		return;
-	snprintf(err->msg + used, sizeof(err->msg) - used,
-		 "; the other %llu allocation%s (%llu bytes) %s %s",
-		 (unsigned long long)rep->allocations, rep->allocations == 1 ? "" : "s",
-		 (unsigned long long)rep->device_bytes, rep->allocations == 1 ? "was" : "were",
-		 proto_verbs[verb].did);
-}
-
 int preload_request(enum verb verb, const struct region_req *rq,
 		    struct region_report *rep, struct region_err *err)
 {
@@ -353,9 +337,9 @@ int preload_request(enum verb verb, const struct region_req *rq,
 		return region_err_set(err, -ENOSYS, "the CUDA driver is not available");
 	rc = verb_calls[verb](rq, rep, err);
 	tagset_format(&rq->tags, tags, sizeof(tags));
-	if (rc < 0)
-		note_partial(verb, rep, err);
-	else
+	/* A failed request's message (region/) says what it did to the
+	 * others, so the registry and its message tell the same story. */
+	if (rc == 0)
 		memctl_log_debug("%s %s: %llu allocations, %llu bytes in %.2f ms "
 				 "(host buffers %.2f, sync %.2f)", proto_verbs[verb].wire, tags,
 				 (unsigned long long)rep->allocations,

@@ -1,73 +1,185 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * internal.h - what region.c and stage.c share: the allocation record and
- * the staging engine's entry points. Not for use outside region/.
+ * internal.h - what the files of region/ share: the allocation record, the
+ * registry's locking rules, the device steps, the request machinery and the
+ * staging engine. Not for use outside region/.
+ *
+ * Locking, in one place:
+ *  - The table lock (region.c) guards the hash of live allocations, the
+ *    list of unfinished frees, every record's `refs`, `claimed` and the
+ *    fields that readers such as region_stat look at. It is held for
+ *    lookups, inserts, deletes and single-field updates, never across a
+ *    driver call.
+ *  - Each record's `lock` is held across one driver step on that
+ *    allocation (map it, queue its copies, wait for its copies, unmap it,
+ *    free it). A cudaFree of an allocation waits for that lock only.
+ *  - One request runs at a time (request.c, the "turn"); a request marks
+ *    the records it works on as claimed and works without the table lock.
+ *  Order: a record's lock may be taken before the table lock, never after.
  */
 #ifndef MEMCTL_REGION_INTERNAL_H
 #define MEMCTL_REGION_INTERNAL_H
 
+#include <pthread.h>
 #include <uthash.h>
 
 #include "region.h"
 
 #define STREAMS_MAX 16
 
+/* What the application would find at the allocation's address. */
 enum alloc_state {
-	ALLOC_ACTIVE, /* physical memory mapped */
-	ALLOC_PAUSED, /* released; contents undefined on resume */
-	ALLOC_STAGED, /* released; contents held in `host` */
+	ALLOC_ACTIVE, /* mapped and accessible: the contents are on the device */
+	ALLOC_PAUSED, /* not accessible; contents undefined (paused unstaged) */
+	ALLOC_STAGED, /* not accessible; contents held in the host buffer */
 };
 
 struct alloc {
-	uint64_t va;       /* key: the device address handed out */
-	size_t size;       /* bytes the application asked for */
-	size_t mapped;     /* size rounded up to the granularity */
+	/* Fixed at creation. */
+	uint64_t va;          /* key: the device address handed out */
+	size_t size;          /* bytes the application asked for */
+	size_t mapped;        /* size rounded up to the granularity */
 	int dev;
-	enum alloc_state state;
-	uint64_t handle;   /* physical memory while active */
-	void *host;        /* pinned host buffer, kept across cycles; or NULL */
-	size_t host_size;  /* bytes of `host` (size rounded to a page) */
-	void *ev[STREAMS_MAX]; /* per staging stream, created on first use */
-	uint32_t ev_used;  /* streams whose event marks this allocation's copies */
 	char tag[TAG_MAX];
+
+	/* What the driver holds for it, as the driver last confirmed. Written
+	 * by the holder of `lock` through the alloc_set_* helpers (which take
+	 * the table lock), so readers holding either lock see the truth. A
+	 * driver call that fails part way leaves a paused or staged record
+	 * with its handle still held or still mapped: the next request, or
+	 * cudaFree, that touches it finishes the job. */
+	enum alloc_state state;
+	uint64_t handle;      /* physical memory created, not yet released; 0 none */
+	int dev_mapped;       /* `handle` mapped at va */
+	int va_reserved;      /* va reserved (until the record is retired) */
+	void *host;           /* host buffer, kept across cycles; or NULL */
+	size_t host_size;     /* bytes of `host` (size rounded to a page) */
+	int host_pinned;      /* `host` is registered with the driver */
+	void *ev[STREAMS_MAX]; /* per staging stream, created on first use */
+	uint32_t ev_used;     /* streams whose event marks this allocation's copies */
+
+	/* Ownership. */
+	pthread_mutex_t lock; /* held across each driver step on this record */
+	int refs;             /* table lock: the registry or the unfinished
+				 list holds one, each request or free one */
+	int claimed;          /* table lock: in the running request's set */
+	int freed;            /* atomic: cudaFree took it; requests skip it */
+	int on_unfinished;    /* table lock: on the list of unfinished frees */
+	struct alloc *next_unfinished;
 	UT_hash_handle hh;
 };
 
+/* ---- region.c: records, their lifetime and the device steps ---------- */
+
+const struct drv_ops *registry_ops(void);
+/* The one error helper: fill err (may be NULL) and return `code`. */
+int region_fail(struct region_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Add to err->msg (err may be NULL). */
+void region_append(struct region_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Publish a record's driver-facing fields (takes the table lock). */
+void alloc_set_state(struct alloc *a, enum alloc_state st);
+void alloc_set_host(struct alloc *a, void *host, size_t size, int pinned);
+/* 1 if the application freed `a` (a request then leaves it alone). */
+int alloc_freed(struct alloc *a);
+/* Give up a reference; the last one retires the record (with `lock` not
+ * held by the caller). */
+void alloc_put(struct alloc *a);
+/* Not active but still holding device memory or a mapping: a step of an
+ * earlier request failed, the next one finishes it. */
+int alloc_has_leftover(const struct alloc *a);
+
+/* Create physical memory (unless a handle is still held), map it (unless
+ * mapped), grant access. Caller holds a->lock. On failure, what this call
+ * created is undone where the driver lets it, the record says what is
+ * still held, and *failed names the driver call that failed. */
+int device_attach(struct alloc *a, const char **failed) MUST_CHECK;
+/* Unmap (the state then becomes `to` if it was active) and release the
+ * handle, each step only if still needed. Caller holds a->lock. */
+int device_detach(struct alloc *a, enum alloc_state to, const char **failed);
+
+/* The records a request works on: each held and marked claimed. */
+struct claim {
+	struct alloc **list;
+	size_t n;
+	unsigned char *had_host; /* list[i] had a host buffer when claimed */
+	unsigned char *changed;  /* request-local marks, zeroed */
+};
+/* Claim every live record carrying one of `ts` for which want(a, flags).
+ * -ENOENT with the request's message when no live record carries the
+ * tags at all (whatever its state), -ENOMEM. */
+int claim(const struct tagset *ts, int (*want)(const struct alloc *, unsigned),
+	  unsigned flags, struct claim *c, struct region_err *err) MUST_CHECK;
+/* Unmark and put every record of the claim; frees the arrays. */
+void let_go(struct claim *c);
+/* Retry the driver steps of frees that failed part way. */
+void unfinished_tidy(void);
+/* The named tags' records paused without staging: count, bytes and their
+ * tag names ("a,b") into names. */
+void discarded_scan(const struct tagset *ts, size_t *count, uint64_t *bytes,
+		    char *names, size_t len);
+
+/* ---- request.c: the turn and the safe points ------------------------ */
+
+/* 0, or -ETIMEDOUT / -ECANCELED with the message when `rq` must stop. */
+int request_stop(const struct region_req *rq, const char *where, struct region_err *err)
+	MUST_CHECK;
+/* Wait on `c` (a CLOCK_MONOTONIC condition) no longer than until the
+ * request's deadline, and in short slices when it has a cancel flag. */
+void request_wait(const struct region_req *rq, pthread_cond_t *c, pthread_mutex_t *m);
+void cond_init_monotonic(pthread_cond_t *c);
+/* Forget a running request without waking anyone (forked child). */
+void request_forget(void);
+
+/* ---- stage.c: host buffers and copies ------------------------------ */
+
 enum copy_dir { COPY_DTOH, COPY_HTOD };
 
-/* stage.c */
 void stage_init(const struct drv_ops *ops, const struct region_opts *opts);
-/* Give each of `list` without a host buffer a new pinned one, populating
- * and pinning on several threads. With `ready`, each new buffer is handed to
- * it (in list order, on the calling thread) as soon as it is pinned; a
- * failure of ready stops the work and is returned. Adds the bytes obtained
- * to *new_bytes. On failure the buffers pinned so far stay attached (copies
- * may still be in flight into them): the caller frees them afterwards. */
-int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
-		   int (*ready)(struct alloc *, void *), void *ctx,
-		   struct region_err *err) MUST_CHECK;
-/* Unpin and free one allocation's host buffer (if any). */
-void stage_host_put(struct alloc *a);
+/* Give each of `list` without a host buffer (and not freed) a new pinned
+ * one, populating and pinning on several threads. With `ready`, each new
+ * buffer is handed to it (in list order, on the calling thread) as soon as
+ * it is pinned; a failure of ready stops the work and is returned. Checks
+ * `rq` between buffers. Adds the bytes obtained to *new_bytes. On failure
+ * the buffers had so far stay attached (copies may still be in flight into
+ * them): the caller drops them afterwards. */
+int host_obtain(const struct region_req *rq, struct alloc **list, size_t n,
+		uint64_t *new_bytes, int (*ready)(struct alloc *, void *), void *ctx,
+		struct region_err *err) MUST_CHECK;
+/* Unpin and unmap a's host buffer, if any. -EIO (buffer kept, still
+ * pinned) when the driver refuses to unpin it. */
+int host_drop(struct alloc *a);
+
 /* A set of queued copies; zero-initialise, queue, then finish once. */
 struct stage_batch {
 	uint32_t used;   /* devices with queued copies */
 	unsigned turn;   /* next stream, round-robin */
-	enum copy_dir dir;
 	int rc;          /* first failure */
+	const char *failed; /* the driver call that failed first */
 };
-
 /* Queue the copies of one allocation (its `size` bytes) between device and
- * host buffer; returns at once. After a failure, later calls do nothing. */
+ * host buffer; returns at once. After a failure, later calls do nothing.
+ * Caller holds a->lock. */
 int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir);
-/* Block until the copies queued for `a` have finished (pause releases it
- * then, while the copies of later allocations still run). */
+/* Block until the copies queued for `a` have finished. Caller holds a->lock. */
 int stage_wait(struct alloc *a);
-/* Destroy `a`'s events (when it is freed). */
+/* Destroy `a`'s events (when the record is retired). */
 void stage_alloc_done(struct alloc *a);
-/* Wait for all queued copies; the first failure, with a message in err
- * (err NULL: just drain, the caller already has its story). */
-int stage_finish(struct stage_batch *b, struct region_err *err);
+/* Wait for every queued copy, even after a failure; the first failure. */
+int stage_finish(struct stage_batch *b);
 /* Forget streams without calling the driver (forked child). */
 void stage_forget(void);
+
+/* ---- hostmem.c: how much host memory staging may take ---------------- */
+
+struct host_room {
+	uint64_t bytes;  /* what staging may take; UINT64_MAX if nothing says */
+	char limit[200]; /* which limit decided it, for messages */
+};
+/* The least of MemAvailable and, for the memory cgroup at `cgroup_dir`
+ * (NULL or "": the process's own, v2 and v1) and each ancestor, its limit
+ * less its usage (less the inactive page cache, which reclaim gives back). */
+void host_room(const char *cgroup_dir, struct host_room *out);
 
 #endif /* MEMCTL_REGION_INTERNAL_H */

@@ -1,216 +1,451 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * region.c - the registry of tagged allocations and the per-allocation
- * state machine (active -> paused | staged -> active).
+ * region.c - the registry of tagged allocations: the records and their
+ * lifetime, the device steps that back an address with memory and take it
+ * away, allocation and free, claims for requests, and the figures status
+ * reads. The requests themselves live in request.c.
  *
- * Requests are all-or-nothing: a staged pause obtains every host buffer
- * before it releases anything, and a resume that runs out of device memory
- * unmaps what it mapped and leaves every staged byte where it was. The
- * registry mutex is held for a whole request, so cudaMalloc/cudaFree on
- * other threads wait rather than race with an unmap.
+ * The table lock is held for lookups, inserts, deletes and field updates
+ * only, never across a driver call, so an application's cudaMalloc and
+ * cudaFree never wait for a request (internal.h has the locking rules).
+ * Each record says what the driver holds for it; a driver call that fails
+ * part way leaves that truth behind, and a later step finishes the job:
+ * nothing is leaked, and a record the application freed stays on the
+ * list of unfinished frees until the driver has taken everything back.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
 static struct {
-	pthread_mutex_t lock;
+	pthread_mutex_t table_lock;
 	const struct drv_ops *ops;
-	struct alloc *allocs; /* uthash head, keyed by va */
-	uint64_t count;       /* live allocations; read without the lock */
+	struct alloc *live;       /* uthash head, keyed by va */
+	struct alloc *unfinished; /* freed, with driver steps still to do */
+	uint64_t live_count;      /* read without the lock */
+	uint64_t unfinished_count; /* read without the lock */
 	size_t gran[REGION_MAX_DEV];
-} R = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} registry = { .table_lock = PTHREAD_MUTEX_INITIALIZER };
 
-static double now_ms(void)
-{
-	struct timespec ts;
+/* Run `stmt` under the table lock: how a record's fields are published. */
+#define PUBLISH(stmt)                                          \
+	do {                                                   \
+		pthread_mutex_lock(&registry.table_lock);      \
+		stmt;                                          \
+		pthread_mutex_unlock(&registry.table_lock);    \
+	} while (0)
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int fail_msg(struct region_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail_msg(struct region_err *err, int code, const char *fmt, ...)
+int region_fail(struct region_err *err, int code, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (err == NULL)
+		return code;
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
 	return err->code = code;
 }
 
+void region_append(struct region_err *err, const char *fmt, ...)
+{
+	size_t used;
+	va_list ap;
+
+	if (err == NULL)
+		return;
+	used = strlen(err->msg);
+	va_start(ap, fmt);
+	vsnprintf(err->msg + used, sizeof(err->msg) - used, fmt, ap);
+	va_end(ap);
+}
+
 void region_init(const struct drv_ops *ops, const struct region_opts *opts)
 {
-	pthread_mutex_lock(&R.lock);
-	R.ops = ops;
-	memset(R.gran, 0, sizeof(R.gran));
+	pthread_mutex_lock(&registry.table_lock);
+	registry.ops = ops;
+	memset(registry.gran, 0, sizeof(registry.gran));
 	stage_init(ops, opts);
-	pthread_mutex_unlock(&R.lock);
+	pthread_mutex_unlock(&registry.table_lock);
+}
+
+static void alloc_destroy(struct alloc *a)
+{
+	pthread_mutex_destroy(&a->lock);
+	free(a);
 }
 
 void region_forget_all(void)
 {
 	struct alloc *a, *tmp;
 
-	/* A forked child may inherit the mutex locked by a thread that no
+	/* A forked child may inherit the lock held by a thread that no
 	 * longer exists in it: start from a fresh one. */
-	pthread_mutex_init(&R.lock, NULL);
-	HASH_ITER(hh, R.allocs, a, tmp) {
-		HASH_DEL(R.allocs, a);
-		free(a);
+	pthread_mutex_init(&registry.table_lock, NULL);
+	HASH_ITER(hh, registry.live, a, tmp) {
+		HASH_DEL(registry.live, a);
+		alloc_destroy(a);
 	}
-	__atomic_store_n(&R.count, 0, __ATOMIC_RELAXED);
+	while ((a = registry.unfinished) != NULL) {
+		registry.unfinished = a->next_unfinished;
+		alloc_destroy(a);
+	}
+	__atomic_store_n(&registry.live_count, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&registry.unfinished_count, 0, __ATOMIC_RELAXED);
 	stage_forget();
+	request_forget();
 }
 
 uint64_t region_count(void)
 {
-	return __atomic_load_n(&R.count, __ATOMIC_RELAXED);
+	return __atomic_load_n(&registry.live_count, __ATOMIC_RELAXED);
+}
+
+int region_may_own(void)
+{
+	return region_count() > 0 ||
+	       __atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) > 0;
+}
+
+const struct drv_ops *registry_ops(void)
+{
+	return registry.ops;
 }
 
 static int granularity(int dev, size_t *out)
 {
-	int rc;
-
 	size_t g;
+	int rc;
 
 	if (dev < 0 || dev >= REGION_MAX_DEV)
 		return -EINVAL;
 	/* Asked once per device; threads that race here store the same value. */
-	g = __atomic_load_n(&R.gran[dev], __ATOMIC_RELAXED);
+	g = __atomic_load_n(&registry.gran[dev], __ATOMIC_RELAXED);
 	if (g == 0) {
-		rc = R.ops->granularity(dev, &g);
+		rc = registry.ops->granularity(dev, &g);
 		if (rc < 0)
 			return rc;
-		__atomic_store_n(&R.gran[dev], g, __ATOMIC_RELAXED);
+		__atomic_store_n(&registry.gran[dev], g, __ATOMIC_RELAXED);
 	}
 	*out = g;
 	return 0;
 }
 
-/* Create physical memory for `a` and map it at its address. */
-static int back(struct alloc *a)
+/* ---- record fields, as the driver last confirmed them ---------------- */
+
+void alloc_set_state(struct alloc *a, enum alloc_state st)
 {
-	const struct drv_ops *ops = R.ops;
-	uint64_t h;
+	PUBLISH(a->state = st);
+}
+
+void alloc_set_host(struct alloc *a, void *host, size_t size, int pinned)
+{
+	PUBLISH(a->host = host; a->host_size = size; a->host_pinned = pinned);
+}
+
+int alloc_freed(struct alloc *a)
+{
+	return __atomic_load_n(&a->freed, __ATOMIC_ACQUIRE);
+}
+
+int alloc_has_leftover(const struct alloc *a)
+{
+	return a->state != ALLOC_ACTIVE && (a->handle != 0 || a->dev_mapped);
+}
+
+static int alloc_empty(const struct alloc *a)
+{
+	return a->handle == 0 && !a->dev_mapped && !a->va_reserved && a->host == NULL;
+}
+
+int device_attach(struct alloc *a, const char **failed)
+{
+	const struct drv_ops *ops = registry.ops;
+	const char *ignored;
+	uint64_t h = a->handle;
 	int rc;
 
-	rc = ops->create(a->dev, a->mapped, &h);
-	if (rc < 0)
-		return rc;
-	rc = ops->map(a->dev, a->va, a->mapped, h);
-	if (rc < 0)
-		goto fail_release;
+	if (h == 0) { /* a handle still held from a failed release is reused */
+		rc = ops->create(a->dev, a->mapped, &h);
+		if (rc < 0)
+			return *failed = "cuMemCreate", rc;
+		PUBLISH(a->handle = h);
+	}
+	if (!a->dev_mapped) {
+		rc = ops->map(a->dev, a->va, a->mapped, h);
+		if (rc < 0) {
+			*failed = "cuMemMap";
+			goto undo;
+		}
+		PUBLISH(a->dev_mapped = 1);
+	}
 	rc = ops->set_access(a->dev, a->va, a->mapped);
-	if (rc < 0)
-		goto fail_unmap;
-	a->handle = h;
-	return 0;
-
-fail_unmap:
-	(void)ops->unmap(a->dev, a->va, a->mapped);
-fail_release:
-	(void)ops->release(a->dev, h);
+	if (rc == 0)
+		return 0;
+	*failed = "cuMemSetAccess";
+undo:
+	/* Not active, so holding memory serves nothing: give it back. What
+	 * the driver refuses stays recorded for the next request. */
+	(void)device_detach(a, a->state, &ignored);
 	return rc;
 }
 
-/* Unmap and release `a`'s physical memory; the address stays reserved. */
-static int unback(struct alloc *a)
+int device_detach(struct alloc *a, enum alloc_state to, const char **failed)
 {
-	int rc = R.ops->unmap(a->dev, a->va, a->mapped);
+	const struct drv_ops *ops = registry.ops;
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	rc = R.ops->release(a->dev, a->handle);
-	a->handle = 0;
+	if (a->dev_mapped) {
+		rc = ops->unmap(a->dev, a->va, a->mapped);
+		if (rc < 0)
+			return *failed = "cuMemUnmap", rc;
+		PUBLISH(a->dev_mapped = 0; if (a->state == ALLOC_ACTIVE) a->state = to);
+	}
+	if (a->handle != 0) {
+		rc = ops->release(a->dev, a->handle);
+		if (rc < 0)
+			return *failed = "cuMemRelease", rc;
+		PUBLISH(a->handle = 0);
+	}
+	return 0;
+}
+
+/*
+ * Give back everything the driver holds for a freed record, in the order
+ * it requires, stopping at its first refusal: synchronise (cudaFree does,
+ * and in-flight work must not meet an unmap), unmap, release, unpin and
+ * free the host buffer (unless a request's workers may still use it), and
+ * last the address range, so that the address stays ours, and a retried
+ * cudaFree finds it, until nothing else is left. Caller holds a->lock.
+ */
+static int teardown(struct alloc *a, int with_host, const char **failed)
+{
+	int rc = 0;
+
+	if (a->dev_mapped && a->state == ALLOC_ACTIVE) {
+		rc = registry.ops->device_sync(a->dev);
+		if (rc < 0)
+			return *failed = "cuCtxSynchronize", rc;
+	}
+	rc = device_detach(a, ALLOC_PAUSED, failed);
+	if (rc == 0 && with_host && (rc = host_drop(a)) < 0)
+		*failed = "cuMemHostUnregister";
+	if (rc == 0 && a->host == NULL && a->va_reserved) {
+		rc = registry.ops->unreserve(a->dev, a->va, a->mapped);
+		if (rc < 0)
+			*failed = "cuMemAddressFree";
+		else
+			PUBLISH(a->va_reserved = 0);
+	}
 	return rc;
+}
+
+/* ---- lifetime -------------------------------------------------------- */
+
+/* Put a freed record with driver steps left on the unfinished list; the
+ * caller's reference becomes the list's. Table lock held. */
+static void park_locked(struct alloc *a)
+{
+	a->on_unfinished = 1;
+	a->next_unfinished = registry.unfinished;
+	registry.unfinished = a;
+	__atomic_add_fetch(&registry.unfinished_count, 1, __ATOMIC_RELAXED);
+}
+
+/* Take `a` off the unfinished list once it holds nothing more; the list's
+ * reference goes with it. Table lock held. */
+static void unpark_if_empty_locked(struct alloc *a)
+{
+	struct alloc **p;
+
+	if (!a->on_unfinished || !alloc_empty(a))
+		return;
+	for (p = &registry.unfinished; *p != a; p = &(*p)->next_unfinished)
+		;
+	*p = a->next_unfinished;
+	a->on_unfinished = 0;
+	a->refs--;
+	__atomic_sub_fetch(&registry.unfinished_count, 1, __ATOMIC_RELAXED);
+}
+
+/* The last reference is gone: free the record once the driver has
+ * everything back, else keep it on the unfinished list. */
+static void retire(struct alloc *a)
+{
+	const char *failed;
+
+	pthread_mutex_lock(&a->lock);
+	(void)teardown(a, 1, &failed);
+	pthread_mutex_unlock(&a->lock);
+	if (!alloc_empty(a)) {
+		PUBLISH(a->refs = 1; park_locked(a));
+		return;
+	}
+	stage_alloc_done(a);
+	alloc_destroy(a);
+}
+
+void alloc_put(struct alloc *a)
+{
+	int last;
+
+	pthread_mutex_lock(&registry.table_lock);
+	last = --a->refs == 0;
+	pthread_mutex_unlock(&registry.table_lock);
+	if (last)
+		retire(a);
+}
+
+void unfinished_tidy(void)
+{
+	struct alloc **snap, *a;
+	size_t n = 0, i;
+	int with_host;
+
+	if (__atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) == 0)
+		return;
+	pthread_mutex_lock(&registry.table_lock);
+	snap = malloc(sizeof(*snap) * registry.unfinished_count);
+	for (a = registry.unfinished; snap != NULL && a != NULL; a = a->next_unfinished) {
+		a->refs++;
+		snap[n++] = a;
+	}
+	pthread_mutex_unlock(&registry.table_lock);
+	for (i = 0; i < n; i++) {
+		const char *failed;
+
+		a = snap[i];
+		PUBLISH(with_host = !a->claimed);
+		pthread_mutex_lock(&a->lock);
+		(void)teardown(a, with_host, &failed);
+		pthread_mutex_unlock(&a->lock);
+		PUBLISH(unpark_if_empty_locked(a));
+		alloc_put(a);
+	}
+	free(snap);
+}
+
+/* ---- allocation and free --------------------------------------------- */
+
+static struct alloc *alloc_new(const char *tag, int dev, size_t size, size_t gran)
+{
+	struct alloc *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	pthread_mutex_init(&a->lock, NULL);
+	a->size = size;
+	a->mapped = (size + gran - 1) / gran * gran;
+	a->dev = dev;
+	a->state = ALLOC_PAUSED; /* until its memory is mapped */
+	snprintf(a->tag, sizeof(a->tag), "%s", tag);
+	return a;
 }
 
 int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 		 struct region_err *err)
 {
+	const char *failed = "";
 	struct alloc *a;
 	size_t gran;
 	int rc;
 
 	if (!tag_valid(tag) || size == 0)
-		return fail_msg(err, -EINVAL, "bad tag or size");
+		return region_fail(err, -EINVAL, "bad tag or size");
 	rc = granularity(dev, &gran);
 	if (rc < 0)
-		return fail_msg(err, rc, "device %d: no allocation granularity", dev);
+		return region_fail(err, rc, "device %d: no allocation granularity", dev);
 	if (size > SIZE_MAX - gran)
-		return fail_msg(err, -ENOMEM, "device memory: %zu bytes is too large", size);
-	a = calloc(1, sizeof(*a));
+		return region_fail(err, -ENOMEM, "device memory: %zu bytes is too large", size);
+	a = alloc_new(tag, dev, size, gran);
 	if (a == NULL)
-		return fail_msg(err, -ENOMEM, "host memory: no room for a record");
-	a->size = size;
-	a->mapped = (size + gran - 1) / gran * gran;
-	a->dev = dev;
+		return region_fail(err, -ENOMEM, "host memory: no room for a record");
+	rc = registry.ops->reserve(dev, a->mapped, gran, &a->va);
+	if (rc < 0) {
+		region_fail(err, rc, "device address space: cannot reserve %zu bytes",
+			    a->mapped);
+		alloc_destroy(a);
+		return rc;
+	}
+	a->va_reserved = 1;
+	pthread_mutex_lock(&a->lock);
+	rc = device_attach(a, &failed);
+	pthread_mutex_unlock(&a->lock);
+	if (rc < 0) {
+		region_fail(err, rc, "device memory: cannot map %zu bytes on device %d (%s failed)",
+			    a->mapped, dev, failed);
+		retire(a);
+		return rc;
+	}
 	a->state = ALLOC_ACTIVE;
-	snprintf(a->tag, sizeof(a->tag), "%s", tag);
-
-	rc = R.ops->reserve(dev, a->mapped, gran, &a->va);
-	if (rc < 0) {
-		fail_msg(err, rc, "device address space: cannot reserve %zu bytes",
-			 a->mapped);
-		goto fail_free;
-	}
-	rc = back(a);
-	if (rc < 0) {
-		fail_msg(err, rc, "device memory: cannot map %zu bytes on device %d",
-			 a->mapped, dev);
-		goto fail_unreserve;
-	}
-	pthread_mutex_lock(&R.lock);
-	HASH_ADD(hh, R.allocs, va, sizeof(a->va), a);
-	__atomic_add_fetch(&R.count, 1, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&R.lock);
+	a->refs = 1;
+	PUBLISH(HASH_ADD(hh, registry.live, va, sizeof(a->va), a);
+		__atomic_add_fetch(&registry.live_count, 1, __ATOMIC_RELAXED));
 	*va = a->va;
 	return 0;
+}
 
-fail_unreserve:
-	(void)R.ops->unreserve(a->dev, a->va, a->mapped);
-fail_free:
-	free(a);
-	return rc;
+/* Find `va` among live records (taking it out of the table: the table's
+ * reference becomes the caller's) or among unfinished frees (with a new
+ * reference). *claimed: a request holds it. NULL if neither. */
+static struct alloc *take_for_free(uint64_t va, int *claimed)
+{
+	struct alloc *a;
+
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_FIND(hh, registry.live, &va, sizeof(va), a);
+	if (a != NULL) {
+		HASH_DEL(registry.live, a);
+		__atomic_sub_fetch(&registry.live_count, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&a->freed, 1, __ATOMIC_RELEASE);
+	} else {
+		for (a = registry.unfinished; a != NULL; a = a->next_unfinished)
+			if (a->va == va && a->va_reserved)
+				break;
+		if (a != NULL)
+			a->refs++;
+	}
+	if (a != NULL)
+		*claimed = a->claimed;
+	pthread_mutex_unlock(&registry.table_lock);
+	return a;
 }
 
 int region_free(uint64_t va)
 {
+	const char *failed = "";
 	struct alloc *a;
-	int rc = 0;
+	int claimed = 0, rc;
 
-	pthread_mutex_lock(&R.lock);
-	HASH_FIND(hh, R.allocs, &va, sizeof(va), a);
-	if (a != NULL) {
-		HASH_DEL(R.allocs, a);
-		__atomic_sub_fetch(&R.count, 1, __ATOMIC_RELAXED);
-	}
-	pthread_mutex_unlock(&R.lock);
+	a = take_for_free(va, &claimed);
 	if (a == NULL)
 		return -ENOENT;
-
-	if (a->state == ALLOC_ACTIVE) {
-		/* cudaFree synchronises; so do we, before pulling the pages. */
-		(void)R.ops->device_sync(a->dev);
-		rc = unback(a);
+	/* Waits only for the step a request may be doing on this record. */
+	pthread_mutex_lock(&a->lock);
+	rc = teardown(a, !claimed, &failed);
+	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_lock(&registry.table_lock);
+	if (rc < 0 && !a->on_unfinished) {
+		park_locked(a); /* our reference becomes the list's */
+		a = NULL;
+	} else {
+		unpark_if_empty_locked(a);
 	}
+	pthread_mutex_unlock(&registry.table_lock);
+	if (a != NULL)
+		alloc_put(a);
+	/* Not right after a failure: the caller's retry of this same free
+	 * must find it still here. */
 	if (rc == 0)
-		rc = R.ops->unreserve(a->dev, a->va, a->mapped);
-	stage_host_put(a);
-	stage_alloc_done(a);
-	free(a);
+		unfinished_tidy();
 	return rc;
 }
+
+/* ---- claims ------------------------------------------------------------ */
 
 static int nothing_tagged(const struct tagset *ts, struct region_err *err)
 {
@@ -218,351 +453,95 @@ static int nothing_tagged(const struct tagset *ts, struct region_err *err)
 
 	tagset_format(ts, names, sizeof(names));
 	if (ts->all)
-		return fail_msg(err, -ENOENT, "nothing tagged: no tagged allocation is live");
-	return fail_msg(err, -ENOENT, "nothing tagged '%s'", names);
+		return region_fail(err, -ENOENT, "nothing tagged: no tagged allocation is live");
+	return region_fail(err, -ENOENT, "nothing tagged '%s'", names);
 }
 
-/*
- * Collect the allocations matching `ts` into a fresh array (*out, caller
- * frees). With `want` >= 0 only those in that state class are listed
- * (0: active, 1: not active). -ENOENT, with the request's message, when no
- * live allocation matches at all, whatever its state. Called with the lock
- * held.
- */
-static int select_allocs(const struct tagset *ts, int want, struct alloc ***out,
-			 size_t *n, struct region_err *err)
+int claim(const struct tagset *ts, int (*want)(const struct alloc *, unsigned),
+	  unsigned flags, struct claim *c, struct region_err *err)
 {
-	struct alloc *a, *tmp, **list;
-	size_t k = 0, matched = 0;
+	struct alloc *a, *tmp;
+	size_t matched = 0, cap;
 
-	*out = NULL;
-	*n = 0;
-	list = malloc(sizeof(*list) * (R.count ? R.count : 1));
-	if (list == NULL)
-		return fail_msg(err, -ENOMEM, "host memory: no room to list allocations");
-	HASH_ITER(hh, R.allocs, a, tmp) {
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&registry.table_lock);
+	cap = registry.live_count ? registry.live_count : 1;
+	c->list = malloc(sizeof(*c->list) * cap);
+	c->had_host = calloc(cap, 1);
+	c->changed = calloc(cap, 1);
+	if (c->list == NULL || c->had_host == NULL || c->changed == NULL) {
+		pthread_mutex_unlock(&registry.table_lock);
+		let_go(c);
+		return region_fail(err, -ENOMEM, "host memory: no room to list allocations");
+	}
+	HASH_ITER(hh, registry.live, a, tmp) {
 		if (!tagset_has(ts, a->tag))
 			continue;
 		matched++;
-		if (want == 0 && a->state != ALLOC_ACTIVE)
+		if (!want(a, flags))
 			continue;
-		if (want == 1 && a->state == ALLOC_ACTIVE)
-			continue;
-		list[k++] = a;
+		a->refs++;
+		a->claimed = 1;
+		c->had_host[c->n] = a->host != NULL;
+		c->list[c->n++] = a;
 	}
-	if (matched == 0) {
-		free(list);
+	pthread_mutex_unlock(&registry.table_lock);
+	if (matched == 0)
 		return nothing_tagged(ts, err);
-	}
-	*out = list;
-	*n = k;
 	return 0;
 }
 
-/* Which of `list` have a host buffer now, so that a failed request frees
- * only the ones it obtained (put_new_host). */
-static int note_host(struct alloc **list, size_t n, unsigned char **had,
-		     struct region_err *err)
+void let_go(struct claim *c)
 {
 	size_t i;
 
-	*had = calloc(n ? n : 1, 1);
-	if (*had == NULL)
-		return fail_msg(err, -ENOMEM, "host memory: no room for the request");
-	for (i = 0; i < n; i++)
-		(*had)[i] = list[i]->host != NULL;
-	return 0;
+	pthread_mutex_lock(&registry.table_lock);
+	for (i = 0; i < c->n; i++)
+		c->list[i]->claimed = 0;
+	pthread_mutex_unlock(&registry.table_lock);
+	for (i = 0; i < c->n; i++)
+		alloc_put(c->list[i]);
+	free(c->list);
+	free(c->had_host);
+	free(c->changed);
+	memset(c, 0, sizeof(*c));
 }
 
-/* Unmap one allocation and mark it; on failure it stays active and the
- * first error of the request is kept in *rc. */
-static void release_one(struct alloc *a, enum alloc_state to, struct region_report *rep,
-			struct region_err *err, int *rc)
+/* Append `tag` to the list "a,b" in names unless it is there already. */
+static void names_add(char *names, size_t len, const char *tag)
 {
-	int urc = unback(a);
+	size_t used = strlen(names), tl = strlen(tag);
+	const char *p = names;
 
-	if (urc < 0) {
-		if (*rc == 0)
-			*rc = fail_msg(err, urc, "unmap of %zu bytes at 0x%llx failed",
-				       a->mapped, (unsigned long long)a->va);
-		return;
+	while ((p = strstr(p, tag)) != NULL) {
+		if ((p == names || p[-1] == ',') && (p[tl] == ',' || p[tl] == '\0'))
+			return;
+		p += tl;
 	}
-	a->state = to;
-	rep->allocations++;
-	rep->device_bytes += a->mapped;
-	if (to == ALLOC_STAGED)
-		rep->staged_bytes += a->size;
+	if (used + tl + 2 < len)
+		snprintf(names + used, len - used, "%s%s", used ? "," : "", tag);
 }
 
-static int sync_devices(struct alloc **list, size_t n)
+void discarded_scan(const struct tagset *ts, size_t *count, uint64_t *bytes,
+		    char *names, size_t len)
 {
-	uint32_t seen = 0;
-	size_t i;
-	int rc;
+	struct alloc *a, *tmp;
 
-	for (i = 0; i < n; i++) {
-		uint32_t bit = 1u << list[i]->dev;
-
-		if (seen & bit)
+	*count = 0;
+	*bytes = 0;
+	names[0] = '\0';
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_ITER(hh, registry.live, a, tmp) {
+		if (!tagset_has(ts, a->tag) || a->state != ALLOC_PAUSED)
 			continue;
-		seen |= bit;
-		rc = R.ops->device_sync(list[i]->dev);
-		if (rc < 0)
-			return rc;
+		(*count)++;
+		*bytes += a->size;
+		names_add(names, len, a->tag);
 	}
-	return 0;
+	pthread_mutex_unlock(&registry.table_lock);
 }
 
-/* Free the host buffers of list[i] that were not there before (had[i]==0). */
-static void put_new_host(struct alloc **list, size_t n, const unsigned char *had)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (!had[i])
-			stage_host_put(list[i]);
-}
-
-/* stage_host_get's callback in a staged pause: queue the copies of a
- * buffer as soon as it is pinned. */
-static int queue_dtoh(struct alloc *a, void *batch)
-{
-	return stage_queue(batch, a, COPY_DTOH);
-}
-
-int region_pause(const struct region_req *rq, struct region_report *rep,
-		 struct region_err *err)
-{
-	const struct tagset *ts = &rq->tags;
-	unsigned flags = rq->flags;
-	struct stage_batch batch = { 0 };
-	struct alloc **list = NULL;
-	unsigned char *had = NULL;
-	size_t n, i;
-	double t0 = now_ms();
-	int stage = (flags & MEMCTL_STAGE_CPU) != 0;
-	int rc;
-
-	memset(rep, 0, sizeof(*rep));
-	if (flags & ~MEMCTL_STAGE_CPU)
-		return fail_msg(err, -EINVAL, "pause: unknown flags 0x%x", flags);
-	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, 0, &list, &n, err);
-	if (rc < 0 || n == 0)
-		goto out;
-	rc = note_host(list, n, &had, err);
-	if (rc < 0)
-		goto out;
-	/* An in-flight kernel reading memory we unmap takes the context down
-	 * with an illegal address: let the devices drain first. */
-	rep->ms_sync = now_ms();
-	rc = sync_devices(list, n);
-	rep->ms_sync = now_ms() - rep->ms_sync;
-	if (rc < 0) {
-		fail_msg(err, rc, "device synchronisation failed; nothing released");
-		goto out;
-	}
-	if (!stage) {
-		for (i = 0; i < n; i++)
-			release_one(list[i], ALLOC_PAUSED, rep, err, &rc);
-		goto out;
-	}
-
-	/* Queue every copy before releasing anything: kept buffers at once,
-	 * new ones as soon as each is pinned. If host memory cannot be had or
-	 * a copy cannot be queued, nothing is released. */
-	for (i = 0; i < n && batch.rc == 0; i++)
-		if (had[i])
-			(void)stage_queue(&batch, list[i], COPY_DTOH);
-	if (batch.rc == 0) {
-		double th = now_ms();
-
-		rc = stage_host_get(list, n, &rep->host_new_bytes, queue_dtoh, &batch, err);
-		rep->ms_host = now_ms() - th;
-	}
-	if (rc < 0 || batch.rc < 0) {
-		/* Copies into the new buffers must land before they go. A
-		 * copy that could not be queued tells the story; otherwise
-		 * host memory did, and err already says so. */
-		if (batch.rc < 0)
-			rc = stage_finish(&batch, err);
-		else
-			(void)stage_finish(&batch, NULL);
-		goto fail_host;
-	}
-	/* Release each allocation as soon as its own copies are done, while
-	 * the copy engines work on the next ones. */
-	for (i = 0; i < n; i++) {
-		int wrc = stage_wait(list[i]);
-
-		if (wrc < 0) {
-			/* The device failed mid-copy (a sticky error): what was
-			 * released stays staged, the rest is still active;
-			 * nothing is lost. */
-			rc = fail_msg(err, wrc,
-				      "device failed while staging: %zu of %zu allocations "
-				      "staged and released, the rest still active", i, n);
-			break;
-		}
-		release_one(list[i], ALLOC_STAGED, rep, err, &rc);
-	}
-	if (rc == 0)
-		rc = stage_finish(&batch, err);
-	else
-		(void)stage_finish(&batch, NULL);
-	goto out;
-
-fail_host:
-	put_new_host(list, n, had);
-	rep->host_new_bytes = 0;
-out:
-	pthread_mutex_unlock(&R.lock);
-	free(had);
-	free(list);
-	rep->ms = now_ms() - t0;
-	return rc;
-}
-
-/* Free device memory, summed over the devices of `list`. */
-static size_t free_device_bytes(struct alloc **list, size_t n)
-{
-	uint32_t seen = 0;
-	size_t i, sum = 0;
-
-	for (i = 0; i < n; i++) {
-		size_t fr = 0, tot = 0;
-
-		if (seen & (1u << list[i]->dev))
-			continue;
-		seen |= 1u << list[i]->dev;
-		if (R.ops->mem_info(list[i]->dev, &fr, &tot) == 0)
-			sum += fr;
-	}
-	return sum;
-}
-
-int region_resume(const struct region_req *rq, struct region_report *rep,
-		  struct region_err *err)
-{
-	const struct tagset *ts = &rq->tags;
-	unsigned flags = rq->flags;
-	struct stage_batch batch = { 0 };
-	struct alloc **list = NULL;
-	size_t n, i, mapped = 0;
-	uint64_t need = 0;
-	double t0 = now_ms();
-	int rc;
-
-	memset(rep, 0, sizeof(*rep));
-	if (flags & ~MEMCTL_RELEASE_HOST)
-		return fail_msg(err, -EINVAL, "resume: unknown flags 0x%x", flags);
-	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, 1, &list, &n, err);
-	if (rc < 0)
-		goto out;
-	for (i = 0; i < n; i++)
-		need += list[i]->mapped;
-	/* Map and queue each allocation's copy at once, so the copy engines
-	 * work while the driver maps the next one. */
-	for (mapped = 0; mapped < n; mapped++) {
-		rc = back(list[mapped]);
-		if (rc < 0)
-			break;
-		if (list[mapped]->state == ALLOC_STAGED)
-			(void)stage_queue(&batch, list[mapped], COPY_HTOD);
-	}
-	if (rc < 0) {
-		/* Copies into what we are about to unmap must land first. */
-		(void)stage_finish(&batch, NULL);
-		while (mapped > 0)
-			(void)unback(list[--mapped]);
-		if (rc == -ENOMEM)
-			/* Measured after giving back what we took: that is
-			 * what a retry will find. */
-			fail_msg(err, -ENOMEM,
-				 "device memory: resume needs %llu bytes, %zu free; "
-				 "nothing resumed, staged contents kept",
-				 (unsigned long long)need, free_device_bytes(list, n));
-		else
-			fail_msg(err, rc, "device memory: mapping failed; nothing resumed");
-		goto out;
-	}
-	rc = stage_finish(&batch, err);
-	if (rc < 0) {
-		while (mapped > 0)
-			(void)unback(list[--mapped]);
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		if (list[i]->state == ALLOC_STAGED)
-			rep->staged_bytes += list[i]->size;
-		list[i]->state = ALLOC_ACTIVE;
-		rep->allocations++;
-		rep->device_bytes += list[i]->mapped;
-		if (flags & MEMCTL_RELEASE_HOST)
-			stage_host_put(list[i]);
-	}
-out:
-	pthread_mutex_unlock(&R.lock);
-	free(list);
-	rep->ms = now_ms() - t0;
-	return rc;
-}
-
-int region_prepare(const struct region_req *rq, struct region_report *rep,
-		   struct region_err *err)
-{
-	const struct tagset *ts = &rq->tags;
-	struct alloc **list = NULL;
-	unsigned char *had = NULL;
-	size_t n;
-	double t0 = now_ms();
-	int rc;
-
-	memset(rep, 0, sizeof(*rep));
-	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, -1, &list, &n, err);
-	if (rc < 0)
-		goto out;
-	rc = note_host(list, n, &had, err);
-	if (rc < 0)
-		goto out;
-	rc = stage_host_get(list, n, &rep->host_new_bytes, NULL, NULL, err);
-	if (rc < 0)
-		put_new_host(list, n, had); /* all or nothing */
-out:
-	pthread_mutex_unlock(&R.lock);
-	free(had);
-	free(list);
-	rep->ms = now_ms() - t0;
-	return rc;
-}
-
-int region_release_host(const struct region_req *rq, struct region_report *rep,
-			struct region_err *err)
-{
-	const struct tagset *ts = &rq->tags;
-	struct alloc **list = NULL;
-	size_t n, i;
-	double t0 = now_ms();
-	int rc;
-
-	memset(rep, 0, sizeof(*rep));
-	pthread_mutex_lock(&R.lock);
-	rc = select_allocs(ts, -1, &list, &n, err);
-	for (i = 0; rc == 0 && i < n; i++) {
-		/* Staged contents live only there: never drop them. */
-		if (list[i]->state == ALLOC_STAGED || list[i]->host == NULL)
-			continue;
-		rep->allocations++;
-		rep->host_freed_bytes += list[i]->host_size;
-		stage_host_put(list[i]);
-	}
-	pthread_mutex_unlock(&R.lock);
-	free(list);
-	rep->ms = now_ms() - t0;
-	return rc;
-}
+/* ---- figures --------------------------------------------------------- */
 
 int region_stat(const struct tagset *ts, struct memctl_stat *out)
 {
@@ -570,8 +549,8 @@ int region_stat(const struct tagset *ts, struct memctl_stat *out)
 	int found = 0;
 
 	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&R.lock);
-	HASH_ITER(hh, R.allocs, a, tmp) {
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_ITER(hh, registry.live, a, tmp) {
 		if (!tagset_has(ts, a->tag))
 			continue;
 		found = 1;
@@ -581,10 +560,38 @@ int region_stat(const struct tagset *ts, struct memctl_stat *out)
 		else
 			out->paused_bytes += a->mapped;
 		if (a->state == ALLOC_STAGED)
-			out->host_bytes += a->host_size;
+			out->staged_bytes += a->host_size;
 	}
-	pthread_mutex_unlock(&R.lock);
+	pthread_mutex_unlock(&registry.table_lock);
 	return found ? 0 : -ENOENT;
+}
+
+static void census_add(struct region_census *c, const struct alloc *a)
+{
+	c->handles += a->handle != 0;
+	c->handle_bytes += a->handle != 0 ? a->mapped : 0;
+	c->mappings += a->dev_mapped != 0;
+	c->reservations += a->va_reserved != 0;
+	c->host_buffers += a->host != NULL;
+	c->host_pinned += a->host != NULL && a->host_pinned;
+}
+
+void region_census(struct region_census *out)
+{
+	struct alloc *a, *tmp;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_ITER(hh, registry.live, a, tmp) {
+		out->allocations++;
+		out->leftovers += alloc_has_leftover(a);
+		census_add(out, a);
+	}
+	for (a = registry.unfinished; a != NULL; a = a->next_unfinished) {
+		out->unfinished_frees++;
+		census_add(out, a);
+	}
+	pthread_mutex_unlock(&registry.table_lock);
 }
 
 static int row_cmp(const void *x, const void *y)
@@ -613,13 +620,13 @@ int region_tag_stats(struct region_tag_stat **rows, size_t *n)
 	*n = 0;
 	/* One row per allocation, sorted by tag, then folded: every tag
 	 * whatever their number, in O(n log n) under the lock. */
-	pthread_mutex_lock(&R.lock);
-	r = calloc(R.count ? R.count : 1, sizeof(*r));
+	pthread_mutex_lock(&registry.table_lock);
+	r = calloc(registry.live_count ? registry.live_count : 1, sizeof(*r));
 	if (r == NULL) {
-		pthread_mutex_unlock(&R.lock);
+		pthread_mutex_unlock(&registry.table_lock);
 		return -ENOMEM;
 	}
-	HASH_ITER(hh, R.allocs, a, tmp) {
+	HASH_ITER(hh, registry.live, a, tmp) {
 		struct region_tag_stat *row = &r[k++];
 
 		snprintf(row->name, sizeof(row->name), "%s", a->tag);
@@ -633,7 +640,7 @@ int region_tag_stats(struct region_tag_stat **rows, size_t *n)
 		if (a->host != NULL)
 			row->host_bytes = a->host_size;
 	}
-	pthread_mutex_unlock(&R.lock);
+	pthread_mutex_unlock(&registry.table_lock);
 	qsort(r, k, sizeof(*r), row_cmp);
 	for (i = 0; i < k; i++) {
 		if (out > 0 && strcmp(r[out - 1].name, r[i].name) == 0)
@@ -655,9 +662,9 @@ uint32_t region_devices(void)
 	struct alloc *a, *tmp;
 	uint32_t mask = 0;
 
-	pthread_mutex_lock(&R.lock);
-	HASH_ITER(hh, R.allocs, a, tmp)
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_ITER(hh, registry.live, a, tmp)
 		mask |= 1u << a->dev;
-	pthread_mutex_unlock(&R.lock);
+	pthread_mutex_unlock(&registry.table_lock);
 	return mask;
 }

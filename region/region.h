@@ -3,9 +3,12 @@
  * region.h - the allocation registry and its pause/resume state machine.
  *
  * Pure logic: talks to the GPU only through struct drv_ops, reads no
- * environment, opens no socket. One mutex guards the registry; a pause or
- * resume holds it for its whole request, so concurrent allocations and frees
- * from application threads wait until the request is done.
+ * environment, opens no socket. A short table lock guards lookups, inserts
+ * and deletes; a request marks the allocations it works on and runs
+ * without it, so application threads never wait for a request they are not
+ * part of: a cudaFree of an allocation the running request holds waits for
+ * the driver step on that allocation only (internal.h has the rules).
+ * Requests (pause, resume, prepare, release_host) run one at a time.
  *
  * Every function returns 0 or a negative errno. Functions that take a
  * `struct region_err *` fill it with a human-readable message on failure.
@@ -48,6 +51,10 @@ struct region_opts {
 	int streams;        /* staging streams per device */
 	int pin_threads;    /* threads that populate and pin host buffers */
 	int hugepages;      /* ask for transparent huge pages for host buffers */
+	/* Memory cgroup whose limit staging respects, as a directory (v2:
+	 * memory.max, v1: memory.limit_in_bytes; ancestors are checked too).
+	 * NULL or "": the process's own cgroups. Copied by region_init. */
+	const char *cgroup_dir;
 };
 
 /*
@@ -55,9 +62,11 @@ struct region_opts {
  * (MEMCTL_STAGE_CPU for pause, MEMCTL_RELEASE_HOST for resume), and how it
  * may be stopped from outside: an absolute deadline on CLOCK_MONOTONIC in
  * milliseconds (0: none) and an optional flag another thread sets to
- * abandon it. A request checks both at its safe points; an abandoned
+ * abandon it. A request checks both at its safe points (both are read
+ * atomically, so another thread may also move the deadline); an abandoned
  * request rolls back what it did and fails with -ETIMEDOUT (deadline) or
- * -ECANCELED (flag).
+ * -ECANCELED (flag). docs/design.md lists the safe points and what
+ * "rolled back" means at each.
  */
 struct region_req {
 	struct tagset tags;
@@ -69,13 +78,27 @@ struct region_req {
 /* What one request did, for the caller's reply. */
 struct region_report {
 	uint64_t allocations; /* allocations whose state changed */
-	uint64_t device_bytes; /* device bytes released or mapped */
-	uint64_t staged_bytes; /* bytes copied between host and device */
+	uint64_t device_bytes; /* device bytes released (pause) or mapped (resume) */
+	uint64_t copied_bytes; /* bytes copied between host and device */
 	uint64_t host_new_bytes; /* host bytes obtained and pinned for it */
 	uint64_t host_freed_bytes; /* host bytes given back (release_host) */
 	double ms;            /* wall time of the request */
 	double ms_host;       /* of which: obtaining and pinning host buffers */
 	double ms_sync;       /* device synchronisation */
+};
+
+/* What the registry believes the driver holds for it, for checks against
+ * the driver's own view (tests) and for reports. */
+struct region_census {
+	uint64_t allocations;  /* live tagged allocations */
+	uint64_t handles;      /* physical handles held (live and unfinished) */
+	uint64_t handle_bytes; /* device bytes those handles hold */
+	uint64_t mappings;     /* handles mapped */
+	uint64_t reservations; /* address ranges reserved */
+	uint64_t host_buffers; /* host buffers held */
+	uint64_t host_pinned;  /* of which registered with the driver */
+	uint64_t leftovers;    /* live allocations not active yet holding device memory */
+	uint64_t unfinished_frees; /* freed by the application, driver steps pending */
 };
 
 /* Per-tag figures for status. */
@@ -107,23 +130,48 @@ void tagset_format(const struct tagset *ts, char *buf, size_t len);
 
 /* region.c */
 /* Install the driver table and options. Safe to call again (replaces both);
- * the registry must then be empty. `ops` must outlive the registry. */
+ * the registry must then be empty and no request running. `ops` must
+ * outlive the registry. */
 void region_init(const struct drv_ops *ops, const struct region_opts *opts);
 /* Forget every allocation without touching the driver: for a forked child,
  * whose CUDA state is unusable, and for tests. */
 void region_forget_all(void);
 /* Number of live tagged allocations, without taking the lock. */
 uint64_t region_count(void);
+/* 1 if a pointer might be memctl's (a live allocation, or one whose free
+ * is unfinished), without taking the lock: cudaFree asks region_free only
+ * then. */
+int region_may_own(void);
 
 /* Reserve, create, map and grant access for one tagged allocation of
  * `size` bytes on `dev`; *va is the device address. -ENOMEM when the device
- * is full (nothing left behind). */
+ * is full. Never waits for a request. On failure nothing is left behind,
+ * or what the driver refused to give back is kept for a later retry. */
 int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 		 struct region_err *err) MUST_CHECK;
-/* Free a tagged allocation in any state, with its host buffer.
- * -ENOENT if `va` is not the start of a tagged allocation. */
+/*
+ * Free a tagged allocation in any state, with its host buffer: synchronise
+ * the device if it is active, unmap, release, unreserve. -ENOENT if `va` is
+ * not the start of a tagged allocation. Waits only for the driver step the
+ * running request may be doing on this same allocation; the request then
+ * leaves it alone. A driver failure returns its errno (the driver binding
+ * logs which call): the allocation is gone for the application, what the
+ * driver still holds is kept and retried by a repeated free of `va`, by
+ * the next request, or by the next free.
+ */
 int region_free(uint64_t va) MUST_CHECK;
 
+/*
+ * The requests. Each waits its turn behind a running request (honouring
+ * rq's deadline and cancel flag meanwhile), works only on the allocations
+ * that carry rq->tags when it starts, and returns 0 or a negative errno
+ * with err->msg saying what happened and what state things are in:
+ * -ENOENT nothing carries the tags; -EINVAL bad flags; -ENOMEM host memory
+ * (pause) or device memory (resume) short, nothing changed; -ETIMEDOUT /
+ * -ECANCELED abandoned, rolled back as docs/design.md says; -ENODATA a
+ * staged pause of memory already paused without staging (nothing changed);
+ * -EIO a driver call failed (err names it; a retry completes the job).
+ */
 int region_pause(const struct region_req *rq, struct region_report *rep,
 		 struct region_err *err) MUST_CHECK;
 int region_resume(const struct region_req *rq, struct region_report *rep,
@@ -133,6 +181,8 @@ int region_prepare(const struct region_req *rq, struct region_report *rep,
 int region_release_host(const struct region_req *rq, struct region_report *rep,
 			struct region_err *err) MUST_CHECK;
 int region_stat(const struct tagset *ts, struct memctl_stat *out) MUST_CHECK;
+/* Fill *out; never waits for a request. */
+void region_census(struct region_census *out);
 /* One row per tag carried by a live allocation, every tag, sorted by name:
  * *rows is malloc'ed (the caller frees it; NULL when *n is 0).
  * Returns 0 or -ENOMEM. */

@@ -12,11 +12,17 @@
  * device, all queued before the first wait, so the copy engines never idle
  * between allocations.
  *
- * Before taking host memory we compare the request with MemAvailable: an
- * overcommitted mapping that the kernel cannot back would otherwise end in
- * the OOM killer, and the host process must never be killed by us.
+ * Before taking host memory we compare the request with what the host and
+ * the process's memory cgroup can give (hostmem.c): an overcommitted
+ * mapping that the kernel cannot back would otherwise end in the OOM
+ * killer, and the host process must never be killed by us.
+ *
+ * A buffer belongs to a claimed allocation while a request works on it;
+ * if the application frees the allocation meanwhile, the buffer is not
+ * pinned or copied into any more, and the record's last holder drops it.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,27 +37,31 @@
 static struct {
 	const struct drv_ops *ops;
 	struct region_opts opts;
+	char cgroup_dir[PATH_MAX]; /* opts.cgroup_dir, copied */
 	void *streams[REGION_MAX_DEV][STREAMS_MAX];
-} S;
+} staging;
 
 void stage_init(const struct drv_ops *ops, const struct region_opts *opts)
 {
-	S.ops = ops;
-	S.opts = *opts;
-	if (S.opts.chunk_bytes < (1u << 20))
-		S.opts.chunk_bytes = 1u << 20;
-	if (S.opts.streams < 1)
-		S.opts.streams = 1;
-	if (S.opts.streams > STREAMS_MAX)
-		S.opts.streams = STREAMS_MAX;
-	if (S.opts.pin_threads < 1)
-		S.opts.pin_threads = 1;
-	memset(S.streams, 0, sizeof(S.streams));
+	staging.ops = ops;
+	staging.opts = *opts;
+	snprintf(staging.cgroup_dir, sizeof(staging.cgroup_dir), "%s",
+		 opts->cgroup_dir ? opts->cgroup_dir : "");
+	staging.opts.cgroup_dir = staging.cgroup_dir;
+	if (staging.opts.chunk_bytes < (1u << 20))
+		staging.opts.chunk_bytes = 1u << 20;
+	if (staging.opts.streams < 1)
+		staging.opts.streams = 1;
+	if (staging.opts.streams > STREAMS_MAX)
+		staging.opts.streams = STREAMS_MAX;
+	if (staging.opts.pin_threads < 1)
+		staging.opts.pin_threads = 1;
+	memset(staging.streams, 0, sizeof(staging.streams));
 }
 
 void stage_forget(void)
 {
-	memset(S.streams, 0, sizeof(S.streams));
+	memset(staging.streams, 0, sizeof(staging.streams));
 }
 
 static size_t page_round(size_t n)
@@ -61,33 +71,21 @@ static size_t page_round(size_t n)
 	return (n + pg - 1) / pg * pg;
 }
 
-/* Bytes the kernel says it can give without swapping; SIZE_MAX if unknown. */
-static size_t host_available(void)
+int host_drop(struct alloc *a)
 {
-	char line[128];
-	unsigned long long kb;
-	size_t avail = SIZE_MAX;
-	FILE *f = fopen("/proc/meminfo", "re");
+	void *p = a->host;
+	size_t n = a->host_size;
+	int rc;
 
-	if (f == NULL)
-		return avail;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
-			avail = (size_t)kb * 1024;
-			break;
-		}
-	fclose(f);
-	return avail;
-}
-
-void stage_host_put(struct alloc *a)
-{
-	if (a->host == NULL)
-		return;
-	(void)S.ops->host_unregister(a->dev, a->host);
-	munmap(a->host, a->host_size);
-	a->host = NULL;
-	a->host_size = 0;
+	if (p == NULL)
+		return 0;
+	/* A buffer the driver will not unpin stays, pinned and recorded:
+	 * unmapping pinned pages under the driver is never safe. */
+	if (a->host_pinned && (rc = staging.ops->host_unregister(a->dev, p)) < 0)
+		return rc;
+	alloc_set_host(a, NULL, 0, 0);
+	munmap(p, n);
+	return 0;
 }
 
 /*
@@ -96,8 +94,11 @@ void stage_host_put(struct alloc *a)
  * last piece pins it and marks it ready. The calling thread meanwhile hands
  * each buffer, in order, to `ready` as soon as it is pinned: a staged pause
  * queues its copies there, so the copy engines start while later buffers
- * are still being pinned.
+ * are still being pinned. Between buffers it checks the request's deadline
+ * and cancel flag.
  */
+enum buf_state { BUF_PENDING, BUF_PINNED, BUF_FAILED, BUF_SKIPPED };
+
 struct pin_work {
 	struct alloc **bufs;
 	size_t nbufs;
@@ -106,31 +107,40 @@ struct pin_work {
 	size_t npieces;
 	size_t next;        /* next piece to touch */
 	unsigned *left;     /* per buffer: pieces not yet touched */
-	int *state;         /* per buffer: 0 pending, 1 pinned, -1 failed */
+	enum buf_state *state;
 	pthread_mutex_t lock;
-	pthread_cond_t changed;
-	int rc;             /* first failure */
+	pthread_cond_t changed; /* CLOCK_MONOTONIC */
+	int rc;             /* first failure, or the request's stop */
 };
 
 static void pin_one(struct pin_work *w, size_t b)
 {
 	struct alloc *a = w->bufs[b];
+	enum buf_state st = BUF_PINNED;
 	int rc;
 
-	/* Once the request has failed, pinning more would only be undone. */
+	/* Once the request has failed, pinning more would only be undone;
+	 * a buffer of a freed allocation is dropped by its last holder. */
 	rc = __atomic_load_n(&w->rc, __ATOMIC_RELAXED);
-	if (rc == 0)
-		rc = S.ops->host_register(a->dev, a->host, a->host_size);
-
-	pthread_mutex_lock(&w->lock);
+	if (rc == 0 && alloc_freed(a))
+		st = BUF_SKIPPED;
+	else if (rc == 0)
+		rc = staging.ops->host_register(a->dev, a->host, a->host_size);
 	if (rc < 0) {
-		/* A buffer that is not pinned must never be unregistered. */
-		munmap(a->host, a->host_size);
-		a->host = NULL;
-		if (w->rc == 0)
-			w->rc = rc;
+		/* Never pinned: unmapped at once, never unregistered. */
+		void *p = a->host;
+		size_t len = a->host_size;
+
+		alloc_set_host(a, NULL, 0, 0);
+		munmap(p, len);
+		st = BUF_FAILED;
+	} else if (st == BUF_PINNED) {
+		alloc_set_host(a, a->host, a->host_size, 1);
 	}
-	w->state[b] = rc < 0 ? -1 : 1;
+	pthread_mutex_lock(&w->lock);
+	if (rc < 0 && w->rc == 0)
+		w->rc = rc;
+	w->state[b] = st;
 	pthread_cond_broadcast(&w->changed);
 	pthread_mutex_unlock(&w->lock);
 }
@@ -147,7 +157,7 @@ static void *pin_worker(void *arg)
 		char *p = (char *)a->host + w->piece_off[i];
 		size_t len = a->host_size - w->piece_off[i], off;
 
-		if (__atomic_load_n(&w->rc, __ATOMIC_RELAXED) == 0) {
+		if (__atomic_load_n(&w->rc, __ATOMIC_RELAXED) == 0 && !alloc_freed(a)) {
 			if (len > POPULATE_PIECE)
 				len = POPULATE_PIECE;
 			for (off = 0; off < len; off += pg)
@@ -159,43 +169,111 @@ static void *pin_worker(void *arg)
 	return NULL;
 }
 
-/* Touch and pin `bufs`; call ready(bufs[i]) in order as each is pinned.
- * *ready_rc gets ready's failure, if that is what stopped it. */
-static int populate_and_pin(struct alloc **bufs, size_t nbufs,
-			    int (*ready)(struct alloc *, void *), void *ctx, int *ready_rc)
+/* Cut every buffer into pieces for the workers. -ENOMEM. */
+static int pin_work_init(struct pin_work *w, struct alloc **bufs, size_t nbufs)
+{
+	size_t i, off, k = 0, total = 0;
+
+	memset(w, 0, sizeof(*w));
+	w->bufs = bufs;
+	w->nbufs = nbufs;
+	for (i = 0; i < nbufs; i++)
+		total += (bufs[i]->host_size + POPULATE_PIECE - 1) / POPULATE_PIECE;
+	w->piece_buf = malloc(sizeof(size_t) * (total ? total : 1));
+	w->piece_off = malloc(sizeof(size_t) * (total ? total : 1));
+	w->left = calloc(nbufs ? nbufs : 1, sizeof(unsigned));
+	w->state = calloc(nbufs ? nbufs : 1, sizeof(*w->state));
+	if (w->piece_buf == NULL || w->piece_off == NULL || w->left == NULL || w->state == NULL)
+		return -ENOMEM;
+	for (i = 0; i < nbufs; i++)
+		for (off = 0; off < bufs[i]->host_size; off += POPULATE_PIECE) {
+			w->piece_buf[k] = i;
+			w->piece_off[k++] = off;
+			w->left[i]++;
+		}
+	w->npieces = k;
+	pthread_mutex_init(&w->lock, NULL);
+	cond_init_monotonic(&w->changed);
+	return 0;
+}
+
+static void pin_work_free(struct pin_work *w)
+{
+	free(w->piece_buf);
+	free(w->piece_off);
+	free(w->left);
+	free(w->state);
+}
+
+/* Stop the workers touching pages nobody will use. */
+static void pin_work_stop(struct pin_work *w, int rc)
+{
+	int zero = 0;
+
+	__atomic_compare_exchange_n(&w->rc, &zero, rc, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+/* Wait for buffer b to be pinned, failed or skipped; or for rq to stop. */
+static int pin_wait(const struct region_req *rq, struct pin_work *w, size_t b,
+		    enum buf_state *st, struct region_err *err)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&w->lock);
+	while ((*st = w->state[b]) == BUF_PENDING &&
+	       (rc = request_stop(rq, "while pinning host buffers", err)) == 0)
+		request_wait(rq, &w->changed, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	if (rc == 0 && b > 0 && *st != BUF_FAILED)
+		rc = request_stop(rq, "between host buffers", err);
+	return rc;
+}
+
+/* Hand each pinned buffer to ready() in order. The first failure: a
+ * buffer that could not be pinned (-ENOMEM), ready's (*why = 1) or the
+ * request's stop (*why = 2). Adds pinned bytes to *pinned. */
+static int pin_handover(const struct region_req *rq, struct pin_work *w,
+			int (*ready)(struct alloc *, void *), void *ctx, uint64_t *pinned,
+			int *why, struct region_err *err)
+{
+	enum buf_state st;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < w->nbufs; i++) {
+		if ((rc = pin_wait(rq, w, i, &st, err)) < 0) {
+			*why = 2;
+			return rc;
+		}
+		if (st == BUF_FAILED)
+			return -ENOMEM;
+		if (st == BUF_SKIPPED)
+			continue;
+		*pinned += w->bufs[i]->host_size;
+		if (ready != NULL && (rc = ready(w->bufs[i], ctx)) < 0) {
+			*why = 1;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* Touch and pin `bufs` on worker threads; hand each to ready() in order. */
+static int populate_and_pin(const struct region_req *rq, struct alloc **bufs, size_t nbufs,
+			    int (*ready)(struct alloc *, void *), void *ctx,
+			    uint64_t *pinned, int *why, struct region_err *err)
 {
 	pthread_t tids[64];
 	struct pin_work w;
-	size_t i, k = 0, total = 0;
-	int t, started = 0, nthreads = S.opts.pin_threads, rc = 0;
+	int t, started = 0, nthreads = staging.opts.pin_threads, rc;
 
-	memset(&w, 0, sizeof(w));
-	w.bufs = bufs;
-	w.nbufs = nbufs;
-	for (i = 0; i < nbufs; i++)
-		total += (bufs[i]->host_size + POPULATE_PIECE - 1) / POPULATE_PIECE;
-	w.piece_buf = malloc(sizeof(size_t) * (total ? total : 1));
-	w.piece_off = malloc(sizeof(size_t) * (total ? total : 1));
-	w.left = calloc(nbufs ? nbufs : 1, sizeof(unsigned));
-	w.state = calloc(nbufs ? nbufs : 1, sizeof(int));
-	if (w.piece_buf == NULL || w.piece_off == NULL || w.left == NULL || w.state == NULL) {
-		rc = -ENOMEM;
-		goto out;
+	rc = pin_work_init(&w, bufs, nbufs);
+	if (rc < 0) {
+		pin_work_free(&w);
+		return rc;
 	}
-	for (i = 0; i < nbufs; i++) {
-		size_t off;
-
-		for (off = 0; off < bufs[i]->host_size; off += POPULATE_PIECE) {
-			w.piece_buf[k] = i;
-			w.piece_off[k++] = off;
-			w.left[i]++;
-		}
-	}
-	w.npieces = k;
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.changed, NULL);
-	if ((size_t)nthreads > k)
-		nthreads = (int)k;
+	if ((size_t)nthreads > w.npieces)
+		nthreads = (int)w.npieces;
 	for (t = 0; t < nthreads && t < 64; t++) {
 		if (pthread_create(&tids[t], NULL, pin_worker, &w) != 0)
 			break;
@@ -203,162 +281,160 @@ static int populate_and_pin(struct alloc **bufs, size_t nbufs,
 	}
 	if (started == 0)
 		pin_worker(&w); /* no thread to be had: do it here */
-	for (i = 0; i < nbufs; i++) {
-		int st;
-
-		pthread_mutex_lock(&w.lock);
-		while ((st = w.state[i]) == 0)
-			pthread_cond_wait(&w.changed, &w.lock);
-		pthread_mutex_unlock(&w.lock);
-		if (st < 0 || (ready != NULL && (*ready_rc = rc = ready(bufs[i], ctx)) < 0)) {
-			/* Stop the workers touching pages nobody will use. */
-			int zero = 0;
-
-			__atomic_compare_exchange_n(&w.rc, &zero, rc < 0 ? rc : -ENOMEM, 0,
-						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-			break;
-		}
-	}
+	rc = pin_handover(rq, &w, ready, ctx, pinned, why, err);
+	if (rc < 0)
+		pin_work_stop(&w, rc);
+	/* A driver call in progress cannot be interrupted: the workers end
+	 * their current piece first. */
 	for (t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
 	if (rc == 0)
 		rc = w.rc;
 	pthread_cond_destroy(&w.changed);
 	pthread_mutex_destroy(&w.lock);
-out:
-	free(w.piece_buf);
-	free(w.piece_off);
-	free(w.left);
-	free(w.state);
+	pin_work_free(&w);
 	return rc;
 }
 
-int stage_host_get(struct alloc **list, size_t n, uint64_t *new_bytes,
-		   int (*ready)(struct alloc *, void *), void *ctx,
-		   struct region_err *err)
+/* Map an unpinned buffer for each of `fresh`. -ENOMEM, none kept. */
+static int map_fresh(struct alloc **fresh, size_t n)
 {
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		size_t len = page_round(fresh[i]->size);
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED) {
+			while (i-- > 0) {
+				p = fresh[i]->host;
+				alloc_set_host(fresh[i], NULL, 0, 0);
+				munmap(p, page_round(fresh[i]->size));
+			}
+			return -ENOMEM;
+		}
+		if (staging.opts.hugepages)
+			(void)madvise(p, len, MADV_HUGEPAGE);
+		alloc_set_host(fresh[i], p, len, 0);
+	}
+	return 0;
+}
+
+/* The allocations of `list` that need a buffer, and the bytes they need. */
+static size_t pick_fresh(struct alloc **list, size_t n, struct alloc **fresh, uint64_t *need)
+{
+	size_t i, k = 0;
+
+	*need = 0;
+	for (i = 0; i < n; i++)
+		if (list[i]->host == NULL && !alloc_freed(list[i])) {
+			fresh[k++] = list[i];
+			*need += page_round(list[i]->size);
+		}
+	return k;
+}
+
+int host_obtain(const struct region_req *rq, struct alloc **list, size_t n,
+		uint64_t *new_bytes, int (*ready)(struct alloc *, void *), void *ctx,
+		struct region_err *err)
+{
+	struct host_room room;
 	struct alloc **fresh;
-	size_t nfresh = 0, need = 0, avail, i;
-	int rc = 0, ready_rc = 0;
+	uint64_t need, pinned = 0;
+	size_t nfresh;
+	int rc = 0, why = 0;
 
 	fresh = malloc(sizeof(*fresh) * (n ? n : 1));
 	if (fresh == NULL)
-		goto fail_nomem;
-	for (i = 0; i < n; i++)
-		if (list[i]->host == NULL) {
-			fresh[nfresh++] = list[i];
-			need += page_round(list[i]->size);
-		}
+		return region_fail(err, -ENOMEM, "host memory: no room for the request");
+	nfresh = pick_fresh(list, n, fresh, &need);
 	if (nfresh == 0)
 		goto out;
-	avail = host_available();
-	if (need > avail) {
-		snprintf(err->msg, sizeof(err->msg),
-			 "host memory: staging needs %zu bytes, %zu available; nothing released",
-			 need, avail);
-		rc = err->code = -ENOMEM;
+	host_room(staging.cgroup_dir, &room);
+	if (need > room.bytes) {
+		rc = region_fail(err, -ENOMEM, "host memory: staging needs %llu bytes, %llu "
+				 "available (%s)", (unsigned long long)need,
+				 (unsigned long long)room.bytes, room.limit);
 		goto out;
 	}
-	for (i = 0; i < nfresh; i++) {
-		struct alloc *a = fresh[i];
-		void *p;
-
-		a->host_size = page_round(a->size);
-		p = mmap(NULL, a->host_size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED) {
-			while (i-- > 0) { /* mapped, not yet pinned */
-				munmap(fresh[i]->host, fresh[i]->host_size);
-				fresh[i]->host = NULL;
-			}
-			nfresh = 0;
-			rc = -ENOMEM;
-			break;
-		}
-		if (S.opts.hugepages)
-			(void)madvise(p, a->host_size, MADV_HUGEPAGE);
-		a->host = p;
-	}
+	rc = map_fresh(fresh, nfresh);
 	if (rc == 0)
-		rc = populate_and_pin(fresh, nfresh, ready, ctx, &ready_rc);
-	if (rc < 0) {
-		/* Buffers pinned so far stay with their allocations: copies may
-		 * be in flight into them, and the caller frees them once those
-		 * have landed. */
-		for (i = 0; i < nfresh; i++)
-			if (fresh[i]->host == NULL)
-				fresh[i]->host_size = 0;
-		if (ready_rc < 0)
-			return free(fresh), ready_rc; /* the caller has the story */
-		snprintf(err->msg, sizeof(err->msg),
-			 "host memory: cannot obtain and pin %zu bytes for staging; nothing released",
-			 need);
-		rc = err->code = -ENOMEM;
-		goto out;
-	}
-	*new_bytes += need;
+		rc = populate_and_pin(rq, fresh, nfresh, ready, ctx, &pinned, &why, err);
+	if (rc < 0 && why == 0)
+		region_fail(err, -ENOMEM, "host memory: cannot obtain and pin %llu bytes for "
+			    "staging (mmap or cuMemHostRegister failed)", (unsigned long long)need);
+	if (rc < 0 && why == 0)
+		rc = -ENOMEM;
+	if (rc == 0)
+		*new_bytes += pinned;
 out:
 	free(fresh);
 	return rc;
-
-fail_nomem:
-	snprintf(err->msg, sizeof(err->msg), "host memory: no room for the request");
-	return err->code = -ENOMEM;
 }
 
 static int streams_for(int dev, void ***out)
 {
 	int k, rc;
 
-	for (k = 0; k < S.opts.streams; k++) {
-		if (S.streams[dev][k] != NULL)
+	for (k = 0; k < staging.opts.streams; k++) {
+		if (staging.streams[dev][k] != NULL)
 			continue;
-		rc = S.ops->stream_create(dev, &S.streams[dev][k]);
+		rc = staging.ops->stream_create(dev, &staging.streams[dev][k]);
 		if (rc < 0)
 			return rc;
 	}
-	*out = S.streams[dev];
+	*out = staging.streams[dev];
 	return 0;
+}
+
+/* Note the first failure of a batch and the driver call that failed. */
+static int batch_fail(struct stage_batch *b, int rc, const char *call)
+{
+	if (b->rc == 0) {
+		b->rc = rc;
+		b->failed = call;
+	}
+	return b->rc;
 }
 
 /* Queue a's chunks on the device's streams, round-robin. */
 int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir)
 {
-	size_t off, chunk = S.opts.chunk_bytes;
+	size_t off, chunk = staging.opts.chunk_bytes;
 	uint32_t used = 0;
 	void **streams;
 	int rc, k;
 
 	if (b->rc < 0)
 		return b->rc;
-	b->dir = dir;
-	rc = streams_for(a->dev, &streams);
-	if (rc < 0)
-		return b->rc = rc;
+	if ((rc = streams_for(a->dev, &streams)) < 0)
+		return batch_fail(b, rc, "cuStreamCreate");
 	b->used |= 1u << a->dev;
 	for (off = 0; off < a->size; off += chunk) {
 		size_t len = a->size - off < chunk ? a->size - off : chunk;
 
-		k = (int)(b->turn++ % (unsigned)S.opts.streams);
+		k = (int)(b->turn++ % (unsigned)staging.opts.streams);
 		used |= 1u << k;
 		if (dir == COPY_DTOH)
-			rc = S.ops->copy_dtoh(a->dev, (char *)a->host + off, a->va + off, len,
-					      streams[k]);
+			rc = staging.ops->copy_dtoh(a->dev, (char *)a->host + off, a->va + off,
+						    len, streams[k]);
 		else
-			rc = S.ops->copy_htod(a->dev, a->va + off, (char *)a->host + off, len,
-					      streams[k]);
+			rc = staging.ops->copy_htod(a->dev, a->va + off, (char *)a->host + off,
+						    len, streams[k]);
 		if (rc < 0)
-			return b->rc = rc;
+			return batch_fail(b, rc, dir == COPY_DTOH ? "cuMemcpyDtoHAsync"
+								   : "cuMemcpyHtoDAsync");
 	}
 	/* Mark the end of this allocation's copies on every stream used. */
 	a->ev_used = 0;
-	for (k = 0; k < S.opts.streams; k++) {
+	for (k = 0; k < staging.opts.streams; k++) {
 		if (!(used & (1u << k)))
 			continue;
-		if (a->ev[k] == NULL && (rc = S.ops->event_create(a->dev, &a->ev[k])) < 0)
-			return b->rc = rc;
-		if ((rc = S.ops->event_record(a->dev, a->ev[k], streams[k])) < 0)
-			return b->rc = rc;
+		if (a->ev[k] == NULL && (rc = staging.ops->event_create(a->dev, &a->ev[k])) < 0)
+			return batch_fail(b, rc, "cuEventCreate");
+		if ((rc = staging.ops->event_record(a->dev, a->ev[k], streams[k])) < 0)
+			return batch_fail(b, rc, "cuEventRecord");
 		a->ev_used |= 1u << k;
 	}
 	return 0;
@@ -369,7 +445,7 @@ int stage_wait(struct alloc *a)
 	int k, rc;
 
 	for (k = 0; k < STREAMS_MAX; k++)
-		if ((a->ev_used & (1u << k)) && (rc = S.ops->event_sync(a->dev, a->ev[k])) < 0)
+		if ((a->ev_used & (1u << k)) && (rc = staging.ops->event_sync(a->dev, a->ev[k])) < 0)
 			return rc;
 	a->ev_used = 0;
 	return 0;
@@ -381,32 +457,33 @@ void stage_alloc_done(struct alloc *a)
 
 	for (k = 0; k < STREAMS_MAX; k++)
 		if (a->ev[k] != NULL) {
-			(void)S.ops->event_destroy(a->dev, a->ev[k]);
+			(void)staging.ops->event_destroy(a->dev, a->ev[k]);
 			a->ev[k] = NULL;
 		}
 }
 
-int stage_finish(struct stage_batch *b, struct region_err *err)
+int stage_finish(struct stage_batch *b)
 {
-	int dev, k;
+	int dev, k, rc;
 
 	/* Wait for everything queued, even after a failure: a copy still in
 	 * flight must not outlive the memory the caller may unmap next. */
 	for (dev = 0; dev < REGION_MAX_DEV; dev++) {
+		int failed = 0;
+
 		if (!(b->used & (1u << dev)))
 			continue;
-		for (k = 0; k < S.opts.streams; k++) {
-			int rc = S.ops->stream_sync(dev, S.streams[dev][k]);
-
-			if (b->rc == 0)
-				b->rc = rc;
-		}
+		for (k = 0; k < staging.opts.streams; k++)
+			if ((rc = staging.ops->stream_sync(dev, staging.streams[dev][k])) < 0) {
+				(void)batch_fail(b, rc, "cuStreamSynchronize");
+				failed = 1;
+			}
+		/* A failed wait may leave copies in flight: wait for the whole
+		 * device before the caller unmaps. Should that fail too, the
+		 * context is lost and nothing queued will run again. */
+		if (failed)
+			(void)staging.ops->device_sync(dev);
 	}
 	b->used = 0;
-	if (b->rc < 0 && err != NULL) {
-		snprintf(err->msg, sizeof(err->msg), "%s copy failed; nothing changed",
-			 b->dir == COPY_DTOH ? "device-to-host" : "host-to-device");
-		err->code = b->rc;
-	}
 	return b->rc;
 }

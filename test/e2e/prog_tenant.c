@@ -90,7 +90,7 @@ int main(int argc, char **argv)
 			printf("%d %llu %llu %llu %llu\n", rc, (unsigned long long)st.allocations,
 			       (unsigned long long)st.active_bytes,
 			       (unsigned long long)st.paused_bytes,
-			       (unsigned long long)st.host_bytes);
+			       (unsigned long long)st.staged_bytes);
 		} else if (strncmp(line, "mem", 3) == 0) {
 			size_t fr = 0, tot = 0;
 

@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
+#include <criterion/parameterized.h>
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <pthread.h>
@@ -214,7 +215,7 @@ Test(api, host_buffers_are_kept_across_cycles_until_released)
 		cr_assert(eq(int, dev_fill(p, 8 * MiB, (unsigned)cycle), 0));
 		cr_assert(eq(int, M.pause("w", MEMCTL_STAGE_CPU), 0));
 		cr_assert(eq(int, M.stat("w", &st), 0));
-		cr_assert(eq(u64, st.host_bytes, 8 * MiB));
+		cr_assert(eq(u64, st.staged_bytes, 8 * MiB));
 		cr_assert(eq(int, M.resume("w", 0), 0));
 		cr_assert(eq(long, dev_check(p, 8 * MiB, (unsigned)cycle), -1));
 	}
@@ -321,4 +322,158 @@ Test(api, strerror_texts)
 	cr_assert(eq(int, strcmp(M.strerror(0), "success"), 0));
 	cr_assert(eq(int, M.pause("nope", 0), -ENOENT));
 	cr_assert(not(eq(ptr, strstr(M.strerror(-ENOENT), "nope"), NULL)));
+}
+
+/* ---- nothing the application does waits for a request -------------- */
+
+/* The simulated driver's holds, found at run time (a GPU has none). */
+static struct {
+	void (*hold)(const char *);
+	void (*unhold)(void);
+	int (*held)(const char *);
+} fake;
+
+static void need_holds(void)
+{
+	*(void **)&fake.hold = dlsym(RTLD_DEFAULT, "fakecuda_hold");
+	*(void **)&fake.unhold = dlsym(RTLD_DEFAULT, "fakecuda_unhold");
+	*(void **)&fake.held = dlsym(RTLD_DEFAULT, "fakecuda_held");
+	if (fake.hold == NULL || fake.unhold == NULL || fake.held == NULL)
+		cr_skip_test("needs the simulated driver, which can hold a call open");
+}
+
+static void wait_held(const char *fn)
+{
+	while (fake.held(fn) == 0)
+		usleep(1000);
+}
+
+#define BIG (256 * MiB)
+#define NBIG 4 /* a staged pause of 1 GiB */
+
+struct api_pause {
+	pthread_t thread;
+	int rc;
+};
+
+static void *api_pause_main(void *arg)
+{
+	struct api_pause *b = arg;
+
+	b->rc = M.pause("w", MEMCTL_STAGE_CPU);
+	return NULL;
+}
+
+static void big_filled(void **w)
+{
+	int i;
+
+	for (i = 0; i < NBIG; i++) {
+		w[i] = tagged("w", BIG);
+		cr_assert(eq(int, dev_fill(w[i], BIG, (unsigned)i), 0));
+	}
+}
+
+/* Untagged calls, allocations and frees of another tag, and stat, all
+ * return while the pause is held inside `fn`. `parked` is an allocation of
+ * another tag paused beforehand. */
+static void others_do_not_wait(const char *fn, void *parked)
+{
+	struct memctl_stat st;
+	void *p = NULL, *q, *other = tagged("kv", MiB);
+	/* A hold catches every caller of fn: a cudaFree of active tagged
+	 * memory synchronises and unmaps (as the runtime's cudaFree
+	 * synchronises), so under those holds it is freed afterwards. */
+	int frees_call_fn = strcmp(fn, "cuCtxSynchronize") == 0 || strcmp(fn, "cuMemUnmap") == 0;
+
+	cr_assert(eq(int, cudaMalloc(&p, MiB), cudaSuccess));
+	cr_assert(eq(int, cudaFree(p), cudaSuccess));
+	q = tagged("kv", 3 * MiB);
+	cr_assert(eq(int, cudaFree(parked), cudaSuccess));
+	cr_assert(eq(int, M.stat("w", &st), 0));
+	cr_assert(eq(u64, st.allocations, NBIG));
+	if (!frees_call_fn) {
+		cr_assert(eq(int, cudaFree(q), cudaSuccess));
+		cr_assert(eq(int, cudaFree(other), cudaSuccess));
+	}
+	cr_assert(gt(int, fake.held(fn), 0), "the pause went on while we waited");
+	if (frees_call_fn) {
+		fake.unhold();
+		cr_assert(eq(int, cudaFree(q), cudaSuccess));
+		cr_assert(eq(int, cudaFree(other), cudaSuccess));
+	}
+}
+
+/* Where the pause is held: each phase of a staged pause. */
+struct held_call {
+	char fn[32];
+};
+
+ParameterizedTestParameters(api, nothing_else_waits_for_a_held_staged_pause)
+{
+	static struct held_call held[] = { { "cuCtxSynchronize" }, { "cuMemHostRegister" },
+					   { "cuMemcpyDtoHAsync" }, { "cuEventSynchronize" },
+					   { "cuMemUnmap" } };
+	return cr_make_param_array(struct held_call, held, sizeof(held) / sizeof(held[0]));
+}
+
+ParameterizedTest(struct held_call *h, api, nothing_else_waits_for_a_held_staged_pause)
+{
+	void *w[NBIG], *parked;
+	struct api_pause b;
+	int i;
+
+	need_holds();
+	big_filled(w);
+	parked = tagged("parked", MiB);
+	cr_assert(eq(int, M.pause("parked", 0), 0));
+	fake.hold(h->fn);
+	cr_assert(eq(int, pthread_create(&b.thread, NULL, api_pause_main, &b), 0));
+	wait_held(h->fn);
+	others_do_not_wait(h->fn, parked);
+	fake.unhold();
+	pthread_join(b.thread, NULL);
+	cr_assert(eq(int, b.rc, 0), "%s", M.strerror(b.rc));
+	cr_assert(eq(int, M.resume("w", 0), 0));
+	for (i = 0; i < NBIG; i++)
+		cr_assert(eq(long, dev_check(w[i], BIG, (unsigned)i), -1), "w[%d]", i);
+}
+
+/* cudaFree of an allocation the pause is staging: that allocation's
+ * staging is dropped, the free returns while the pause is still held,
+ * and the rest of the pause completes. */
+static void free_while_staging(const char *fn, int victim)
+{
+	struct memctl_stat st;
+	void *w[NBIG];
+	struct api_pause b;
+	int i;
+
+	need_holds();
+	big_filled(w);
+	fake.hold(fn);
+	cr_assert(eq(int, pthread_create(&b.thread, NULL, api_pause_main, &b), 0));
+	wait_held(fn);
+	cr_assert(eq(int, cudaFree(w[victim]), cudaSuccess));
+	cr_assert(gt(int, fake.held(fn), 0), "the free waited for the pause");
+	fake.unhold();
+	pthread_join(b.thread, NULL);
+	cr_assert(eq(int, b.rc, 0), "%s", M.strerror(b.rc));
+	cr_assert(eq(int, M.stat("w", &st), 0));
+	cr_assert(eq(u64, st.allocations, NBIG - 1));
+	cr_assert(eq(u64, st.active_bytes, 0));
+	cr_assert(eq(int, M.resume("w", 0), 0));
+	for (i = 0; i < NBIG; i++)
+		if (i != victim)
+			cr_assert(eq(long, dev_check(w[i], BIG, (unsigned)i), -1), "w[%d]", i);
+}
+
+Test(api, freeing_an_allocation_while_its_buffer_is_pinned_drops_only_it)
+{
+	free_while_staging("cuMemHostRegister", 1);
+}
+
+Test(api, freeing_an_allocation_whose_copies_are_queued_drops_only_it)
+{
+	free_while_staging("cuEventSynchronize", NBIG - 1);
 }

@@ -190,6 +190,7 @@ static long count_kind(enum range_kind kind)
 
 EXPORT long fakecuda_live_mappings(void) { return count_kind(RANGE_MAPPED); }
 EXPORT long fakecuda_live_host_registrations(void) { return count_kind(RANGE_HOSTREG); }
+EXPORT long fakecuda_live_reservations(void) { return count_kind(RANGE_RESERVED); }
 
 /* ---- the virtual memory API: no context needed, a device is named ---- */
 

@@ -100,6 +100,7 @@ static struct {
 	char in_lock_fn[48];   /* fakecuda_hold_in_lock */
 	int in_lock_armed;
 	int in_lock_waiting;
+	long faults_fired;     /* failures returned since the plan was set */
 } plan;
 
 static uint64_t parse_size(const char *s, uint64_t dflt)
@@ -170,6 +171,7 @@ static void set_fail_locked(const char *spec)
 	char *end;
 
 	plan.nrules = 0;
+	plan.faults_fired = 0;
 	while (p != NULL && *p != '\0' && plan.nrules < 16) {
 		struct fail_rule *r = &plan.rules[plan.nrules];
 		const char *colon = strchr(p, ':');
@@ -228,8 +230,10 @@ static CUresult should_fail_locked(const char *fn)
 	int i;
 
 	for (i = 0; i < plan.nrules; i++)
-		if (strcmp(plan.rules[i].fn, fn) == 0 && ++plan.rules[i].calls == plan.rules[i].at)
+		if (strcmp(plan.rules[i].fn, fn) == 0 && ++plan.rules[i].calls == plan.rules[i].at) {
+			plan.faults_fired++;
 			return plan.rules[i].err;
+		}
 	return CUDA_SUCCESS;
 }
 
@@ -642,6 +646,15 @@ EXPORT int fakecuda_held(const char *fn)
 }
 
 EXPORT long fakecuda_live_handles(void) { return __atomic_load_n(&sim.live_handles, __ATOMIC_RELAXED); }
+EXPORT long fakecuda_faults_fired(void)
+{
+	long n;
+
+	LOCK();
+	n = plan.faults_fired;
+	UNLOCK();
+	return n;
+}
 EXPORT long fakecuda_syncs(void) { return __atomic_load_n(&sim.syncs, __ATOMIC_RELAXED); }
 EXPORT long fakecuda_violations(void) { return __atomic_load_n(&sim.violations, __ATOMIC_RELAXED); }
 EXPORT long fakecuda_illegal_accesses(void) { return __atomic_load_n(&sim.illegal, __ATOMIC_RELAXED); }

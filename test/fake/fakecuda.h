@@ -92,6 +92,11 @@ long fakecuda_live_handles(void);
 long fakecuda_live_mappings(void);
 /* Host ranges currently registered (cuMemHostRegister). */
 long fakecuda_live_host_registrations(void);
+/* Address ranges currently reserved (cuMemAddressReserve). */
+long fakecuda_live_reservations(void);
+/* Injected failures returned since the fault plan was last set: 0 after a
+ * run means the call it names was not made that many times. */
+long fakecuda_faults_fired(void);
 /* Calls of cuCtxSynchronize so far. */
 long fakecuda_syncs(void);
 /* Device bytes in use on the machine (shared by all processes); what dead

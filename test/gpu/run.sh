@@ -9,7 +9,9 @@ B=$(cd "${1:-build}" && pwd)
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 # Our C programs find the shared runtime here; Criterion's libraries are
 # given to its suite alone, so they never shadow anything Python loads.
-CLIB="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The CLI's own libraries (jansson) come along from the build machine.
+export LD_LIBRARY_PATH="$B/gpu/clilib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+CLIB="$CUDA_HOME/lib64:$LD_LIBRARY_PATH"
 export MEMCTL_RUNTIME_DIR=$(mktemp -d /tmp/memctl-gpu-XXXXXX)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || exit 1
 results=""

@@ -8,9 +8,14 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "fixture.h"
 
@@ -131,7 +136,7 @@ Test(region, staged_pause_releases_exactly_that_tag_and_resume_restores_bytes)
 	cr_assert(eq(int, region_stat(&w, &st), 0));
 	cr_assert(eq(u64, st.paused_bytes, rounded));
 	cr_assert(eq(u64, st.active_bytes, 0));
-	cr_assert(gt(u64, st.host_bytes, 0));
+	cr_assert(gt(u64, st.staged_bytes, 0));
 	cr_assert(eq(int, region_stat(&kv, &st), 0));
 	cr_assert(eq(u64, st.active_bytes, 3 * 2 * MiB));
 	for (i = 0; i < 3; i++)
@@ -178,7 +183,7 @@ Test(region, host_pin_failure_releases_nothing)
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
 	cr_assert(eq(int, region_stat(&w, &st), 0));
 	cr_assert(eq(u64, st.active_bytes, 4 * 4 * MiB));
-	cr_assert(eq(u64, st.host_bytes, 0));
+	cr_assert(eq(u64, st.staged_bytes, 0));
 	for (i = 0; i < 4; i++)
 		cr_assert(same(va[i], 3 * MiB, (unsigned)i));
 }
@@ -192,7 +197,8 @@ Test(region, copy_failure_during_staged_pause_releases_nothing)
 	used0 = fakecuda_used();
 	fakecuda_set_fail("cuMemcpyDtoHAsync:4");
 	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), -ENOMEM));
-	cr_assert(not(eq(ptr, strstr(err.msg, "device-to-host copy failed"), NULL)), "%s", err.msg);
+	cr_assert(not(eq(ptr, strstr(err.msg, "device-to-host copy could not be queued "
+					 "(cuMemcpyDtoHAsync); nothing released"), NULL)), "%s", err.msg);
 	cr_assert(eq(u64, fakecuda_used(), used0));
 	cr_assert(same(va, 5 * MiB, 9));
 	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
@@ -289,7 +295,7 @@ Test(region, prepare_pins_ahead_so_the_first_pause_obtains_nothing)
 	cr_assert(eq(u64, rep.host_new_bytes, 7 * MiB));
 	cr_assert(eq(int, region_pause(REQ(w, MEMCTL_STAGE_CPU), &rep, &err), 0));
 	cr_assert(eq(u64, rep.host_new_bytes, 0));
-	cr_assert(eq(u64, rep.staged_bytes, 7 * MiB));
+	cr_assert(eq(u64, rep.copied_bytes, 7 * MiB));
 }
 
 /* The application's kernel, queued on the NULL stream and not yet run
@@ -350,20 +356,22 @@ struct transition {
 	enum op op;
 	enum st to;
 	int bytes_kept; /* contents identical after returning to active */
+	int rc;         /* what the operation returns */
 };
 
 ParameterizedTestParameters(region, transitions)
 {
 	static struct transition table[] = {
-		{ ST_ACTIVE, OP_PAUSE, ST_PAUSED, 0 },
-		{ ST_ACTIVE, OP_PAUSE_STAGE, ST_STAGED, 1 },
-		{ ST_ACTIVE, OP_RESUME, ST_ACTIVE, 1 },
-		{ ST_PAUSED, OP_PAUSE, ST_PAUSED, 0 },
-		{ ST_PAUSED, OP_PAUSE_STAGE, ST_PAUSED, 0 },
-		{ ST_PAUSED, OP_RESUME, ST_ACTIVE, 0 },
-		{ ST_STAGED, OP_PAUSE, ST_STAGED, 1 },
-		{ ST_STAGED, OP_PAUSE_STAGE, ST_STAGED, 1 },
-		{ ST_STAGED, OP_RESUME, ST_ACTIVE, 1 },
+		{ ST_ACTIVE, OP_PAUSE, ST_PAUSED, 0, 0 },
+		{ ST_ACTIVE, OP_PAUSE_STAGE, ST_STAGED, 1, 0 },
+		{ ST_ACTIVE, OP_RESUME, ST_ACTIVE, 1, 0 },
+		{ ST_PAUSED, OP_PAUSE, ST_PAUSED, 0, 0 },
+		/* Contents already gone: a staged pause must not look kept. */
+		{ ST_PAUSED, OP_PAUSE_STAGE, ST_PAUSED, 0, -ENODATA },
+		{ ST_PAUSED, OP_RESUME, ST_ACTIVE, 0, 0 },
+		{ ST_STAGED, OP_PAUSE, ST_STAGED, 1, 0 },
+		{ ST_STAGED, OP_PAUSE_STAGE, ST_STAGED, 1, 0 },
+		{ ST_STAGED, OP_RESUME, ST_ACTIVE, 1, 0 },
 	};
 	return cr_make_param_array(struct transition, table, sizeof(table) / sizeof(table[0]));
 }
@@ -376,16 +384,21 @@ static enum st state_of(void)
 	cr_assert(eq(int, region_stat(&ts, &st), 0));
 	if (st.active_bytes)
 		return ST_ACTIVE;
-	return st.host_bytes ? ST_STAGED : ST_PAUSED;
+	return st.staged_bytes ? ST_STAGED : ST_PAUSED;
+}
+
+static void apply_expect(enum op op, int expect)
+{
+	struct region_err err = { 0, "" };
+	int rc = op == OP_RESUME ? do_resume("x", 0, &err)
+		 : do_pause("x", op == OP_PAUSE_STAGE ? MEMCTL_STAGE_CPU : 0, &err);
+
+	cr_assert(eq(int, rc, expect), "%s", err.msg);
 }
 
 static void apply(enum op op)
 {
-	struct region_err err;
-	int rc = op == OP_RESUME ? do_resume("x", 0, &err)
-		 : do_pause("x", op == OP_PAUSE_STAGE ? MEMCTL_STAGE_CPU : 0, &err);
-
-	cr_assert(eq(int, rc, 0), "%s", err.msg);
+	apply_expect(op, 0);
 }
 
 ParameterizedTest(struct transition *t, region, transitions)
@@ -398,7 +411,7 @@ ParameterizedTest(struct transition *t, region, transitions)
 	else if (t->from == ST_STAGED)
 		apply(OP_PAUSE_STAGE);
 	cr_assert(eq(int, state_of(), t->from));
-	apply(t->op);
+	apply_expect(t->op, t->rc);
 	cr_assert(eq(int, state_of(), t->to));
 	if (t->to != ST_ACTIVE)
 		cr_assert(faults(va));
@@ -481,4 +494,541 @@ Test(region, an_application_context_is_left_current)
 	cr_assert(not(eq(ptr, (void *)cur, NULL)));
 	cr_assert(not(eq(ptr, (void *)cur, (void *)app)));
 	cr_assert(eq(int, region_free(va), 0));
+}
+
+/* ---- requests held open by the simulated driver -------------------- */
+
+typedef int (*request_fn)(const struct region_req *, struct region_report *,
+			  struct region_err *);
+
+/* A request running on its own thread. */
+struct bg {
+	pthread_t thread;
+	request_fn fn;
+	struct region_req rq;
+	struct region_report rep;
+	struct region_err err;
+	int cancel;
+	int rc;
+	int done;
+};
+
+static void *bg_main(void *arg)
+{
+	struct bg *b = arg;
+
+	b->rc = b->fn(&b->rq, &b->rep, &b->err);
+	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void bg_start(struct bg *b, request_fn fn, const char *spec, unsigned flags)
+{
+	memset(b, 0, sizeof(*b));
+	b->fn = fn;
+	b->rq.tags = tags(spec);
+	b->rq.flags = flags;
+	b->rq.cancel = &b->cancel;
+	cr_assert(eq(int, pthread_create(&b->thread, NULL, bg_main, b), 0));
+}
+
+static int bg_join(struct bg *b)
+{
+	pthread_join(b->thread, NULL);
+	return b->rc;
+}
+
+static void bg_cancel(struct bg *b)
+{
+	__atomic_store_n(&b->cancel, 1, __ATOMIC_RELEASE);
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Move the request's deadline into the past. */
+static void bg_expire(struct bg *b)
+{
+	__atomic_store_n(&b->rq.deadline_ms, mono_ms() - 1, __ATOMIC_RELEASE);
+}
+
+/* Wait (on the event, not on a guess of time) until a call of fn is held. */
+static void wait_held(const char *fn)
+{
+	while (fakecuda_held(fn) == 0)
+		usleep(1000);
+}
+
+/* What the registry believes equals what the simulated driver holds. */
+static void assert_census_true(void)
+{
+	struct region_census c;
+
+	region_census(&c);
+	cr_assert(eq(u64, c.handles, (uint64_t)fakecuda_live_handles()));
+	cr_assert(eq(u64, c.mappings, (uint64_t)fakecuda_live_mappings()));
+	cr_assert(eq(u64, c.reservations, (uint64_t)fakecuda_live_reservations()));
+	cr_assert(eq(u64, c.host_pinned, (uint64_t)fakecuda_live_host_registrations()));
+	cr_assert(eq(u64, c.handle_bytes, fakecuda_used()));
+}
+
+#define NW 4
+static uint64_t wva[NW];
+
+static void four_filled(const char *tag)
+{
+	int i;
+
+	for (i = 0; i < NW; i++) {
+		wva[i] = alloc(tag, 8 * MiB);
+		fill(wva[i], 8 * MiB, (unsigned)i);
+	}
+}
+
+static void assert_four_intact(void)
+{
+	int i;
+
+	for (i = 0; i < NW; i++)
+		cr_assert(same(wva[i], 8 * MiB, (unsigned)i), "allocation %d differs", i);
+}
+
+static void assert_active_bytes(const char *spec, uint64_t active)
+{
+	struct tagset ts = tags(spec);
+	struct memctl_stat st;
+
+	cr_assert(eq(int, region_stat(&ts, &st), 0));
+	cr_assert(eq(u64, st.active_bytes, active));
+}
+
+Test(region, a_staged_pause_cancelled_while_pinning_releases_nothing_and_keeps_nothing)
+{
+	uint64_t used = fakecuda_used();
+	struct bg b;
+
+	four_filled("w");
+	used = fakecuda_used();
+	fakecuda_hold("cuMemHostRegister");
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
+	wait_held("cuMemHostRegister");
+	bg_cancel(&b);
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
+	cr_assert(not(eq(ptr, strstr(b.err.msg, "nothing released"), NULL)), "%s", b.err.msg);
+	cr_assert(eq(u64, fakecuda_used(), used));
+	cr_assert(eq(long, fakecuda_live_host_registrations(), 0));
+	assert_active_bytes("w", NW * 8 * MiB);
+	assert_census_true();
+	assert_four_intact();
+}
+
+/* Abandoned after the first allocation was released: it is mapped back
+ * and its contents copied back; new host buffers are freed, kept ones stay. */
+static void release_phase_abandoned(int prepared)
+{
+	struct region_report rep;
+	struct tagset w = tags("w");
+	uint64_t used;
+	struct bg b;
+
+	four_filled("w");
+	if (prepared)
+		cr_assert(eq(int, region_prepare(REQ(w, 0), &rep, &b.err), 0));
+	used = fakecuda_used();
+	fakecuda_hold("cuEventSynchronize");
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
+	wait_held("cuEventSynchronize");
+	bg_expire(&b);
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), -ETIMEDOUT), "%s", b.err.msg);
+	cr_assert(not(eq(ptr, strstr(b.err.msg, "deadline passed in the release phase"), NULL)),
+		  "%s", b.err.msg);
+	cr_assert(not(eq(ptr, strstr(b.err.msg, "mapped back with its contents"), NULL)),
+		  "%s", b.err.msg);
+	cr_assert(eq(u64, fakecuda_used(), used));
+	cr_assert(eq(long, fakecuda_live_host_registrations(), prepared ? NW : 0));
+	assert_active_bytes("w", NW * 8 * MiB);
+	assert_census_true();
+	assert_four_intact();
+}
+
+Test(region, a_deadline_in_the_release_phase_maps_back_what_was_released)
+{
+	release_phase_abandoned(0);
+}
+
+Test(region, a_deadline_in_the_release_phase_keeps_buffers_prepared_before)
+{
+	release_phase_abandoned(1);
+}
+
+/* If what was released cannot be mapped back (the device filled up), it
+ * stays staged: nothing lost, and the message says what to do. */
+Test(region, a_rollback_that_cannot_map_back_leaves_contents_staged)
+{
+	struct region_err err;
+	struct bg b;
+
+	four_filled("w");
+	fakecuda_hold("cuEventSynchronize");
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
+	wait_held("cuEventSynchronize");
+	bg_cancel(&b);
+	fakecuda_set_fail("cuMemCreate:1"); /* the rollback's first mapping */
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
+	cr_assert(not(eq(ptr, strstr(b.err.msg, "stays staged, every byte in host memory"), NULL)), "%s", b.err.msg);
+	fakecuda_set_fail(NULL);
+	assert_active_bytes("w", (NW - 1) * 8 * MiB);
+	assert_census_true();
+	cr_assert(eq(int, do_resume("w", 0, &err), 0), "%s", err.msg);
+	assert_four_intact();
+}
+
+Test(region, a_cancelled_resume_unmaps_what_it_mapped_and_keeps_staged_bytes)
+{
+	struct region_err err;
+	uint64_t used;
+	struct bg b;
+
+	four_filled("w");
+	cr_assert(eq(int, do_pause("w", MEMCTL_STAGE_CPU, &err), 0), "%s", err.msg);
+	used = fakecuda_used();
+	fakecuda_hold("cuMemMap");
+	bg_start(&b, region_resume, "w", 0);
+	wait_held("cuMemMap");
+	bg_cancel(&b);
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
+	cr_assert(not(eq(ptr, strstr(b.err.msg, "nothing resumed"), NULL)), "%s", b.err.msg);
+	cr_assert(eq(u64, fakecuda_used(), used));
+	cr_assert(eq(long, fakecuda_live_mappings(), 0));
+	assert_active_bytes("w", 0);
+	assert_census_true();
+	cr_assert(eq(int, do_resume("w", 0, &err), 0), "%s", err.msg);
+	assert_four_intact();
+}
+
+Test(region, a_cancelled_prepare_keeps_no_host_buffer)
+{
+	struct region_census c;
+	struct bg b;
+
+	four_filled("w");
+	fakecuda_hold("cuMemHostRegister");
+	bg_start(&b, region_prepare, "w", 0);
+	wait_held("cuMemHostRegister");
+	bg_cancel(&b);
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
+	region_census(&c);
+	cr_assert(eq(u64, c.host_buffers, 0));
+	assert_census_true();
+}
+
+Test(region, an_unstaged_pause_cancelled_while_synchronising_releases_nothing)
+{
+	struct bg b;
+
+	four_filled("w");
+	fakecuda_hold("cuCtxSynchronize");
+	bg_start(&b, region_pause, "w", 0);
+	wait_held("cuCtxSynchronize");
+	bg_cancel(&b);
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
+	cr_assert(not(eq(ptr, strstr(b.err.msg, "nothing released"), NULL)), "%s", b.err.msg);
+	assert_active_bytes("w", NW * 8 * MiB);
+	assert_four_intact();
+}
+
+/* Requests take turns; one waiting for its turn gives up at its deadline
+ * without doing anything, while the running one is still held. */
+Test(region, a_request_waiting_its_turn_gives_up_at_its_deadline)
+{
+	struct bg first, second;
+
+	four_filled("w");
+	(void)alloc("kv", MiB);
+	fakecuda_hold("cuMemHostRegister");
+	bg_start(&first, region_pause, "w", MEMCTL_STAGE_CPU);
+	wait_held("cuMemHostRegister");
+	bg_start(&second, region_pause, "kv", 0);
+	bg_expire(&second);
+	cr_assert(eq(int, bg_join(&second), -ETIMEDOUT), "%s", second.err.msg);
+	cr_assert(not(eq(ptr, strstr(second.err.msg, "waiting for the running request"), NULL)),
+		  "%s", second.err.msg);
+	cr_assert(gt(int, fakecuda_held("cuMemHostRegister"), 0));
+	assert_active_bytes("kv", 2 * MiB);
+	/* Giving up did not end the running request's turn. */
+	bg_start(&second, region_pause, "kv", 0);
+	bg_expire(&second);
+	cr_assert(eq(int, bg_join(&second), -ETIMEDOUT), "%s", second.err.msg);
+	cr_assert(not(eq(ptr, strstr(second.err.msg, "waiting for the running request"), NULL)),
+		  "%s", second.err.msg);
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&first), 0), "%s", first.err.msg);
+}
+
+Test(region, two_requests_run_one_after_the_other)
+{
+	struct bg first, second;
+
+	four_filled("w");
+	(void)alloc("kv", MiB);
+	fakecuda_hold("cuMemHostRegister");
+	bg_start(&first, region_pause, "w", MEMCTL_STAGE_CPU);
+	wait_held("cuMemHostRegister");
+	bg_start(&second, region_pause, "kv", 0);
+	/* However long the first is held, the second does not finish. */
+	cr_assert(eq(int, __atomic_load_n(&second.done, __ATOMIC_ACQUIRE), 0));
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&first), 0), "%s", first.err.msg);
+	cr_assert(eq(int, bg_join(&second), 0), "%s", second.err.msg);
+	cr_assert(eq(int, first.done && second.done, 1));
+	assert_active_bytes("kv", 0);
+}
+
+/* cudaFree of allocations a request holds: defined outcomes. */
+Test(region, freeing_an_allocation_being_staged_drops_it_and_the_rest_completes)
+{
+	struct region_err err;
+	struct bg b;
+
+	four_filled("w");
+	fakecuda_hold("cuMemHostRegister");
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
+	wait_held("cuMemHostRegister");
+	cr_assert(eq(int, region_free(wva[2]), 0));
+	cr_assert(gt(int, fakecuda_held("cuMemHostRegister"), 0));
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), 0), "%s", b.err.msg);
+	cr_assert(eq(u64, b.rep.allocations, NW - 1));
+	assert_census_true();
+	cr_assert(eq(long, fakecuda_live_host_registrations(), NW - 1));
+	cr_assert(eq(int, do_resume("w", 0, &err), 0), "%s", err.msg);
+	cr_assert(same(wva[0], 8 * MiB, 0) && same(wva[1], 8 * MiB, 1) && same(wva[3], 8 * MiB, 3));
+}
+
+Test(region, freeing_during_a_resume_or_a_prepare_is_not_held_up)
+{
+	struct region_err err;
+	struct bg b;
+
+	four_filled("w");
+	cr_assert(eq(int, do_pause("w", MEMCTL_STAGE_CPU, &err), 0), "%s", err.msg);
+	fakecuda_hold("cuMemMap");
+	bg_start(&b, region_resume, "w", 0);
+	wait_held("cuMemMap"); /* mapping the first; the last is not touched yet */
+	cr_assert(eq(int, region_free(wva[3]), 0));
+	cr_assert(gt(int, fakecuda_held("cuMemMap"), 0));
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), 0), "%s", b.err.msg);
+	cr_assert(same(wva[0], 8 * MiB, 0) && same(wva[1], 8 * MiB, 1) && same(wva[2], 8 * MiB, 2));
+	cr_assert(eq(int, region_release_host(REQ(tags("w"), 0), &b.rep, &err), 0));
+
+	fakecuda_hold("cuMemHostRegister");
+	bg_start(&b, region_prepare, "w", 0);
+	wait_held("cuMemHostRegister");
+	cr_assert(eq(int, region_free(wva[0]), 0));
+	cr_assert(gt(int, fakecuda_held("cuMemHostRegister"), 0));
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), 0), "%s", b.err.msg);
+	assert_census_true();
+	cr_assert(eq(long, fakecuda_live_host_registrations(), 2));
+}
+
+/* ---- a staged pause of memory already paused without staging ------- */
+
+Test(region, a_staged_pause_of_discarded_contents_fails_and_names_them)
+{
+	struct region_err err;
+	uint64_t kv = alloc("kv", MiB), w = alloc("weights", MiB);
+
+	fill(w, MiB, 5);
+	(void)kv;
+	cr_assert(eq(int, do_pause("kv", 0, &err), 0));
+	cr_assert(eq(int, do_pause("kv,weights", MEMCTL_STAGE_CPU, &err), -ENODATA));
+	cr_assert(not(eq(ptr, strstr(err.msg, "tags 'kv'"), NULL)), "%s", err.msg);
+	cr_assert(not(eq(ptr, strstr(err.msg, "contents are gone"), NULL)), "%s", err.msg);
+	cr_assert(not(eq(ptr, strstr(err.msg, "nothing changed"), NULL)), "%s", err.msg);
+	assert_active_bytes("weights", 2 * MiB);
+	/* Leaving the tag out, or staging nothing, works. */
+	cr_assert(eq(int, do_pause("weights", MEMCTL_STAGE_CPU, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, do_pause("kv,weights", 0, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, do_resume("weights", 0, &err), 0), "%s", err.msg);
+	cr_assert(same(w, MiB, 5));
+}
+
+/* ---- host memory limits of a container ------------------------------ */
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	cr_assert(not(eq(ptr, f, NULL)), "%s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void reinit_with_cgroup(const char *dir)
+{
+	struct region_opts ro = { .chunk_bytes = 1 << 20, .streams = 3, .pin_threads = 4,
+				  .cgroup_dir = dir };
+
+	region_init(drv_cuda_load(), &ro);
+}
+
+Test(region, staging_stays_inside_a_cgroup_v2_memory_limit)
+{
+	char dir[] = "/tmp/memctl-cg2-XXXXXX";
+	struct region_err err;
+	uint64_t va;
+
+	cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
+	put_file(dir, "memory.max", "67108864\n");     /* 64 MiB */
+	put_file(dir, "memory.current", "62914560\n"); /* 60 MiB, of which */
+	put_file(dir, "memory.stat", "anon 1\ninactive_file 4194304\n"); /* 4 MiB cache */
+	reinit_with_cgroup(dir);
+	va = alloc("w", 16 * MiB);
+	fill(va, 16 * MiB, 1);
+	cr_assert(eq(int, do_pause("w", MEMCTL_STAGE_CPU, &err), -ENOMEM));
+	cr_assert(not(eq(ptr, strstr(err.msg, "needs 16777216 bytes, 8388608 available"), NULL)),
+		  "%s", err.msg);
+	cr_assert(not(eq(ptr, strstr(err.msg, "memory.max"), NULL)), "%s", err.msg);
+	cr_assert(not(eq(ptr, strstr(err.msg, "nothing released"), NULL)), "%s", err.msg);
+	assert_active_bytes("w", 16 * MiB);
+	put_file(dir, "memory.max", "max\n");
+	cr_assert(eq(int, do_pause("w", MEMCTL_STAGE_CPU, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, do_resume("w", 0, &err), 0), "%s", err.msg);
+	cr_assert(same(va, 16 * MiB, 1));
+}
+
+Test(region, a_cgroup_v1_parent_limit_counts_too)
+{
+	char top[] = "/tmp/memctl-cg1-XXXXXX", leaf[PATH_MAX];
+	struct region_err err;
+
+	cr_assert(not(eq(ptr, mkdtemp(top), NULL)));
+	snprintf(leaf, sizeof(leaf), "%s/job", top);
+	cr_assert(eq(int, mkdir(leaf, 0700), 0));
+	put_file(top, "memory.limit_in_bytes", "33554432\n"); /* parent: 32 MiB */
+	put_file(top, "memory.usage_in_bytes", "29360128\n"); /* 28 MiB used */
+	put_file(leaf, "memory.limit_in_bytes", "9223372036854771712\n"); /* none */
+	put_file(leaf, "memory.usage_in_bytes", "1048576\n");
+	reinit_with_cgroup(leaf);
+	(void)alloc("w", 8 * MiB);
+	cr_assert(eq(int, do_pause("w", MEMCTL_STAGE_CPU, &err), -ENOMEM));
+	cr_assert(not(eq(ptr, strstr(err.msg, top), NULL)), "%s", err.msg);
+	cr_assert(not(eq(ptr, strstr(err.msg, "4194304 available"), NULL)), "%s", err.msg);
+}
+
+/* The memory cgroup of this process as a directory (v2 with the memory
+ * controller, else v1), found the plain way; 0 if there is none. */
+static int own_memory_cgroup(char *dir, size_t len, const char **limit_file)
+{
+	char line[1024], path[PATH_MAX + 32];
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		char *p = strrchr(line, ':');
+
+		line[strcspn(line, "\n")] = '\0';
+		if (strncmp(line, "0::", 3) == 0) {
+			snprintf(dir, len, "/sys/fs/cgroup%s", line + 3);
+			snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
+			*limit_file = "memory.max";
+			found = access(path, W_OK) == 0;
+		} else if (strstr(line, ":memory:") != NULL && p != NULL) {
+			snprintf(dir, len, "/sys/fs/cgroup/memory%s", p + 1);
+			*limit_file = "memory.limit_in_bytes";
+			found = 1;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+static int write_text(const char *dir, const char *name, const char *text)
+{
+	char path[PATH_MAX + 64];
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* In the child: join the cgroup, fill 64 MiB, allow 16 MiB more, stage.
+ * 0 ENOMEM as it should, 1 something else, 77 the machine would not. */
+static int staged_pause_in_cgroup(const char *cg, const char *limit_file)
+{
+	char num[32], path[PATH_MAX + 64];
+	struct region_err err;
+	unsigned long long usage = 0;
+	uint64_t va;
+	FILE *f;
+
+	snprintf(num, sizeof(num), "%d\n", (int)getpid());
+	if (write_text(cg, "cgroup.procs", num) < 0)
+		return 77;
+	/* A forked child cannot use the driver its parent started (neither
+	 * can a GPU's): this child is the one that starts it. */
+	fixture_setup();
+	if (region_alloc("w", 0, 64 * MiB, &va, &err) < 0)
+		return 1;
+	fill(va, 64 * MiB, 3);
+	snprintf(path, sizeof(path), "%s/%s", cg, strcmp(limit_file, "memory.max") == 0
+		 ? "memory.current" : "memory.usage_in_bytes");
+	f = fopen(path, "r");
+	if (f == NULL || fscanf(f, "%llu", &usage) != 1)
+		return 77;
+	fclose(f);
+	snprintf(num, sizeof(num), "%llu\n", usage + 16 * MiB);
+	if (write_text(cg, limit_file, num) < 0)
+		return 77;
+	return do_pause("w", MEMCTL_STAGE_CPU, &err) == -ENOMEM &&
+	       strstr(err.msg, "memory cgroup") != NULL ? 0 : 1;
+}
+
+/* No fixture: the driver is started in the child (see above). */
+Test(cgroup, a_real_memory_cgroup_limit_gives_enomem_not_the_oom_killer, .timeout = 30)
+{
+	char own[PATH_MAX], cg[PATH_MAX + 32];
+	const char *limit_file = NULL;
+	pid_t pid;
+	int st;
+
+	if (!own_memory_cgroup(own, sizeof(own), &limit_file))
+		cr_skip_test("no memory cgroup of this process found to nest a test cgroup in");
+	snprintf(cg, sizeof(cg), "%s/memctl-test-%d", own, (int)getpid());
+	if (mkdir(cg, 0755) < 0)
+		cr_skip_test("cannot create a memory cgroup at %s: %s", cg, strerror(errno));
+	pid = fork();
+	if (pid == 0)
+		_exit(staged_pause_in_cgroup(cg, limit_file));
+	waitpid(pid, &st, 0);
+	while (rmdir(cg) < 0 && errno == EBUSY)
+		usleep(1000); /* the exited child leaves the cgroup */
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		cr_skip_test("the machine would not put a process into %s or limit it", cg);
+	cr_assert(eq(int, WIFSIGNALED(st) ? WTERMSIG(st) : 0, 0),
+		  "the child was killed by a signal (the OOM killer sends 9)");
+	cr_assert(eq(int, WEXITSTATUS(st), 0), "the staged pause did not fail with ENOMEM");
 }
