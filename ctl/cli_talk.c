@@ -24,7 +24,7 @@
 
 /* A change request's reply may arrive this long after its deadline: the
  * process gives up at the deadline itself and then says so. */
-#define REPLY_GRACE_MS 250
+#define REPLY_GRACE_MS 1000
 
 static const struct cli *command; /* what every thread sends */
 

@@ -312,12 +312,14 @@ static int wait_helper(struct drain_job *j, const struct region_req *rq)
 		long long wake = now_ms() + DRAIN_TICK_MS;
 		struct timespec ts;
 
-		if (rq->cancel != NULL && __atomic_load_n(rq->cancel, __ATOMIC_ACQUIRE)) {
-			rc = -ECANCELED;
-			break;
-		}
+		/* The deadline first: the server also raises the cancel flag
+		 * when it passes, and that is a timeout, not a client gone. */
 		if (dl != 0 && now_ms() >= dl) {
 			rc = -ETIMEDOUT;
+			break;
+		}
+		if (rq->cancel != NULL && __atomic_load_n(rq->cancel, __ATOMIC_ACQUIRE)) {
+			rc = -ECANCELED;
 			break;
 		}
 		if (dl != 0 && dl < wake)

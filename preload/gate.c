@@ -358,10 +358,10 @@ int gate_quiesce(long long deadline_ms, const int *cancel, int *inside)
 		*inside = count_inside();
 		if (*inside == 0)
 			return 0;
+		if (deadline_ms != 0 && now_ms() >= deadline_ms)
+			return -ETIMEDOUT; /* before cancel: the server cancels at the deadline too */
 		if (cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
-		if (deadline_ms != 0 && now_ms() >= deadline_ms)
-			return -ETIMEDOUT;
 		nanosleep(&pause, NULL);
 		if (pause.tv_nsec < 2000000)
 			pause.tv_nsec *= 2;
