@@ -366,17 +366,22 @@ static int sync_devices(const struct region_req *rq, long long t0, struct region
 	j = job_new(devs);
 	if (j == NULL)
 		return region_err_set(err, -ENOMEM, "host memory: no room to drain the GPU");
-	rc = start_helper(j);
+	/* Nothing can stop the request (the C API), or no thread to spare:
+	 * wait here, unbounded, as a pause always did. */
+	rc = rq->deadline_ms == 0 && rq->cancel == NULL ? -1 : start_helper(j);
 	if (rc < 0) {
 		j->refs = 1;
-		(void)sync_all(j); /* no thread to spare: wait here, unbounded */
+		rc = sync_all(j);
+		if (rc < 0)
+			region_err_set(err, rc, "device synchronisation failed on %s "
+				       "(cuCtxSynchronize)", j->what);
 		put(j);
-		return 0;
+		return rc;
 	}
 	rc = wait_helper(j, rq);
 	if (rc == 0 && j->rc < 0)
-		rc = region_err_set(err, j->rc, "synchronising %s failed; nothing released",
-				    j->what);
+		rc = region_err_set(err, j->rc, "device synchronisation failed on %s "
+				    "(cuCtxSynchronize)", j->what);
 	else if (rc < 0)
 		gave_up(rc, t0, 0, err);
 	put(j);
