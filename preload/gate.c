@@ -106,7 +106,10 @@ static void init_cond(void)
 
 static void init(void)
 {
+	/* Under the lock: ungate may broadcast on it meanwhile. */
+	pthread_mutex_lock(&G.lock);
 	init_cond();
+	pthread_mutex_unlock(&G.lock);
 	(void)pthread_key_create(&slot_key, unlist);
 #ifdef MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED
 	if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)

@@ -8,7 +8,10 @@
  * To interpose another driver function: add an id below, its row in
  * proc.c (ABI symbol and wrapper), the wrapper (typed with the ABI
  * version's PFN_ type from cudaTypedefs.h and exported with PROC_EXPORT),
- * and the symbol to memctl.map. Every lookup path then hands it out.
+ * and the symbol to memctl.map and test/check-lib.sh. Every lookup path
+ * then hands it out. A function that submits GPU work only needs its line
+ * in gated.h (mk/gen-gated.py): the id, the row and the gated wrapper
+ * follow from it.
  *
  * Nothing here takes a lock or calls into region/: lookups arrive from
  * inside dlopen (a library constructor calling dlsym) and from the CUDA
