@@ -219,7 +219,7 @@ Test(gate, a_graph_launch_waits_and_runs_right_after_resume)
 /* Copies and memsets, through the runtime, the driver's symbols and
  * entry-point lookup: each waits in its own thread, and each lands. */
 enum op { OP_MEMCPY, OP_MEMCPY_ASYNC, OP_MEMSET, OP_MEMSET_ASYNC, OP_D32_SYMBOL,
-	  OP_DTOH_LOOKUP, OP_LAUNCH_EX_ENTRY, OP_COUNT };
+	  OP_DTOH_LOOKUP, OP_LAUNCH_EX_ENTRY, OP_D8_DLSYM, OP_COUNT };
 #define SLICE 4096
 
 struct op_job {
@@ -253,6 +253,17 @@ static int driver_op(struct op_job *j)
 	if (j->op == OP_D32_SYMBOL) /* may return before the device has it */
 		return cuMemsetD32(d, 0x33333333u, SLICE / 4) != CUDA_SUCCESS ? -1
 		       : (int)cuCtxSynchronize();
+	if (j->op == OP_D8_DLSYM) { /* a framework that opens the driver itself */
+		void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+
+		fn = h != NULL ? dlsym(h, "cuMemsetD8_v2") : NULL;
+		if (h != NULL)
+			dlclose(h);
+		if (fn == NULL ||
+		    ((CUresult (*)(CUdeviceptr, unsigned char, size_t))fn)(d, 0x55, SLICE) != 0)
+			return -1;
+		return (int)cuCtxSynchronize();
+	}
 	if (j->op == OP_DTOH_LOOKUP) {
 		if (cuGetProcAddress("cuMemcpyDtoH", &fn, 3020, 0, &st) != CUDA_SUCCESS)
 			return -1;
@@ -345,6 +356,7 @@ Test(gate, copies_and_memsets_of_every_kind_wait_and_land)
 		cr_assert(eq(u8, jobs[OP_DTOH_LOOKUP].host[i],
 			     pattern((size_t)OP_DTOH_LOOKUP * SLICE + (size_t)i, SEED)));
 	cr_assert(eq(int, every(p + 6 * SLICE, SLICE, 0x44), 1));
+	cr_assert(eq(int, every(p + 7 * SLICE, SLICE, 0x55), 1));
 	cr_assert(eq(int, cudaFree(p), cudaSuccess));
 }
 
