@@ -109,9 +109,10 @@ static void print_put_back(const struct cli *c, const struct target *t, const ch
 static int report(const struct cli *c, const struct target *failed, const struct target *resumed,
 		  const struct target *ungated, int n, int first)
 {
-	char why[600];
+	char why[600], tags[TAGSET_TEXT_MAX];
 	int i, stuck = 0;
 
+	tagset_format(&c->req.rq.tags, tags, sizeof(tags));
 	snprintf(why, sizeof(why), "group '%s' pause failed at pid %d (%s: %s)", c->group,
 		 failed[first].pid, proto_errname(failed[first].err.code), failed[first].err.msg);
 	for (i = 0; i < n; i++) {
@@ -134,12 +135,20 @@ static int report(const struct cli *c, const struct target *failed, const struct
 				       "gate open, nothing released", why);
 		}
 	}
-	if (!c->json)
-		fprintf(stderr, "memctl: %s; %s\n", why, stuck ? "some processes could not be "
-			"put back (above): memctl --group resume finishes it" :
-			resumed ? "every process was put back (memory resumed, gates open)" :
-			"every process was put back (gates open, nothing released); retry "
-			"when the ranks are idle");
+	if (c->json)
+		return 1;
+	if (stuck && resumed)
+		fprintf(stderr, "memctl: %s; some processes could not be put back (above): "
+			"memctl --group %s resume --tags %s finishes it\n", why, c->group, tags);
+	else if (stuck)
+		fprintf(stderr, "memctl: %s; some gates could not be opened (above): they open "
+			"by themselves when the first phase's lease runs out\n", why);
+	else if (resumed)
+		fprintf(stderr, "memctl: %s; every process was put back (memory resumed, gates "
+			"open)\n", why);
+	else
+		fprintf(stderr, "memctl: %s; every process was put back (gates open, nothing "
+			"released); retry when the ranks are idle\n", why);
 	return 1;
 }
 

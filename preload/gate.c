@@ -361,8 +361,10 @@ int gate_quiesce(long long deadline_ms, const int *cancel, int *inside)
 		*inside = count_inside();
 		if (*inside == 0)
 			return 0;
+		/* The deadline before the flag: the server raises it at the
+		 * deadline too, and that is a timeout. */
 		if (deadline_ms != 0 && now_ms() >= deadline_ms)
-			return -ETIMEDOUT; /* before cancel: the server cancels at the deadline too */
+			return -ETIMEDOUT;
 		if (cancel != NULL && __atomic_load_n(cancel, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
 		nanosleep(&pause, NULL);
