@@ -37,10 +37,12 @@ SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 # hook, which would serve the sanitizer runtime before it is initialised.
 UNIT_OBJ := $(filter-out %/preload/dlsym.o,$(LIB_OBJ))
 UNIT_SAN_OBJ := $(filter-out %/preload/dlsym.o,$(SAN_OBJ))
-CLI_SRC := ctl/cli.c ctl/cli_talk.c ctl/cli_print.c ctl/proto.c ctl/sockdir.c region/tags.c
-# The CLI reads replies with jansson (Debian: libjansson-dev); the preloaded
-# library stays on libc, libdl and pthread.
-CLI_LIBS := -ljansson -lpthread
+CLI_SRC := ctl/cli.c ctl/cli_print.c ctl/fanout.c ctl/fanout_talk.c ctl/serve.c \
+        ctl/serve_http.c ctl/serve_ops.c ctl/metrics.c ctl/proto.c ctl/sockdir.c region/tags.c
+# The CLI reads replies with jansson (Debian: libjansson-dev) and serves
+# HTTP with libmicrohttpd (memctl serve); the preloaded library stays on
+# libc, libdl and pthread.
+CLI_LIBS := -lmicrohttpd -ljansson -lpthread
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/cli/%.o)
 
 LIB := $(BUILD)/libmemctl.so
@@ -180,6 +182,9 @@ UNIT_SUITES := $(patsubst test/unit/test_%.c,%,$(wildcard test/unit/test_*.c))
 E2E_SUITES := $(patsubst test/e2e/test_%.c,%,$(wildcard test/e2e/test_*.c))
 SUITES := check $(UNIT_SUITES) $(UNIT_SUITES:%=%-san) $(E2E_SUITES) python install demo
 RUN_SUITE = sh test/suite.sh $(RES) $(@F)
+# memctl serve: curl against tenants, promtool on the metrics.
+SUITES += http
+$(RES)/http: all $(BUILD)/test/prog_tenant ; @$(RUN_SUITE) $(PYTHON) test/http/test_http.py $(BUILD)
 
 test: ## run every suite on the simulated driver, no GPU needed (SUITES='e2e_ctl python' runs some)
 	@$(DEPS_FOR) test
