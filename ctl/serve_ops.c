@@ -35,15 +35,26 @@ struct change {
 
 /* ---- the processes ------------------------------------------------------- */
 
-/* The targets with their status replies, or NULL without memory. */
-static struct target *survey(const struct serve_config *cfg, int *n)
+/* The targets with their status replies; NULL with `out` filled when
+ * there are none to ask: no memory, or a socket directory that is not
+ * ours alone (checked for every request, as the CLI checks it). */
+static struct target *survey(const struct serve_config *cfg, int *n, struct serve_reply *out)
 {
-	struct target *ts = calloc(FANOUT_MAX_TARGETS, sizeof(*ts));
 	struct fanout f = { cfg->dir, VERB_STATUS, { .verb = VERB_STATUS }, cfg->view_timeout_s };
+	struct region_err err;
+	char dir[FANOUT_DIR_MAX], why[400];
+	struct target *ts;
 
 	*n = 0;
-	if (ts == NULL)
+	if (fanout_dir(dir, sizeof(dir), why, sizeof(why), &err) < 0) {
+		serve_error(out, 500, "socket_dir_refused", "%s; nothing was done", err.msg);
 		return NULL;
+	}
+	ts = calloc(FANOUT_MAX_TARGETS, sizeof(*ts));
+	if (ts == NULL) {
+		serve_error(out, 500, "internal", "out of memory; nothing was done");
+		return NULL;
+	}
 	*n = fanout_select(cfg->dir, cfg->group, NULL, 0, ts, FANOUT_MAX_TARGETS);
 	fanout_run(&f, ts, *n);
 	return ts;
@@ -300,23 +311,43 @@ static void change_body(const struct target *ts, int n, json_t **steps, const in
 	}
 }
 
+/* Every target answered and carries what the change needs: send it. */
+static void send_change(const struct serve_config *cfg, const struct change *c,
+			const struct target *ts, int n, int *codes, struct serve_reply *out)
+{
+	json_t **steps = calloc((size_t)n, sizeof(*steps));
+	int i, s;
+
+	if (steps == NULL) {
+		serve_error(out, 500, "internal", "out of memory; nothing was done");
+		return;
+	}
+	for (i = 0; i < n; i++)
+		steps[i] = json_array();
+	for (s = 0; s < c->nsteps; s++)
+		run_step(cfg, &c->step[s], ts, n, steps, codes);
+	change_body(ts, n, steps, codes, out);
+	free(steps);
+}
+
 static void run_change(const struct serve_config *cfg, const struct change *c,
 		       struct serve_reply *out)
 {
-	int n, i, s, *codes = NULL;
-	struct target *ts = survey(cfg, &n);
-	json_t **steps = NULL;
+	int n, i, *codes;
+	struct target *ts = survey(cfg, &n, out);
+	json_t *looked;
 
-	if (ts == NULL || (codes = calloc((size_t)n + 1, sizeof(*codes))) == NULL ||
-	    (steps = calloc((size_t)n + 1, sizeof(*steps))) == NULL) {
+	if (ts == NULL)
+		return;
+	codes = calloc((size_t)n + 1, sizeof(*codes));
+	if (codes == NULL) {
 		serve_error(out, 500, "internal", "out of memory; nothing was done");
 	} else if (n == 0) {
 		serve_error(out, 503, "no_target", "no process to control%s%s (sockets in %s); "
 			    "nothing was done", cfg->group ? " in group " : "",
 			    cfg->group ? cfg->group : "", cfg->dir);
 	} else {
-		json_t *looked = survey_json(cfg, ts, n, codes);
-
+		looked = survey_json(cfg, ts, n, codes);
 		for (i = 0; i < n && codes[i] == 0; i++)
 			;
 		if (i < n) {
@@ -324,18 +355,12 @@ static void run_change(const struct serve_config *cfg, const struct change *c,
 				    " to answer status; nothing was sent to any process", 0);
 		} else {
 			json_decref(looked);
-			if (check_tags(ts, n, &c->need, out) == 0) {
-				for (i = 0; i < n; i++)
-					steps[i] = json_array();
-				for (s = 0; s < c->nsteps; s++)
-					run_step(cfg, &c->step[s], ts, n, steps, codes);
-				change_body(ts, n, steps, codes, out);
-			}
+			if (check_tags(ts, n, &c->need, out) == 0)
+				send_change(cfg, c, ts, n, codes, out);
 		}
 	}
 	end_survey(ts, n);
 	free(codes);
-	free(steps);
 }
 
 static struct change one_step(enum verb verb, const struct tagset *tags, unsigned flags)
@@ -423,12 +448,14 @@ void serve_status(const struct serve_config *cfg, const json_t *body,
 		  const struct serve_query *q, struct serve_reply *out)
 {
 	int n, i, *codes = NULL, failed = 0;
-	struct target *ts = survey(cfg, &n);
+	struct target *ts = survey(cfg, &n, out);
 	json_t *procs;
 
 	(void)body;
 	(void)q;
-	if (ts == NULL || (codes = calloc((size_t)n + 1, sizeof(*codes))) == NULL) {
+	if (ts == NULL)
+		return;
+	if ((codes = calloc((size_t)n + 1, sizeof(*codes))) == NULL) {
 		serve_error(out, 500, "internal", "out of memory");
 	} else {
 		procs = survey_json(cfg, ts, n, codes);
@@ -451,11 +478,13 @@ void serve_is_sleeping(const struct serve_config *cfg, const json_t *body,
 		       const struct serve_query *q, struct serve_reply *out)
 {
 	int n, i, *codes = NULL, sleeping = 0;
-	struct target *ts = survey(cfg, &n);
+	struct target *ts = survey(cfg, &n, out);
 
 	(void)body;
 	(void)q;
-	if (ts == NULL || (codes = calloc((size_t)n + 1, sizeof(*codes))) == NULL) {
+	if (ts == NULL)
+		return;
+	if ((codes = calloc((size_t)n + 1, sizeof(*codes))) == NULL) {
 		serve_error(out, 500, "internal", "out of memory");
 	} else if (n == 0) {
 		serve_error(out, 503, "no_target", "no process to control%s%s (sockets in %s)",
@@ -484,11 +513,13 @@ void serve_metrics(const struct serve_config *cfg, const json_t *body,
 		   const struct serve_query *q, struct serve_reply *out)
 {
 	int n;
-	struct target *ts = survey(cfg, &n);
+	struct target *ts = survey(cfg, &n, out);
 
 	(void)body;
 	(void)q;
-	out->text = ts ? metrics_render(ts, n) : NULL;
+	if (ts == NULL)
+		return;
+	out->text = metrics_render(ts, n);
 	if (out->text == NULL) {
 		serve_error(out, 500, "internal", "out of memory");
 	} else {

@@ -490,6 +490,23 @@ def test_no_target():
         a.quit()
 
 
+def test_a_socket_directory_others_may_write_is_refused():
+    a = Tenant()
+    s = Serve()
+    try:
+        os.chmod(RUN, 0o777)
+        code, r, _ = post(s, "/release_memory_occupation")
+        assert (code, r["error"]) == (500, "socket_dir_refused"), r
+        assert get(s, "/metrics")[0] == 500
+        os.chmod(RUN, 0o700)
+        assert a.probe() == "weights=mapped kv_cache=mapped"
+        assert get(s, "/status")[0] == 200
+        s.stop()
+    finally:
+        os.chmod(RUN, 0o700)
+        a.quit()
+
+
 def test_token():
     a = Tenant()
     s = Serve(MEMCTL_SERVE_TOKEN="s3cret-token")
