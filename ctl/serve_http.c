@@ -146,11 +146,18 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, struct exchange *
 static void log_request(const struct exchange *x, const struct serve_reply *r)
 {
 	const char *msg = r->body ? json_string_value(json_object_get(r->body, "message")) : NULL;
+	char line[900];
+	size_t i;
 
-	if (r->status < 400 && !x->ep->changes)
+	if (r->status < 400 && (x->ep == NULL || !x->ep->changes))
 		return;
-	fprintf(stderr, "memctl serve: %s %s: %d in %.1f ms%s%s\n", x->method, x->url, r->status,
-		(now_s() - x->started) * 1e3, msg ? ": " : "", msg ? msg : "");
+	snprintf(line, sizeof(line), "%s %s: %d in %.1f ms%s%s", x->method, x->url, r->status,
+		 (now_s() - x->started) * 1e3, msg ? ": " : "", msg ? msg : "");
+	/* What a client sent is echoed: no control bytes into the log. */
+	for (i = 0; line[i] != '\0'; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
+	fprintf(stderr, "memctl serve: %s\n", line);
 }
 
 static enum MHD_Result refuse(struct MHD_Connection *conn, struct exchange *x, int status,
@@ -168,8 +175,7 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, struct exchange *x, i
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	serve_error(&r, status, name, "%s", msg);
-	if (status != 401)
-		log_request(x, &r);
+	log_request(x, &r);
 	return send_reply(conn, x, &r);
 }
 

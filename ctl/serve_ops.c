@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "serve.h"
+#include "sockdir.h"
 
 /* A change as the processes receive it: one or two requests, the second
  * going to the processes the first succeeded on. */
@@ -42,11 +44,11 @@ static struct target *survey(const struct serve_config *cfg, int *n, struct serv
 {
 	struct fanout f = { cfg->dir, VERB_STATUS, { .verb = VERB_STATUS }, cfg->view_timeout_s };
 	struct region_err err;
-	char dir[FANOUT_DIR_MAX], why[400];
 	struct target *ts;
+	int rc = sockdir_check(cfg->dir, geteuid(), &err);
 
 	*n = 0;
-	if (fanout_dir(dir, sizeof(dir), why, sizeof(why), &err) < 0) {
+	if (rc < 0 && rc != -ENOENT) {
 		serve_error(out, 500, "socket_dir_refused", "%s; nothing was done", err.msg);
 		return NULL;
 	}
@@ -91,7 +93,7 @@ static const char *text_of(const json_t *obj, const char *key)
 static void failed_body(struct serve_reply *out, int status, json_t *processes,
 			const char *what, int sent)
 {
-	char msg[600];
+	char msg[600] = "";
 	size_t i, used = 0, failed = 0, n = json_array_size(processes);
 	json_t *p;
 
