@@ -49,9 +49,9 @@ static void usage(FILE *f)
 			fprintf(f, "  %-30s%s\n", synopsis, proto_verbs[v].help);
 	}
 	fprintf(f,
-"  --tags all                    every tag (an empty list is an error)\n"
 "  serve [options]               HTTP endpoints for orchestrators and Prometheus\n"
 "                                (memctl serve --help; docs/http.md)\n"
+"  --tags all                    every tag (an empty list is an error)\n"
 "\n"
 "targets (default: every live process of this user):\n"
 "  -p, --pid PID                 one process (repeatable)\n"
