@@ -426,7 +426,7 @@ def test_failed_resume_is_counted():
 
 def test_a_stopped_process_costs_its_timeout_and_nothing_is_sent():
     a, b = Tenant("g"), Tenant("g")
-    s = Serve("--group", "g", "--timeout", "1")
+    s = Serve("--group", "g", "--timeout", "2")
     try:
         before = change_counts(a.pid)
         os.kill(b.pid, signal.SIGSTOP)
@@ -454,7 +454,7 @@ def test_a_stopped_process_costs_its_timeout_and_nothing_is_sent():
 def test_a_process_wedged_in_a_change_costs_its_timeout():
     open(HOLD, "w").close()
     a = Tenant(FAKECUDA_HOLD="cuMemUnmap:" + HOLD)
-    s = Serve("--timeout", "1")
+    s = Serve("--timeout", "2")
     try:
         code, r, _ = post(s, "/release_memory_occupation", {"tags": ["weights"]})
         assert (code, r["sent"]) == (504, True), r
