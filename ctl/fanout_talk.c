@@ -3,11 +3,11 @@
  * fanout_talk.c - one request to one process, and its reply, within the
  * deadline: the thread fanout_run starts for each target.
  *
- * Before anything is sent the CLI checks who serves the socket
- * (SO_PEERCRED): only a process of the CLI's own user is believed, so a
- * socket planted by someone else can neither receive the request nor
- * answer "ok". The deadline travels with the request (timeout_ms), so the
- * process abandons what the CLI gave up on. Replies are parsed with
+ * Before anything is sent the client (the CLI, memctl serve) checks who
+ * serves the socket (SO_PEERCRED): only a process of its own user is
+ * believed, so a socket planted by someone else can neither receive the
+ * request nor answer "ok". The deadline travels with the request
+ * (timeout_ms), so the process abandons what the client gave up on. Replies are parsed with
  * jansson and checked against what the verb's reply must hold before any
  * figure is read.
  */
@@ -22,7 +22,7 @@
 
 #include "fanout.h"
 
-void *fanout_talk(void *target);
+void *fanout_talk(void *target); /* for fanout.c */
 
 static long long now_ms(void)
 {
