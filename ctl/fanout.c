@@ -22,8 +22,6 @@
 
 #define PID_MAX 4194304 /* the kernel's PID_MAX_LIMIT */
 
-void *fanout_talk(void *target); /* fanout_talk.c */
-
 int fanout_dir(char *dir, size_t len, char *why, size_t whylen, struct region_err *err)
 {
 	int rc;

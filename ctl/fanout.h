@@ -65,6 +65,9 @@ int fanout_select(const char *dir, const char *group, const int *pids, int npids
  * process's own error reply). */
 void fanout_run(const struct fanout *f, struct target *ts, int n);
 
+/* fanout_talk.c: the thread fanout_run starts for one target. */
+void *fanout_talk(void *target);
+
 /* Drop the replies of ts[0..n). */
 void fanout_release(struct target *ts, int n);
 

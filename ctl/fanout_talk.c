@@ -22,8 +22,6 @@
 
 #include "fanout.h"
 
-void *fanout_talk(void *target); /* for fanout.c */
-
 static long long now_ms(void)
 {
 	struct timespec ts;
