@@ -41,16 +41,6 @@ static struct target *phase_targets(const struct target *ts, int n)
 	return p;
 }
 
-static void drop_replies(struct target *ts, int n)
-{
-	int i;
-
-	for (i = 0; i < n; i++) {
-		json_decref(ts[i].reply);
-		ts[i].reply = NULL;
-	}
-}
-
 /* The first process that failed, or -1. */
 static int first_failure(const struct target *ts, int n)
 {
@@ -66,18 +56,16 @@ static int first_failure(const struct target *ts, int n)
 static void undo(const struct cli *c, enum verb verb, double timeout_s, struct target *ts,
 		 const int *want, int n)
 {
-	struct cli u = *c;
+	struct fanout u = { c->dir, verb, c->req, timeout_s };
 	int i;
 
-	u.verb = verb;
 	u.req.verb = verb;
 	u.req.rq.flags = 0;
-	u.timeout_s = timeout_s;
 	for (i = 0; i < n; i++)
 		if (!want[i])
 			region_err_set(&ts[i].err, -ECANCELED, "not needed");
-	cli_talk_all(&u, ts, n);
-	drop_replies(ts, n);
+	fanout_run(&u, ts, n);
+	fanout_release(ts, n);
 }
 
 static void print_put_back(const struct cli *c, const struct target *t, const char *how,
@@ -106,8 +94,8 @@ static void print_put_back(const struct cli *c, const struct target *t, const ch
  * `failed` holds the phase's results, `resumed`/`ungated` the undo's (NULL
  * when not sent).
  */
-static int report(const struct cli *c, const struct target *failed, const struct target *resumed,
-		  const struct target *ungated, int n, int first)
+static int report(const struct cli *c, const struct fanout *f, const struct target *failed,
+		  const struct target *resumed, const struct target *ungated, int n, int first)
 {
 	char why[600], tags[TAGSET_TEXT_MAX];
 	int i, stuck = 0;
@@ -124,7 +112,7 @@ static int report(const struct cli *c, const struct target *failed, const struct
 		if (failed[i].err.code != 0) {
 			/* A process that did not answer in time gets an ungate
 			 * too; if it cannot take it, its lease opens the gate. */
-			cli_print_result(c, &failed[i]);
+			cli_print_result(c, f, &failed[i]);
 		} else if (bad != NULL) {
 			stuck++;
 			printf("%-8d %-12s NOT put back: %s: %s\n", bad->pid,
@@ -153,7 +141,8 @@ static int report(const struct cli *c, const struct target *failed, const struct
 }
 
 /* Phase 1 failed: open the gates of those that passed it. */
-static int undo_phase1(const struct cli *c, struct target *p1, int n, int first)
+static int undo_phase1(const struct cli *c, const struct fanout *f, struct target *p1, int n,
+		       int first)
 {
 	struct target *u = phase_targets(p1, n);
 	int *want = calloc((size_t)(n ? n : 1), sizeof(*want)), i, rc;
@@ -163,14 +152,15 @@ static int undo_phase1(const struct cli *c, struct target *p1, int n, int first)
 		want[i] = p1[i].err.code == 0 || p1[i].outcome_unknown;
 	if (u != NULL && want != NULL)
 		undo(c, VERB_UNGATE, UNGATE_TIMEOUT_S, u, want, n);
-	rc = report(c, p1, NULL, u, n, first);
+	rc = report(c, f, p1, NULL, u, n, first);
 	free(want);
 	free(u);
 	return rc;
 }
 
 /* Phase 2 failed: resume where a pause was sent, then open every gate. */
-static int undo_phase2(const struct cli *c, struct target *p2, int n, int first)
+static int undo_phase2(const struct cli *c, const struct fanout *f, struct target *p2, int n,
+		       int first)
 {
 	struct target *r = phase_targets(p2, n), *u = phase_targets(p2, n);
 	int *sent = calloc((size_t)(n ? n : 1), sizeof(*sent)), i, rc;
@@ -184,7 +174,7 @@ static int undo_phase2(const struct cli *c, struct target *p2, int n, int first)
 		undo(c, VERB_RESUME, c->timeout_s, r, sent, n);
 		undo(c, VERB_UNGATE, UNGATE_TIMEOUT_S, u, all, n);
 	}
-	rc = report(c, p2, r, u, n, first);
+	rc = report(c, f, p2, r, u, n, first);
 	free(sent);
 	free(all);
 	free(r);
@@ -194,7 +184,8 @@ static int undo_phase2(const struct cli *c, struct target *p2, int n, int first)
 
 int cli_group_pause(const struct cli *c, struct target *ts, int n)
 {
-	struct cli gate = *c;
+	struct fanout gate = { c->dir, VERB_GATE, c->req, c->timeout_s };
+	struct fanout pause = { c->dir, c->verb, c->req, c->timeout_s };
 	struct target *p1 = phase_targets(ts, n);
 	int first, i, rc;
 
@@ -204,29 +195,29 @@ int cli_group_pause(const struct cli *c, struct target *ts, int n)
 	}
 	for (i = 0; i < n; i++)
 		p1[i].err = ts[i].err; /* -p of a process without memctl */
-	gate.verb = VERB_GATE;
 	gate.req.verb = VERB_GATE;
 	gate.req.rq.flags = c->req.rq.flags & MEMCTL_STAGE_CPU;
-	cli_talk_all(&gate, p1, n);
-	drop_replies(p1, n);
+	fanout_run(&gate, p1, n);
 	first = first_failure(p1, n);
 	if (first >= 0) {
-		rc = undo_phase1(c, p1, n, first);
+		rc = undo_phase1(c, &gate, p1, n, first);
+		fanout_release(p1, n);
 		free(p1);
 		return rc;
 	}
+	fanout_release(p1, n);
 	free(p1);
-	cli_talk_all(c, ts, n);
+	fanout_run(&pause, ts, n);
 	first = first_failure(ts, n);
 	if (first >= 0) {
-		rc = undo_phase2(c, ts, n, first);
-		drop_replies(ts, n);
+		rc = undo_phase2(c, &pause, ts, n, first);
+		fanout_release(ts, n);
 		return rc;
 	}
 	cli_print_header(c);
 	for (i = 0; i < n; i++)
-		cli_print_result(c, &ts[i]);
-	drop_replies(ts, n);
+		cli_print_result(c, &pause, &ts[i]);
+	fanout_release(ts, n);
 	cli_print_summary(c, n, 0);
 	return 0;
 }

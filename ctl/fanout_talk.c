@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * cli_talk.c - one request to one process, and its reply, within the
- * deadline.
+ * fanout_talk.c - one request to one process, and its reply, within the
+ * deadline: the thread fanout_run starts for each target.
  *
- * Before anything is sent the CLI checks who serves the socket
- * (SO_PEERCRED): only a process of the CLI's own user is believed, so a
- * socket planted by someone else can neither receive the request nor
- * answer "ok". The deadline travels with the request (timeout_ms), so the
- * process abandons what the CLI gave up on. Replies are parsed with
+ * Before anything is sent the client (the CLI, memctl serve) checks who
+ * serves the socket (SO_PEERCRED): only a process of its own user is
+ * believed, so a socket planted by someone else can neither receive the
+ * request nor answer "ok". The deadline travels with the request
+ * (timeout_ms), so the process abandons what the client gave up on. Replies are parsed with
  * jansson and checked against what the verb's reply must hold before any
  * figure is read.
  */
@@ -20,18 +20,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "fanout.h"
 
 /* A change request's reply may arrive this long after its deadline: the
  * process gives up at the deadline itself and then says so. */
 #define REPLY_GRACE_MS 1000
-
-static const struct cli *command; /* what every thread sends */
-
-void cli_talk_init(const struct cli *c)
-{
-	command = c;
-}
 
 static long long now_ms(void)
 {
@@ -44,12 +37,13 @@ static long long now_ms(void)
 /* -1 with t->err set when it cannot be reached. */
 static int connect_target(struct target *t)
 {
+	const char *dir = t->f->dir;
 	struct sockaddr_un addr;
 	int fd;
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
-	if ((size_t)snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", command->dir,
+	if ((size_t)snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", dir,
 			     t->pid) >= sizeof(addr.sun_path))
 		return region_err_set(&t->err, -EINVAL, "socket path too long"), -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -102,16 +96,18 @@ static int wait_for(int fd, short events, long long deadline)
 
 static void timed_out(struct target *t)
 {
-	if (t->sent && proto_verbs[command->verb].changes) {
+	const struct fanout *f = t->f;
+
+	if (t->sent && proto_verbs[f->verb].changes) {
 		t->outcome_unknown = 1;
 		region_err_set(&t->err, -ETIMEDOUT,
 			       "no reply within %.1f s: outcome unknown (the process abandons "
 			       "the request at its next safe point unless it has finished); "
-			       "memctl status -p %d shows it", command->timeout_s, t->pid);
+			       "memctl status -p %d shows it", f->timeout_s, t->pid);
 	} else {
 		region_err_set(&t->err, -ETIMEDOUT,
 			       "no reply within %.1f s (process stopped or wedged?)",
-			       command->timeout_s);
+			       f->timeout_s);
 	}
 }
 
@@ -120,7 +116,7 @@ static void timed_out(struct target *t)
  * read); -1 with t->err set otherwise. */
 static int send_request(int fd, struct target *t, long long deadline)
 {
-	struct proto_req req = command->req;
+	struct proto_req req = t->f->req;
 	char line[PROTO_MAX_LINE + 1];
 	size_t sent = 0;
 	int n;
@@ -273,9 +269,9 @@ static const char *lacks_status(const json_t *r)
 	return bad;
 }
 
-static const char *lacks_change(const json_t *r)
+static const char *lacks_change(const json_t *r, enum verb verb)
 {
-	unsigned figs = proto_verbs[command->verb].figures;
+	unsigned figs = proto_verbs[verb].figures;
 	const char *bad = lacks(r, change_fields);
 	int f;
 
@@ -305,11 +301,11 @@ static void take_reply(struct target *t, const char *line)
 			region_err_set(&t->err, (int)json_integer_value(json_object_get(r, "code")),
 				       "%s", json_string_value(json_object_get(r, "message")));
 	} else {
-		enum verb sends = proto_verbs[command->verb].sends;
+		enum verb sends = proto_verbs[t->f->verb].sends;
 
 		bad = sends == VERB_STATUS ? lacks_status(r) :
 		      sends == VERB_HELLO ? lacks(r, hello_fields) :
-		      sends == VERB_UNGATE ? lacks_gate(r) : lacks_change(r);
+		      sends == VERB_UNGATE ? lacks_gate(r) : lacks_change(r, t->f->verb);
 		if (bad != NULL)
 			region_err_set(&t->err, -EPROTO, "malformed reply: no valid '%s' "
 				       "(a memctl library of another version?)", bad);
@@ -317,11 +313,11 @@ static void take_reply(struct target *t, const char *line)
 	t->reply = r;
 }
 
-void *cli_talk(void *arg)
+void *fanout_talk(void *arg)
 {
 	struct target *t = arg;
-	long long deadline = now_ms() + (long long)(command->timeout_s * 1000.0);
-	long long grace = proto_verbs[command->verb].changes ? REPLY_GRACE_MS : 0;
+	long long deadline = now_ms() + (long long)(t->f->timeout_s * 1000.0);
+	long long grace = proto_verbs[t->f->verb].changes ? REPLY_GRACE_MS : 0;
 	int fd = connect_target(t);
 	char *line;
 
@@ -334,23 +330,4 @@ void *cli_talk(void *arg)
 	}
 	close(fd);
 	return NULL;
-}
-
-void cli_talk_all(const struct cli *c, struct target *ts, int n)
-{
-	int i;
-
-	cli_talk_init(c);
-	for (i = 0; i < n; i++) {
-		ts[i].talking = 0;
-		if (ts[i].err.code != 0)
-			continue;
-		if (pthread_create(&ts[i].tid, NULL, cli_talk, &ts[i]) == 0)
-			ts[i].talking = 1;
-		else
-			region_err_set(&ts[i].err, -EAGAIN, "cannot start a thread");
-	}
-	for (i = 0; i < n; i++)
-		if (ts[i].talking)
-			pthread_join(ts[i].tid, NULL);
 }
