@@ -36,9 +36,12 @@ struct gate_slot {
 	int listed;
 };
 
-extern int gate_word;    /* non-zero while closed; the fast path's one load */
-extern int gate_fenced;  /* 1: no membarrier here, the fast path fences */
-extern __thread struct gate_slot *gate_self __attribute__((tls_model("initial-exec")));
+/* Hidden: the fast path reads them directly, not through the GOT. */
+#define GATE_HIDDEN __attribute__((visibility("hidden")))
+extern int gate_word GATE_HIDDEN;    /* non-zero while closed; the fast path's one load */
+extern int gate_fenced GATE_HIDDEN;  /* 1: no membarrier here, the fast path fences */
+extern __thread struct gate_slot *gate_self GATE_HIDDEN
+	__attribute__((tls_model("initial-exec")));
 
 /* The slow paths: a thread's first gated call, and waiting while closed. */
 struct gate_slot *gate_join(void);
