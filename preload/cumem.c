@@ -58,10 +58,11 @@ static int current_device(void)
 	return (int)dev;
 }
 
-/* Serve `size` bytes under `tag` on the current device. 0 when memctl does
- * not serve it (no current context: the driver answers); else 1 with the
- * result in *r. */
-static int alloc_tagged(const char *tag, size_t size, CUdeviceptr *dptr, CUresult *r)
+/* Serve `size` bytes under `tag` (with its region's flags) on the current
+ * device. 0 when memctl does not serve it (no current context: the driver
+ * answers); else 1 with the result in *r. */
+static int alloc_tagged(const char *tag, unsigned flags, size_t size, CUdeviceptr *dptr,
+			CUresult *r)
 {
 	struct region_err err;
 	uint64_t va = 0;
@@ -71,7 +72,7 @@ static int alloc_tagged(const char *tag, size_t size, CUdeviceptr *dptr, CUresul
 		return 0;
 	rc = preload_driver();
 	if (rc == 0)
-		rc = region_alloc(tag, dev, size, &va, &err);
+		rc = region_alloc(tag, flags, dev, size, &va, &err);
 	if (rc < 0)
 		memctl_log_debug("tagged driver allocation of %zu bytes ('%s'): %s", size, tag,
 				 rc == -ENOSYS ? "no driver" : err.msg);
@@ -85,11 +86,12 @@ CUresult cumem_alloc(CUdeviceptr *dptr, size_t bytesize)
 {
 	PFN_cuMemAlloc_v3020 real;
 	char tag[TAG_MAX];
+	unsigned flags;
 	CUresult r;
 
 	preload_activate();
-	if (dptr != NULL && bytesize > 0 && preload_tag(tag) &&
-	    alloc_tagged(tag, bytesize, dptr, &r))
+	if (dptr != NULL && bytesize > 0 && preload_tag(tag, &flags) &&
+	    alloc_tagged(tag, flags, bytesize, dptr, &r))
 		return r;
 	real = (PFN_cuMemAlloc_v3020)proc_real(PROC_MEM_ALLOC);
 	return real != NULL ? real(dptr, bytesize) : CUDA_ERROR_NOT_INITIALIZED;
@@ -116,12 +118,13 @@ CUresult cumem_alloc_pitch(CUdeviceptr *dptr, size_t *pitch, size_t width, size_
 {
 	PFN_cuMemAllocPitch_v3020 real;
 	char tag[TAG_MAX];
+	unsigned flags;
 	size_t p, size;
 	CUresult r;
 
 	preload_activate();
 	if (dptr != NULL && pitch != NULL && pitched(width, height, element_bytes, &p, &size) &&
-	    preload_tag(tag) && alloc_tagged(tag, size, dptr, &r)) {
+	    preload_tag(tag, &flags) && alloc_tagged(tag, flags, size, dptr, &r)) {
 		if (r == CUDA_SUCCESS)
 			*pitch = p;
 		return r;

@@ -72,6 +72,8 @@ struct opt {
 static const struct opt table[] = {
 	{ "MEMCTL_DEFAULT_TAG", OPT_TAG, OFF(default_tag), 0, 0,
 	  "tag for every allocation made outside a region" },
+	{ "MEMCTL_DEFAULT_STAGE", OPT_INT, OFF(default_stage), 0, 1,
+	  "1: allocations under the default tag are staged by every pause" },
 	{ "MEMCTL_GROUP", OPT_TAG, OFF(group), 0, 0,
 	  "group name the CLI can select (--group)" },
 	{ "MEMCTL_PREPARE", OPT_TAGS, OFF(prepare), 0, 0,

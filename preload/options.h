@@ -12,6 +12,7 @@
 
 struct options {
 	char default_tag[TAG_MAX]; /* MEMCTL_DEFAULT_TAG; "" for none */
+	int default_stage;         /* MEMCTL_DEFAULT_STAGE: staged by every pause */
 	char group[TAG_MAX];       /* MEMCTL_GROUP */
 	char runtime_dir[256];     /* MEMCTL_RUNTIME_DIR, else derived */
 	char prepare[256];         /* MEMCTL_PREPARE as given; "" for none */

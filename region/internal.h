@@ -41,6 +41,7 @@ struct alloc {
 	size_t mapped;        /* size rounded up to the granularity */
 	int dev;
 	char tag[TAG_MAX];
+	int stage_always;     /* MEMCTL_REGION_STAGE_CPU: every pause stages it */
 
 	/* What the driver holds for it, as the driver last confirmed. Written
 	 * by the holder of `lock` through the alloc_set_* helpers (which take
@@ -89,6 +90,11 @@ void alloc_put(struct alloc *a);
 /* Not active but still holding device memory or a mapping: a step of an
  * earlier request failed, the next one finishes it. */
 int alloc_has_leftover(const struct alloc *a);
+
+/* 0 when `dev` has `bytes` free beyond the margin, or no margin is set;
+ * -ENOMEM when it has not (*free_bytes says how much it has), or the
+ * driver's error when free memory could not be read. */
+int margin_short(int dev, uint64_t bytes, size_t *free_bytes) MUST_CHECK;
 
 /* Create physical memory (unless a handle is still held), map it (unless
  * mapped), grant access. Caller holds a->lock. On failure, what this call

@@ -28,6 +28,7 @@ static struct {
 	struct alloc *unfinished; /* freed, with driver steps still to do */
 	uint64_t live_count;      /* read without the lock */
 	uint64_t unfinished_count; /* read without the lock */
+	uint64_t margin;          /* region_set_margin; read without the lock */
 	size_t gran[REGION_MAX_DEV];
 } registry = { .table_lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -132,6 +133,34 @@ static int granularity(int dev, size_t *out)
 		__atomic_store_n(&registry.gran[dev], g, __ATOMIC_RELAXED);
 	}
 	*out = g;
+	return 0;
+}
+
+void region_set_margin(uint64_t bytes)
+{
+	__atomic_store_n(&registry.margin, bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t region_margin(void)
+{
+	return __atomic_load_n(&registry.margin, __ATOMIC_RELAXED);
+}
+
+int margin_short(int dev, uint64_t bytes, size_t *free_bytes)
+{
+	uint64_t margin = region_margin();
+	size_t total;
+	int rc;
+
+	*free_bytes = 0;
+	if (margin == 0)
+		return 0;
+	rc = registry.ops->mem_info(dev, free_bytes, &total);
+	if (rc < 0)
+		return rc;
+	/* Written so that no sum can overflow, whatever margin was set. */
+	if (*free_bytes < bytes || *free_bytes - bytes < margin)
+		return -ENOMEM;
 	return 0;
 }
 
@@ -331,7 +360,8 @@ void unfinished_tidy(void)
 
 /* ---- allocation and free --------------------------------------------- */
 
-static struct alloc *alloc_new(const char *tag, int dev, size_t size, size_t gran)
+static struct alloc *alloc_new(const char *tag, unsigned flags, int dev, size_t size,
+			      size_t gran)
 {
 	struct alloc *a = calloc(1, sizeof(*a));
 
@@ -341,12 +371,29 @@ static struct alloc *alloc_new(const char *tag, int dev, size_t size, size_t gra
 	a->size = size;
 	a->mapped = (size + gran - 1) / gran * gran;
 	a->dev = dev;
+	a->stage_always = (flags & MEMCTL_REGION_STAGE_CPU) != 0;
 	a->state = ALLOC_PAUSED; /* until its memory is mapped */
 	snprintf(a->tag, sizeof(a->tag), "%s", tag);
 	return a;
 }
 
-int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
+/* The margin (region_set_margin) for a new allocation of `mapped` bytes. */
+static int alloc_margin(int dev, size_t mapped, struct region_err *err)
+{
+	size_t fr;
+	int rc = margin_short(dev, mapped, &fr);
+
+	if (rc == -ENOMEM)
+		return region_fail(err, rc, "device memory: %zu bytes and a margin of %llu "
+				   "requested, %zu free on device %d", mapped,
+				   (unsigned long long)region_margin(), fr, dev);
+	if (rc < 0)
+		return region_fail(err, rc, "device %d: free memory unknown (cuMemGetInfo "
+				   "failed), needed to keep the margin", dev);
+	return 0;
+}
+
+int region_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 		 struct region_err *err)
 {
 	const char *failed = "";
@@ -354,16 +401,21 @@ int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 	size_t gran;
 	int rc;
 
-	if (!tag_valid(tag) || size == 0)
-		return region_fail(err, -EINVAL, "bad tag or size");
+	if (!tag_valid(tag) || size == 0 || (flags & ~MEMCTL_REGION_STAGE_CPU))
+		return region_fail(err, -EINVAL, "bad tag, size or flags");
 	rc = granularity(dev, &gran);
 	if (rc < 0)
 		return region_fail(err, rc, "device %d: no allocation granularity", dev);
 	if (size > SIZE_MAX - gran)
 		return region_fail(err, -ENOMEM, "device memory: %zu bytes is too large", size);
-	a = alloc_new(tag, dev, size, gran);
+	a = alloc_new(tag, flags, dev, size, gran);
 	if (a == NULL)
 		return region_fail(err, -ENOMEM, "host memory: no room for a record");
+	rc = alloc_margin(dev, a->mapped, err);
+	if (rc < 0) {
+		alloc_destroy(a);
+		return rc;
+	}
 	rc = registry.ops->reserve(dev, a->mapped, gran, &a->va);
 	if (rc < 0) {
 		region_fail(err, rc, "device address space: cannot reserve %zu bytes",
@@ -442,6 +494,74 @@ int region_free(uint64_t va)
 	 * must find it still here. */
 	if (rc == 0)
 		unfinished_tidy();
+	return rc;
+}
+
+/* ---- staged contents, read in place ---------------------------------- */
+
+/* The live record whose bytes include va, with a new reference; NULL if
+ * none. A walk of the table: for a tensor inside a cached block, which
+ * starts anywhere in the allocation. */
+static struct alloc *take_containing(uint64_t va)
+{
+	struct alloc *a, *tmp, *hit = NULL;
+
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_FIND(hh, registry.live, &va, sizeof(va), hit);
+	if (hit == NULL) {
+		HASH_ITER(hh, registry.live, a, tmp) {
+			if (va >= a->va && va - a->va < a->size) {
+				hit = a;
+				break;
+			}
+		}
+	}
+	if (hit != NULL)
+		hit->refs++;
+	pthread_mutex_unlock(&registry.table_lock);
+	return hit;
+}
+
+/* Why `a` (not staged) has no staged contents. */
+static int not_staged(const struct alloc *a, struct region_err *err)
+{
+	if (a->state == ALLOC_ACTIVE)
+		return region_fail(err, -ENODATA, "the allocation at 0x%llx ('%s') is active: "
+				   "its contents are on the device, not staged",
+				   (unsigned long long)a->va, a->tag);
+	return region_fail(err, -ENODATA, "the allocation at 0x%llx ('%s') was paused without "
+			   "staging: its contents are gone (allocations made in a region with "
+			   "staging keep them)", (unsigned long long)a->va, a->tag);
+}
+
+int region_host_copy(uint64_t va, size_t size, void *dst, void **host,
+		     struct region_err *err)
+{
+	struct alloc *a = take_containing(va);
+	size_t off;
+	int rc = 0;
+
+	if (a == NULL)
+		return region_fail(err, -ENOENT, "0x%llx is in no tagged allocation",
+				   (unsigned long long)va);
+	off = va - a->va;
+	/* The state and the buffer change only under this lock. */
+	pthread_mutex_lock(&a->lock);
+	if (alloc_freed(a))
+		rc = region_fail(err, -ENOENT, "the allocation at 0x%llx was freed",
+				 (unsigned long long)a->va);
+	else if (size > a->size - off)
+		rc = region_fail(err, -EINVAL, "%zu bytes at 0x%llx run past the end of the "
+				 "allocation at 0x%llx (%zu bytes)", size,
+				 (unsigned long long)va, (unsigned long long)a->va, a->size);
+	else if (a->state != ALLOC_STAGED)
+		rc = not_staged(a, err);
+	else if (dst != NULL)
+		memcpy(dst, (const char *)a->host + off, size);
+	else
+		*host = (char *)a->host + off;
+	pthread_mutex_unlock(&a->lock);
+	alloc_put(a);
 	return rc;
 }
 

@@ -144,10 +144,14 @@ uint64_t region_count(void);
 int region_may_own(void);
 
 /* Reserve, create, map and grant access for one tagged allocation of
- * `size` bytes on `dev`; *va is the device address. -ENOMEM when the device
- * is full. Never waits for a request. On failure nothing is left behind,
- * or what the driver refused to give back is kept for a later retry. */
-int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
+ * `size` bytes on `dev`; *va is the device address. `flags`: 0 or
+ * MEMCTL_REGION_STAGE_CPU (every pause stages this allocation, asked to
+ * or not). -ENOMEM when the device is full, or when the allocation would
+ * leave less free than the margin (region_set_margin); -EINVAL for a bad
+ * tag, size or flag. Never waits for a request. On failure nothing is
+ * left behind, or what the driver refused to give back is kept for a
+ * later retry. */
+int region_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 		 struct region_err *err) MUST_CHECK;
 /*
  * Free a tagged allocation in any state, with its host buffer: synchronise
@@ -181,6 +185,27 @@ int region_prepare(const struct region_req *rq, struct region_report *rep,
 int region_release_host(const struct region_req *rq, struct region_report *rep,
 			struct region_err *err) MUST_CHECK;
 int region_stat(const struct tagset *ts, struct memctl_stat *out) MUST_CHECK;
+
+/* Device memory that a tagged allocation and a resume must leave free on
+ * each device they take memory from (0, the default: none). Read once per
+ * allocation or request; any thread may set it. */
+void region_set_margin(uint64_t bytes);
+uint64_t region_margin(void);
+
+/*
+ * The staged contents of [va, va + size), which must lie inside one live
+ * tagged allocation. With `dst`, copy them there: under the allocation's
+ * lock, so no request or free can take the host buffer away meanwhile.
+ * Without, *host gets the address of va's byte in the pinned host buffer:
+ * valid while the allocation stays staged (a resume that gives host memory
+ * back, or cudaFree, ends it). Never waits for a request, only for a
+ * driver step on that same allocation. Returns 0; -ENOENT when va is in no
+ * tagged allocation; -EINVAL when the range runs past its end; -ENODATA
+ * when it is not staged (active: the contents are on the device; paused
+ * without staging: they are gone), the message says which.
+ */
+int region_host_copy(uint64_t va, size_t size, void *dst, void **host,
+		     struct region_err *err) MUST_CHECK;
 /* Fill *out; never waits for a request. */
 void region_census(struct region_census *out);
 /* One row per tag carried by a live allocation, every tag, sorted by name:

@@ -20,7 +20,9 @@ for s in $defined; do
 	echo "check: unexpected export: $s"; fail=1
 done
 for s in $exports memctl_pause memctl_resume memctl_stat memctl_strerror \
-	 memctl_region_begin memctl_region_end memctl_set_default_tag; do
+	 memctl_region_begin memctl_region_begin_flags memctl_region_end \
+	 memctl_set_default_tag memctl_set_default_tag_flags memctl_set_margin \
+	 memctl_host_copy memctl_host_read memctl_pool_alloc memctl_pool_free; do
 	echo "$defined" | grep -qx "$s" || { echo "check: $s is not exported"; fail=1; }
 done
 if readelf -V "$lib" | grep -q 'Version definition'; then
