@@ -208,9 +208,9 @@ int memctl_stat(const char *tags, struct memctl_stat *out);
  * lock, so no concurrent resume or free can take them away meanwhile.
  * Neither waits for a request. Returns 0; -EINVAL (NULL pointers, or the
  * range runs past the allocation's end); -ENOENT when dptr is in no tagged
- * allocation; -ENODATA when the allocation is active (the contents are on
- * the device) or was paused without staging (they are gone): the message
- * says which.
+ * allocation; -EBUSY when the allocation is active (the contents are on
+ * the device, in use); -ENODATA when it was paused without staging (the
+ * contents are gone).
  */
 int memctl_host_copy(const void *dptr, size_t size, void **host);
 int memctl_host_read(const void *dptr, size_t size, void *dst);

@@ -526,7 +526,7 @@ static struct alloc *take_containing(uint64_t va)
 static int not_staged(const struct alloc *a, struct region_err *err)
 {
 	if (a->state == ALLOC_ACTIVE)
-		return region_fail(err, -ENODATA, "the allocation at 0x%llx ('%s') is active: "
+		return region_fail(err, -EBUSY, "the allocation at 0x%llx ('%s') is active: "
 				   "its contents are on the device, not staged",
 				   (unsigned long long)a->va, a->tag);
 	return region_fail(err, -ENODATA, "the allocation at 0x%llx ('%s') was paused without "

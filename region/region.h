@@ -200,9 +200,9 @@ uint64_t region_margin(void);
  * valid while the allocation stays staged (a resume that gives host memory
  * back, or cudaFree, ends it). Never waits for a request, only for a
  * driver step on that same allocation. Returns 0; -ENOENT when va is in no
- * tagged allocation; -EINVAL when the range runs past its end; -ENODATA
- * when it is not staged (active: the contents are on the device; paused
- * without staging: they are gone), the message says which.
+ * tagged allocation; -EINVAL when the range runs past its end; -EBUSY
+ * when it is active (the contents are on the device, in use); -ENODATA
+ * when it was paused without staging (the contents are gone).
  */
 int region_host_copy(uint64_t va, size_t size, void *dst, void **host,
 		     struct region_err *err) MUST_CHECK;

@@ -1179,7 +1179,7 @@ Test(region, staged_contents_are_read_in_place_or_copied_out_only_while_staged)
 
 	fill(keep, 6 * MiB + 9, 4);
 	dev = (const unsigned char *)(uintptr_t)keep;
-	cr_assert(eq(int, region_host_copy(keep, 16, out, NULL, &err), -ENODATA));
+	cr_assert(eq(int, region_host_copy(keep, 16, out, NULL, &err), -EBUSY));
 	cr_assert(not(eq(ptr, strstr(err.msg, "is active"), NULL)), "%s", err.msg);
 	{
 		unsigned char want[4096];
@@ -1203,7 +1203,7 @@ Test(region, staged_contents_are_read_in_place_or_copied_out_only_while_staged)
 	cr_assert(eq(int, region_host_copy(keep, 1, NULL, &host, &err), 0));
 	cr_assert(eq(int, do_resume("k", 0, &err), 0), "%s", err.msg);
 	cr_assert(eq(int, memcmp(host, dev, 6 * MiB + 9), 0));
-	cr_assert(eq(int, region_host_copy(keep, 1, out, NULL, &err), -ENODATA));
+	cr_assert(eq(int, region_host_copy(keep, 1, out, NULL, &err), -EBUSY));
 	cr_assert(eq(int, do_pause("k", 0, &err), 0), "%s", err.msg);
 	cr_assert(eq(int, do_resume("k", MEMCTL_RELEASE_HOST, &err), 0), "%s", err.msg);
 	cr_assert(faults((uint64_t)(uintptr_t)host));
