@@ -60,7 +60,8 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
            MEMCTL_BUILD=$(CURDIR)/$(BUILD)
 
 .PHONY: all lib cli fake deps deps-demo deps-check test test-suites test-unit test-e2e \
-        test-python test-gpu gpu-build bench demo check install install-tms-compat clean help fuzz
+        test-python test-gpu gpu-build bench bench-tms demo check install install-tms-compat \
+        clean help fuzz
 .DEFAULT_GOAL := all
 # Keep the sanitizer objects between runs (they are intermediates of the
 # -san suites, which make would otherwise delete).
@@ -316,6 +317,12 @@ bench: ## benchmarks against the measured hardware limits (GPU; says so and exit
 	    echo "bench: no NVIDIA GPU on this machine; nothing measured"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(LIB) $(GPU)/bench && \
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(GPU)/bench $(BENCH_ARGS)
+
+bench-tms: ## torch_memory_saver's API (memctl.tms) against memctl's own, same workload (GPU + torch)
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
+	    echo "bench-tms: no NVIDIA GPU on this machine; nothing measured"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(LIB) && \
+	LD_PRELOAD=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) bench/tms_bench.py $(BENCH_TMS_ARGS)
 
 demo: ## the main job: a workload paused and resumed by the memctl CLI (GPU if present, else simulated)
 	@$(DEPS_FOR) demo

@@ -36,8 +36,10 @@ run "CLI against nvcc -cudart static (cudaMalloc)" sh "$(dirname "$0")/cli_on_gp
 	prog_tenant_static
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
 	run "PyTorch: regions, CUDA graph, default tag, group" python3 "$(dirname "$0")/test_torch.py" "$B"
+	run "torch_memory_saver's API: RL loop bit-identical, CLI from outside" \
+		python3 "$(dirname "$0")/test_tms.py" "$B"
 else
-	results="$results\n  SKIP  PyTorch (torch with CUDA not importable)"
+	results="$results\n  SKIP  PyTorch and torch_memory_saver (torch with CUDA not importable)"
 fi
 rm -rf "$MEMCTL_RUNTIME_DIR"
 printf "\n=== test-gpu summary$results\n"
