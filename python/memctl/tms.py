@@ -106,6 +106,13 @@ class TorchMemorySaver:
         from then on."""
         if self._lib is not None:
             return self._lib
+        conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", os.environ.get("PYTORCH_ALLOC_CONF", ""))
+        if "expandable_segments:True" in conf:
+            # As torch_memory_saver does: PyTorch would map that memory
+            # itself, and no region could tag it.
+            raise TorchMemorySaverError(
+                _errno.EINVAL, "PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True: PyTorch "
+                "then maps memory itself and memctl can tag none of it; turn it off")
         lib = memctl._load(open_library=self._hook_mode == "torch")
         if self._retain is None:
             self._retain = _env_bool("TMS_RETAIN_CPU_BACKUP")

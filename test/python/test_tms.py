@@ -466,6 +466,19 @@ class Processes(Base):
             """, {"TMS_INIT_CPU_BACKUP_BACKEND": "mmap"})
         self.assertIn("mmap", got)
 
+    def test_expandable_segments_are_refused_as_torch_memory_saver_refuses_them(self):
+        got = child("""
+            from torch_memory_saver import torch_memory_saver as tms
+            try:
+                with tms.region():
+                    pass
+                print(json.dumps("entered"))
+            except RuntimeError as e:
+                print(json.dumps([e.errno, str(e)]))
+            """, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
+        self.assertEqual(got[0], errno.EINVAL)
+        self.assertIn("expandable_segments", got[1])
+
     def test_configure_subprocess_preloads_memctl_in_children_and_restores(self):
         got = child("""
             import subprocess
