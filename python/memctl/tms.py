@@ -85,18 +85,24 @@ def _tag_filter(tag, what):
     return None if not tag else _tag_name(tag, what)
 
 
+class _Process:
+    """What torch_memory_saver keeps in its library, once per process:
+    every instance shares it."""
+    retain = None   # retain_cpu_backup; None: TMS_RETAIN_CPU_BACKUP decides
+    margin = 0      # memory_margin_bytes, as last set
+    views = 0       # zero-copy backups alive
+
+
 class TorchMemorySaver:
     """torch_memory_saver's facade. Use the module's singleton,
-    ``torch_memory_saver``; further instances share the same memctl state,
-    as torch_memory_saver's do."""
+    ``torch_memory_saver``. Further instances have a hook mode and pools of
+    their own and share the rest (tags, margin, retain_cpu_backup), as
+    torch_memory_saver's do."""
 
     def __init__(self):
         self._hook_mode = "preload"
         self._lib = None
-        self._retain = None         # None: TMS_RETAIN_CPU_BACKUP decides
-        self._margin = 0
         self._pools = {}
-        self._views = 0             # zero-copy backups alive
 
     # ---- set-up -------------------------------------------------------
 
@@ -114,8 +120,8 @@ class TorchMemorySaver:
                 _errno.EINVAL, "PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True: PyTorch "
                 "then maps memory itself and memctl can tag none of it; turn it off")
         lib = memctl._load(open_library=self._hook_mode == "torch")
-        if self._retain is None:
-            self._retain = _env_bool("TMS_RETAIN_CPU_BACKUP")
+        if _Process.retain is None:
+            _Process.retain = _env_bool("TMS_RETAIN_CPU_BACKUP")
         if _env_bool("TMS_INIT_ENABLE"):
             stage = _env_bool("TMS_INIT_ENABLE_CPU_BACKUP")
             if stage:
@@ -261,7 +267,7 @@ class TorchMemorySaver:
         TorchMemorySaverError (ENOMEM) with nothing changed: still paused,
         every staged byte kept; call again once memory is free."""
         lib = self._ensure()
-        keep = self._retain or self._views > 0
+        keep = _Process.retain or _Process.views > 0
         rc = lib.memctl_resume(_tag_filter(tag, "resume"), 0 if keep else RELEASE_HOST)
         if rc < 0 and rc != -_errno.ENOENT:
             _fail(rc, "resume(tag=%r)" % (tag,))
@@ -286,19 +292,19 @@ class TorchMemorySaver:
 
     @property
     def memory_margin_bytes(self):
-        return self._margin
+        return _Process.margin
 
     @memory_margin_bytes.setter
     def memory_margin_bytes(self, value):
         """Device memory that tagged allocations and resumes must leave free."""
         self._ensure()
         memctl.set_margin(int(value))
-        self._margin = int(value)
+        _Process.margin = int(value)
 
     @property
     def retain_cpu_backup(self):
         self._ensure()
-        return self._retain
+        return _Process.retain
 
     @retain_cpu_backup.setter
     def retain_cpu_backup(self, value):
@@ -307,7 +313,7 @@ class TorchMemorySaver:
         at resume; buffers of active allocations go at the next resume that
         does not retain them."""
         self._ensure()
-        self._retain = bool(value)
+        _Process.retain = bool(value)
 
     def set_disk_backup_dir(self, path):
         raise NotImplementedError("disk backup is not supported by memctl (see enable_disk_backup)")
@@ -333,12 +339,9 @@ class TorchMemorySaver:
         if addr is None:
             return None
         view = (ctypes.c_uint8 * nbytes).from_address(addr)
-        self._views += 1
-        weakref.finalize(view, self._view_gone)
+        _Process.views += 1
+        weakref.finalize(view, _view_gone)
         return view
-
-    def _view_gone(self):
-        self._views -= 1
 
     def _backup_into(self, ptr, nbytes, dst):
         """Copy the staged bytes to address `dst`; False while active."""
@@ -373,6 +376,10 @@ class TorchMemorySaver:
             if not self._backup_into(x.data_ptr(), nbytes, raw.data_ptr()):
                 return None
         return raw.view(x.dtype).view(x.shape)
+
+
+def _view_gone():
+    _Process.views -= 1
 
 
 @contextlib.contextmanager

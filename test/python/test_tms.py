@@ -126,7 +126,7 @@ class Base(unittest.TestCase):
         tms.memory_margin_bytes = 0
         self.cuda.fake.fakecuda_set_fail(None)
         gc.collect()
-        self.assertEqual(tms._views, 0)
+        self.assertEqual(memctl.tms._Process.views, 0)
 
     def alloc(self, n, data=None):
         p = self.cuda.malloc(n)
