@@ -66,8 +66,8 @@ def _env_bool(name):
                      % (name, value, "/".join(_TRUE), "/".join(_FALSE)))
 
 
-def _fail(rc, what, cls=TorchMemorySaverError):
-    raise cls(-rc, "%s: %s" % (what, memctl._load().memctl_strerror(rc).decode(
+def _fail(rc, what):
+    raise TorchMemorySaverError(-rc, "%s: %s" % (what, memctl._load().memctl_strerror(rc).decode(
         "utf-8", "replace")))
 
 
@@ -166,7 +166,7 @@ class TorchMemorySaver:
         name = None if flags & REGION_UNTAGGED else _tag_name(tag, what)
         rc = lib.memctl_region_begin_flags(name, flags)
         if rc < 0:
-            _fail(rc, what, ValueError if rc == -_errno.EINVAL else TorchMemorySaverError)
+            _fail(rc, what)  # EOVERFLOW: nested deeper than memctl's 16 levels
         try:
             yield
         finally:
