@@ -387,14 +387,20 @@ int preload_request(enum verb verb, const struct region_req *rq,
 	return rc;
 }
 
+/* A tagged region (tag valid, flags 0 or STAGE_CPU), or an untagged one
+ * (tag NULL, flags exactly UNTAGGED). */
+static int region_args_valid(const char *tag, unsigned flags)
+{
+	if (flags == MEMCTL_REGION_UNTAGGED)
+		return tag == NULL;
+	return (flags & ~MEMCTL_REGION_STAGE_CPU) == 0 && tag_valid(tag);
+}
+
 static int region_begin(const char *tag, unsigned flags)
 {
 	pthread_once(&init_once, init);
 	server_start();
-	if (flags & ~(MEMCTL_REGION_STAGE_CPU | MEMCTL_REGION_UNTAGGED))
-		return -EINVAL;
-	if ((flags & MEMCTL_REGION_UNTAGGED) ? (tag != NULL || flags != MEMCTL_REGION_UNTAGGED)
-					     : !tag_valid(tag))
+	if (!region_args_valid(tag, flags))
 		return -EINVAL;
 	if (region_depth == REGION_DEPTH)
 		return -EOVERFLOW;
