@@ -77,6 +77,9 @@ def run(name, on_checkpoint=None, **env):
                          stdout=subprocess.PIPE, text=True, env=env_for(**env))
     result = None
     for line in p.stdout:
+        if not line.startswith("{"):
+            print("    " + line.rstrip(), flush=True)  # anything else the script says
+            continue
         msg = json.loads(line)
         if "checkpoint" in msg:
             if on_checkpoint is not None:
