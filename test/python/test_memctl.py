@@ -56,6 +56,27 @@ class Helper(unittest.TestCase):
         self.assertEqual(self.get(p, len(data)), data)
         self.glob.cudaFree(p)
 
+    def test_a_staging_region_keeps_contents_across_a_plain_pause(self):
+        data = os.urandom(2 * MiB)
+        with memctl.region("py_keep", stage=True):
+            p = self.alloc(len(data))
+        with memctl.region("py_keep"):
+            q = self.alloc(MiB)
+        self.put(p, data)
+        memctl.pause("py_keep")  # no stage=True: the region asked for it
+        st = memctl.stat("py_keep")
+        self.assertEqual((st["active_bytes"], st["staged_bytes"]), (0, 2 * MiB))
+        memctl.resume("py_keep")
+        self.assertEqual(self.get(p, len(data)), data)
+        self.glob.cudaFree(p)
+        self.glob.cudaFree(q)
+
+    def test_set_margin_refuses_what_is_not_a_byte_count(self):
+        for bad in (-1, 1 << 64):
+            with self.assertRaises(ValueError):
+                memctl.set_margin(bad)
+        memctl.set_margin(0)
+
     def test_errors_raise_with_the_library_message(self):
         with self.assertRaises(memctl.MemctlError) as cm:
             memctl.pause("no_such_tag")
