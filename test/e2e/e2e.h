@@ -37,10 +37,16 @@ struct memctl_api {
 	void (*pool_free)(void *, size_t, int, void *);
 };
 
-/* Returns 0, or -1 when libmemctl.so is not preloaded. */
+/* Returns 0, or -1 when libmemctl.so is not preloaded (or lacks a call:
+ * the first missing one is said on stderr). */
 static inline int memctl_api_load(struct memctl_api *m)
 {
-#define LOAD(f) if ((*(void **)&m->f = dlsym(RTLD_DEFAULT, "memctl_" #f)) == NULL) return -1
+#define LOAD(f)                                                                  \
+	if ((*(void **)&m->f = dlsym(RTLD_DEFAULT, "memctl_" #f)) == NULL) {     \
+		fprintf(stderr, "memctl_" #f " not found: %s (LD_PRELOAD=%s)\n", \
+			dlerror(), getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : ""); \
+		return -1;                                                       \
+	}
 	LOAD(region_begin); LOAD(region_end); LOAD(set_default_tag); LOAD(pause);
 	LOAD(resume); LOAD(prepare); LOAD(release_host); LOAD(stat); LOAD(strerror);
 	LOAD(region_begin_flags); LOAD(set_default_tag_flags); LOAD(set_margin);
