@@ -49,6 +49,30 @@ static struct proc_row rows[PROC_COUNT] = {
 	[PROC_MEM_ALLOC_PITCH] = { "cuMemAllocPitch_v2", (void *)cumem_alloc_pitch, NULL },
 	[PROC_MEM_FREE] = { "cuMemFree_v2", (void *)cumem_free, NULL },
 	[PROC_CTX_GET_DEVICE] = { "cuCtxGetDevice", NULL, NULL },
+	/* -- memory the application maps itself (vmm.c), stream-ordered
+	 *    allocation (cumem.c): issue 10, items 4 to 6 -- */
+	[PROC_MEM_CREATE] = { "cuMemCreate", (void *)vmm_create, NULL },
+	[PROC_MEM_RELEASE] = { "cuMemRelease", (void *)vmm_release, NULL },
+	[PROC_MEM_MAP] = { "cuMemMap", (void *)vmm_map, NULL },
+	[PROC_MEM_UNMAP] = { "cuMemUnmap", (void *)vmm_unmap, NULL },
+	[PROC_MEM_SET_ACCESS] = { "cuMemSetAccess", (void *)vmm_set_access, NULL },
+	[PROC_MEM_ADDRESS_FREE] = { "cuMemAddressFree", (void *)vmm_address_free, NULL },
+	[PROC_MEM_RETAIN] = { "cuMemRetainAllocationHandle", (void *)vmm_retain, NULL },
+	[PROC_MEM_PROPS] = { "cuMemGetAllocationPropertiesFromHandle", (void *)vmm_props, NULL },
+	[PROC_MEM_EXPORT] = { "cuMemExportToShareableHandle", (void *)vmm_export, NULL },
+	[PROC_MEM_ADDRESS_RANGE] = { "cuMemGetAddressRange_v2", (void *)vmm_address_range, NULL },
+	[PROC_MEM_ALLOC_ASYNC] = { "cuMemAllocAsync", (void *)cumem_alloc_async, NULL },
+	[PROC_MEM_ALLOC_ASYNC_PTSZ] = { "cuMemAllocAsync_ptsz", (void *)cumem_alloc_async_ptsz,
+					NULL },
+	[PROC_MEM_FREE_ASYNC] = { "cuMemFreeAsync", (void *)cumem_free_async, NULL },
+	[PROC_MEM_FREE_ASYNC_PTSZ] = { "cuMemFreeAsync_ptsz", (void *)cumem_free_async_ptsz, NULL },
+	[PROC_MEM_ALLOC_POOL] = { "cuMemAllocFromPoolAsync", (void *)cumem_alloc_pool, NULL },
+	[PROC_MEM_ALLOC_POOL_PTSZ] = { "cuMemAllocFromPoolAsync_ptsz",
+				       (void *)cumem_alloc_pool_ptsz, NULL },
+	[PROC_STREAM_IS_CAPTURING] = { "cuStreamIsCapturing", NULL, NULL },
+	[PROC_DEVICE_GET_MEM_POOL] = { "cuDeviceGetMemPool", NULL, NULL },
+	[PROC_DEVICE_DEFAULT_POOL] = { "cuDeviceGetDefaultMemPool", NULL, NULL },
+	/* -- end of issue 10, items 4 to 6 -- */
 };
 
 static dlsym_fn real_dlsym;

@@ -11,7 +11,12 @@ fail=0
 exports="cudaMalloc cudaFree cuMemAlloc_v2 cuMemAllocPitch_v2 cuMemFree_v2
 	cuGetProcAddress cuGetProcAddress_v2 cudaGetDriverEntryPoint
 	cudaGetDriverEntryPoint_ptsz cudaGetDriverEntryPointByVersion
-	cudaGetDriverEntryPointByVersion_ptsz dlsym"
+	cudaGetDriverEntryPointByVersion_ptsz dlsym
+	cuMemCreate cuMemRelease cuMemMap cuMemUnmap cuMemSetAccess cuMemAddressFree
+	cuMemRetainAllocationHandle cuMemGetAllocationPropertiesFromHandle
+	cuMemExportToShareableHandle cuMemGetAddressRange_v2 cuMemAllocAsync
+	cuMemAllocAsync_ptsz cuMemFreeAsync cuMemFreeAsync_ptsz cuMemAllocFromPoolAsync
+	cuMemAllocFromPoolAsync_ptsz"
 
 defined=$(nm -D --defined-only "$lib" | awk '{print $3}')
 for s in $defined; do
