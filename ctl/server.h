@@ -38,6 +38,10 @@ struct ctl_backend {
 	int (*devices)(struct ctl_device *out, int max);
 	/* Devices the driver sees; 0 when it is not loaded. */
 	int (*driver_devices)(void);
+	/* Device bytes the process allocated untagged through the calls
+	 * memctl interposes, live now, per kind (region_untagged_totals);
+	 * never blocks. */
+	void (*untagged)(uint64_t bytes[UNTAGGED_KINDS]);
 	/* One line for the process's log (the level filters it). */
 	void (*log)(enum ctl_log level, const char *line);
 };

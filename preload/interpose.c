@@ -176,6 +176,7 @@ static const struct ctl_backend server_backend = {
 	.allocations = region_count,
 	.devices = server_devices,
 	.driver_devices = drv_cuda_device_count,
+	.untagged = region_untagged_totals,
 	.log = server_log,
 };
 
