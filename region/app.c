@@ -372,8 +372,9 @@ static int by_address(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-/* Collect the mappings overlapping [va, va+size) and their owners. App
- * lock held: the set cannot change until it is let go. */
+/* Collect the mappings overlapping [va, va+size) and their owners; -ENOENT
+ * if there are none. App lock held: the set cannot change until it is let
+ * go (hits_done). */
 static int collect(uint64_t va, size_t size, struct hits *h)
 {
 	struct app_map *m, *tmp;
@@ -407,6 +408,11 @@ static int collect(uint64_t va, size_t size, struct hits *h)
 	for (i = 0; i < h->nown; i++)
 		h->own[i]->refs++;
 	table_unlock();
+	if (h->n == 0) {
+		free(h->m);
+		free(h->own);
+		return -ENOENT;
+	}
 	qsort(h->m, h->n, sizeof(*h->m), by_va);
 	return 0;
 }
@@ -519,8 +525,6 @@ int region_app_unmap(uint64_t va, size_t size)
 		return -ENOENT;
 	pthread_mutex_lock(&apps.lock);
 	rc = collect(va, size, &h);
-	if (rc == 0 && h.n == 0)
-		rc = -ENOENT;
 	if (rc < 0)
 		goto out;
 	owners_lock(&h);
@@ -615,8 +619,6 @@ int region_app_set_access(uint64_t va, size_t size, const struct region_access *
 		return -ENOENT;
 	pthread_mutex_lock(&apps.lock);
 	rc = collect(va, size, &h);
-	if (rc == 0 && h.n == 0)
-		rc = -ENOENT;
 	if (rc < 0)
 		goto out;
 	owners_lock(&h);
@@ -758,8 +760,6 @@ int region_app_address_free(uint64_t va, size_t size)
 		return -ENOENT;
 	pthread_mutex_lock(&apps.lock);
 	rc = collect(va, size, &h);
-	if (rc == 0 && h.n == 0)
-		rc = -ENOENT;
 	if (rc < 0)
 		goto out;
 	owners_lock(&h);
