@@ -107,10 +107,6 @@ static void init(void)
 		snprintf(default_tag, sizeof(default_tag), "%s", opts.default_tag);
 		__atomic_store_n(&default_set, 1, __ATOMIC_RELEASE);
 	}
-	if (opts.expandable_segments)
-		memctl_log_warnx("PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True: "
-				 "PyTorch then maps memory itself and bypasses cudaMalloc, "
-				 "so memctl can tag nothing it allocates");
 	pthread_atfork(NULL, NULL, atfork_child);
 }
 

@@ -15,8 +15,12 @@ Then::
 
 With PyTorch, ``region`` also routes the tag's allocations into a
 ``torch.cuda.MemPool`` of its own, so the caching allocator never hands a
-block of one tag to a tensor of another. Standard library only; torch is
-used only when the program has already imported it.
+block of one tag to a tensor of another. Where PyTorch has no MemPool
+(``PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync``) it tags without one,
+and says so once on stderr: that backend keeps no cache of its own, and
+memctl serves each tagged allocation itself, so no block is shared between
+tags. Standard library only; torch is used only when the program has
+already imported it.
 
 Contents of memory paused without ``stage=True`` are undefined after resume.
 
@@ -52,6 +56,13 @@ class _Stat(ctypes.Structure):
 
 _lib = None
 _pools = {}
+_said = set()
+
+
+def _say_once(key, msg):
+    if key not in _said:
+        _said.add(key)
+        sys.stderr.write("memctl: %s\n" % msg)
 
 
 def _load():
@@ -106,14 +117,27 @@ def _tags(tags):
     return tags.encode()
 
 
+def _no_pool(why):
+    _say_once("pool", "region() tags without a torch.cuda.MemPool: %s; memctl serves each "
+              "tagged allocation itself, so no block is shared between tags" % why)
+    return None
+
+
 def _torch_pool(tag):
-    """A MemPool for (tag, current device), when torch is already in use."""
+    """A MemPool for (tag, current device), when torch is already in use and
+    its allocator has them; else None (said once)."""
     torch = sys.modules.get("torch")
     if torch is None or not hasattr(torch.cuda, "MemPool") or not torch.cuda.is_available():
         return None
+    backend = getattr(torch.cuda, "get_allocator_backend", lambda: "native")()
+    if backend != "native":
+        return _no_pool("PyTorch's %s allocator has none" % backend)
     key = (tag, torch.cuda.current_device())
     if key not in _pools:
-        _pools[key] = torch.cuda.MemPool()
+        try:
+            _pools[key] = torch.cuda.MemPool()
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            return _no_pool("this PyTorch refused one (%s)" % e)
     return _pools[key]
 
 
@@ -129,13 +153,15 @@ def region(tag, pool=True):
     lib = _load()
     _check(lib.memctl_region_begin(tag.encode()), "region(%r)" % tag)
     try:
-        mem_pool = _torch_pool(tag) if pool else None
-        if mem_pool is None:
+        with contextlib.ExitStack() as stack:
+            mem_pool = _torch_pool(tag) if pool else None
+            if mem_pool is not None:
+                import torch
+                try:
+                    stack.enter_context(torch.cuda.use_mem_pool(mem_pool))
+                except (RuntimeError, NotImplementedError) as e:
+                    _no_pool("this PyTorch would not use one (%s)" % e)
             yield
-        else:
-            import torch
-            with torch.cuda.use_mem_pool(mem_pool):
-                yield
     finally:
         lib.memctl_region_end()
 

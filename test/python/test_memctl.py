@@ -119,6 +119,64 @@ class Helper(unittest.TestCase):
         self.assertEqual(env["MEMCTL_DEFAULT_TAG"], "model")
         self.assertEqual(env["MEMCTL_GROUP"], "g")
 
+    def test_region_tags_without_a_pool_where_torch_has_none_and_says_so_once(self):
+        # PyTorch with backend:cudaMallocAsync: no MemPool. A stand-in torch
+        # whose MemPool raises as that one does.
+        import contextlib
+        import io
+        import types
+
+        class Cuda:
+            backend = "cudaMallocAsync"
+
+            @staticmethod
+            def is_available():
+                return True
+
+            @staticmethod
+            def current_device():
+                return 0
+
+            @classmethod
+            def get_allocator_backend(cls):
+                return cls.backend
+
+            class MemPool:
+                def __init__(self):
+                    raise RuntimeError("MemPool is not supported by this allocator")
+
+            @staticmethod
+            def use_mem_pool(pool):
+                raise RuntimeError("no pools")
+
+        fake = types.ModuleType("torch")
+        fake.cuda = Cuda
+        old = sys.modules.get("torch")
+        sys.modules["torch"] = fake
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                for backend in ("cudaMallocAsync", "native"):
+                    Cuda.backend = backend
+                    memctl._said.clear()
+                    for _ in range(3):
+                        with memctl.region("py_nopool"):
+                            p = self.alloc(MiB)
+                        self.glob.cudaFree(p)
+                    with memctl.region("py_nopool"):
+                        q = self.alloc(MiB)
+                    self.assertEqual(memctl.stat("py_nopool")["allocations"], 1)
+                    self.glob.cudaFree(q)
+        finally:
+            if old is None:
+                del sys.modules["torch"]
+            else:
+                sys.modules["torch"] = old
+        said = err.getvalue().splitlines()
+        self.assertEqual(len(said), 2, said)  # once per backend above
+        self.assertIn("cudaMallocAsync", said[0])
+        self.assertIn("refused", said[1])
+
     def test_not_preloaded_is_a_clear_error(self):
         env = dict(os.environ)
         env.pop("LD_PRELOAD", None)
