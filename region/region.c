@@ -383,11 +383,17 @@ static int free_due(struct alloc *a, int wait)
 	return 1;
 }
 
+/*
+ * Oldest first. Without `wait`, the first stream-ordered free whose
+ * stream has not got there yet ends the look at the others (their streams
+ * are most likely behind it too): an application far ahead of its GPU
+ * must not pay a query per pending free at every allocation.
+ */
 void unfinished_tidy(int wait)
 {
 	struct alloc **snap, *a;
 	size_t n = 0, i;
-	int with_host;
+	int with_host, behind = 0;
 
 	if (__atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) == 0)
 		return;
@@ -398,14 +404,18 @@ void unfinished_tidy(int wait)
 		snap[n++] = a;
 	}
 	pthread_mutex_unlock(&registry.table_lock);
-	for (i = 0; i < n; i++) {
+	for (i = n; i-- > 0;) { /* the list holds the newest first */
 		const char *failed;
 
 		a = snap[i];
 		PUBLISH(with_host = !a->claimed);
 		pthread_mutex_lock(&a->lock);
-		if (free_due(a, wait))
+		if (behind && a->free_event != NULL)
+			; /* left for later */
+		else if (free_due(a, wait))
 			(void)teardown(a, with_host, &failed);
+		else
+			behind = 1;
 		pthread_mutex_unlock(&a->lock);
 		PUBLISH(unpark_if_empty_locked(a));
 		alloc_put(a);
@@ -460,6 +470,14 @@ int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 	pthread_mutex_lock(&a->lock);
 	rc = device_attach(a, &failed);
 	pthread_mutex_unlock(&a->lock);
+	if (rc == -ENOMEM && __atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) > 0) {
+		/* Memory freed in stream order but not given back yet: wait for
+		 * those streams, as the driver's pool would reuse it. */
+		unfinished_tidy(1);
+		pthread_mutex_lock(&a->lock);
+		rc = device_attach(a, &failed);
+		pthread_mutex_unlock(&a->lock);
+	}
 	if (rc < 0) {
 		region_fail(err, rc, "device memory: cannot map %zu bytes on device %d (%s failed)",
 			    a->mapped, dev, failed);

@@ -225,3 +225,18 @@ Test(async, the_applications_own_pools_are_left_to_the_driver)
 	cr_assert(eq(int, cuMemPoolDestroy(pool), CUDA_SUCCESS));
 	cr_assert(eq(u64, fakecuda_used(), 0));
 }
+
+Test(async, memory_freed_in_stream_order_is_waited_for_when_the_device_is_full)
+{
+	CUdeviceptr a = tagged_async("w", 600 * MiB), b;
+
+	/* The kernel may finish, but nobody waits for it: the free is
+	 * pending when the next allocation needs its memory. */
+	__atomic_store_n(&flag, 1, __ATOMIC_RELEASE);
+	spin(a, 600 * MiB);
+	cr_assert(eq(int, cuMemFreeAsync(a, s), CUDA_SUCCESS));
+	b = tagged_async("w", 600 * MiB);
+	cr_assert(eq(u64, fakecuda_used(), 600 * MiB));
+	cr_assert(eq(long, fakecuda_illegal_accesses(), 0));
+	cr_assert(eq(int, cuMemFreeAsync(b, s), CUDA_SUCCESS));
+}
