@@ -19,8 +19,14 @@ block of one tag to a tensor of another. Where PyTorch has no MemPool
 (``PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync``) it tags without one,
 and says so once on stderr: that backend keeps no cache of its own, and
 memctl serves each tagged allocation itself, so no block is shared between
-tags. Standard library only; torch is used only when the program has
-already imported it.
+tags. With ``expandable_segments:True`` (``PYTORCH_CUDA_ALLOC_CONF`` or
+``PYTORCH_ALLOC_CONF``) PyTorch's MemPools do not map memory themselves
+(recent versions refuse to), so ``region`` turns expandable segments off
+while the outermost region is open and on again after it: the tag's
+tensors then come from its pool, the rest of the program keeps its
+expandable segments (under ``MEMCTL_DEFAULT_TAG`` every segment PyTorch
+maps is tagged as it is). Standard library only; torch is used only when
+the program has already imported it.
 
 Contents of memory paused without ``stage=True`` are undefined after resume.
 
@@ -57,6 +63,7 @@ class _Stat(ctypes.Structure):
 _lib = None
 _pools = {}
 _said = set()
+_open_regions = 0  # with pools and expandable segments: the outermost toggles them
 
 
 def _say_once(key, msg):
@@ -141,6 +148,39 @@ def _torch_pool(tag):
     return _pools[key]
 
 
+def _expandable_segments():
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or os.environ.get("PYTORCH_ALLOC_CONF") or ""
+    return "expandable_segments:True" in conf.replace(" ", "")
+
+
+def _set_expandable(torch, on):
+    try:
+        torch.cuda.memory._set_allocator_settings("expandable_segments:%s" % on)
+    except (AttributeError, RuntimeError) as e:
+        _say_once("expandable", "cannot switch expandable segments %s around a region (%s)"
+                  % ("on" if on else "off", e))
+
+
+def _pool_scope(stack, torch, mem_pool):
+    """Enter mem_pool on stack; expandable segments off meanwhile (outermost region)."""
+    global _open_regions
+    if _expandable_segments():
+        if _open_regions == 0:
+            _set_expandable(torch, False)
+        _open_regions += 1
+
+        def close():
+            global _open_regions
+            _open_regions -= 1
+            if _open_regions == 0:
+                _set_expandable(torch, True)
+        stack.callback(close)
+    try:
+        stack.enter_context(torch.cuda.use_mem_pool(mem_pool))
+    except (RuntimeError, NotImplementedError) as e:
+        _no_pool("this PyTorch would not use one (%s)" % e)
+
+
 @contextlib.contextmanager
 def region(tag, pool=True):
     """Tag the cudaMalloc calls of this thread inside the block.
@@ -156,11 +196,7 @@ def region(tag, pool=True):
         with contextlib.ExitStack() as stack:
             mem_pool = _torch_pool(tag) if pool else None
             if mem_pool is not None:
-                import torch
-                try:
-                    stack.enter_context(torch.cuda.use_mem_pool(mem_pool))
-                except (RuntimeError, NotImplementedError) as e:
-                    _no_pool("this PyTorch would not use one (%s)" % e)
+                _pool_scope(stack, sys.modules["torch"], mem_pool)
             yield
     finally:
         lib.memctl_region_end()
