@@ -5,7 +5,8 @@
 // the raw driver calls (reserve+create+map+access, unmap+release,
 // cuMemAlloc, cuGetProcAddress), and the real cudaMalloc. Every memctl
 // figure is printed beside its limit as a ratio. Run under
-// LD_PRELOAD=libmemctl.so (make bench does).
+// LD_PRELOAD=libmemctl.so (make bench does). Last, 16 GiB mapped by the
+// application itself as PyTorch's expandable segments map it.
 //
 // usage: bench [GiB,GiB,...] [count,count,...]   (default 1,16,64 16,64,256,4096)
 #include <cuda.h>
@@ -574,6 +575,130 @@ static void scenario(double gib, int count)
 		CHECK(cudaFree(p[i]));
 }
 
+// PyTorch's expandable segments: the application creates handles itself
+// (through memctl's cuMemCreate, as its driver lookup finds it) inside a
+// region, maps them side by side in one reservation of its own and grants
+// access over all of them in one call. 16 GiB in handles of 2 MiB to
+// 1 GiB, staged pause and resume against the copy limits of this run.
+struct app_fns {
+	decltype(&cuMemCreate) create;
+	decltype(&cuMemRelease) release;
+	decltype(&cuMemMap) map;
+	decltype(&cuMemUnmap) unmap;
+	decltype(&cuMemSetAccess) access;
+};
+
+static void app_fill(std::vector<CUdeviceptr> &at, std::vector<size_t> &len, unsigned seed)
+{
+	for (size_t i = 0; i < at.size(); i++)
+		pattern_fill<<<264, 512>>>((unsigned *)at[i], len[i] / 4, seed + (unsigned)i);
+	CHECK(cudaDeviceSynchronize());
+}
+
+static void app_check(std::vector<CUdeviceptr> &at, std::vector<size_t> &len, unsigned seed,
+		      const char *when)
+{
+	unsigned long long bad = 0;
+
+	CHECK(cudaMemset(bad_dev, 0, sizeof(*bad_dev)));
+	for (size_t i = 0; i < at.size(); i++)
+		pattern_verify<<<264, 512>>>((unsigned *)at[i], len[i] / 4, seed + (unsigned)i,
+					     bad_dev);
+	CHECK(cudaMemcpy(&bad, bad_dev, sizeof(bad), cudaMemcpyDeviceToHost));
+	if (bad) {
+		printf("  CONTENTS WRONG after %s: %llu words\n", when, bad);
+		wrong_bytes_total++;
+	}
+}
+
+static void expandable_scenario(void)
+{
+	static const struct { int n; size_t mib; } mix[] = {
+		{ 12, 1024 }, { 6, 512 }, { 40, 20 }, { 112, 2 } // 16 GiB, 170 handles
+	};
+	std::vector<CUmemGenericAllocationHandle> h;
+	std::vector<CUdeviceptr> at;
+	std::vector<size_t> len;
+	CUmemAllocationProp prop;
+	CUmemAccessDesc acc;
+	CUdeviceptr base = 0;
+	size_t total = 0, off = 0;
+	char name[96], v[32], l[48];
+	app_fns A;
+	double t, staged;
+
+	*(void **)&A.create = dlsym(RTLD_DEFAULT, "cuMemCreate");
+	*(void **)&A.release = dlsym(RTLD_DEFAULT, "cuMemRelease");
+	*(void **)&A.map = dlsym(RTLD_DEFAULT, "cuMemMap");
+	*(void **)&A.unmap = dlsym(RTLD_DEFAULT, "cuMemUnmap");
+	*(void **)&A.access = dlsym(RTLD_DEFAULT, "cuMemSetAccess");
+	if (!A.create || (void *)A.create == (void *)D.create) {
+		printf("\nexpandable segments: skipped, memctl's cuMemCreate not found\n");
+		return;
+	}
+	for (auto &m : mix)
+		total += (size_t)m.n * m.mib << 20;
+	staged = total / GiB;
+	printf("\n%.0f GiB mapped by the application: 170 handles of 2 MiB to 1 GiB side by side\n",
+	       staged);
+	memset(&prop, 0, sizeof(prop));
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = 0;
+	prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR; // as PyTorch asks
+	acc.location = prop.location;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	CU(D.reserve(&base, total + (64u << 20), 0, 0, 0));
+	must(M.region_begin("segments"), "region");
+	for (auto &m : mix)
+		for (int i = 0; i < m.n; i++) {
+			CUmemGenericAllocationHandle x;
+
+			CU(A.create(&x, m.mib << 20, &prop, 0));
+			h.push_back(x);
+			len.push_back(m.mib << 20);
+		}
+	must(M.region_end(), "region end");
+	for (size_t i = 0; i < h.size(); i++) {
+		CU(A.map(base + off, len[i], 0, h[i], 0));
+		at.push_back(base + off);
+		off += len[i];
+	}
+	CU(A.access(base, total, &acc, 1));
+
+	app_fill(at, len, 41);
+	t = timed(M.pause, "segments", MEMCTL_STAGE_CPU, "segments pause 1");
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "D2H %.1f GiB/s", lim_d2h);
+	add("[16G app-mapped/170] staged pause, first (nothing prepared)", v, l,
+	    staged / t / lim_d2h, "report", -1);
+	t = timed(M.resume, "segments", 0, "segments resume 1");
+	app_check(at, len, 41, "segments resume 1");
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "H2D %.1f GiB/s", lim_h2d);
+	add("[16G app-mapped/170] staged resume, first", v, l, staged / t / lim_h2d, "report", -1);
+
+	app_fill(at, len, 53);
+	t = timed(M.pause, "segments", MEMCTL_STAGE_CPU, "segments pause 2");
+	snprintf(name, sizeof(name), "[16G app-mapped/170] staged pause, buffers held");
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "D2H %.1f GiB/s", lim_d2h);
+	add(name, v, l, staged / t / lim_d2h, ">= 0.90", staged / t / lim_d2h >= 0.90);
+	t = timed(M.resume, "segments", 0, "segments resume 2");
+	app_check(at, len, 53, "segments resume 2");
+	snprintf(name, sizeof(name), "[16G app-mapped/170] staged resume, buffers held");
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "H2D %.1f GiB/s", lim_h2d);
+	add(name, v, l, staged / t / lim_h2d, ">= 0.90", staged / t / lim_h2d >= 0.90);
+
+	// Given back as PyTorch does: each handle unmapped, then released.
+	for (size_t i = 0; i < h.size(); i++) {
+		CU(A.unmap(at[i], len[i]));
+		CU(A.release(h[i]));
+	}
+	CU(D.unreserve(base, total + (64u << 20)));
+}
+
 int main(int argc, char **argv)
 {
 	std::vector<double> sizes = { 1, 16, 64 };
@@ -636,6 +761,11 @@ int main(int argc, char **argv)
 			}
 			scenario(g, c);
 		}
+	CHECK(cudaMemGetInfo(&fr, &tot));
+	if (fr > 16.5 * GiB)
+		expandable_scenario();
+	else
+		printf("\nexpandable segments: skipped, %.1f GiB free\n", fr / GiB);
 
 	printf("\n## memctl bench: %s, driver %d\n\n", prop.name, drv);
 	printf("limits: pinned D2H %.1f GiB/s, H2D %.1f GiB/s, both ways %.1f GiB/s\n\n",

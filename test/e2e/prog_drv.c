@@ -31,7 +31,8 @@
  * framework):
  *   plain  cuMemAlloc / cuMemAllocPitch (the default)
  *   vmm    as PyTorch's expandable segments: one reservation per tag, each
- *          buffer made of several handles (2, 4, 6 MiB, ...) mapped side by
+ *          buffer made of several handles (1, 2, 3 units of an eighth of
+ *          it, at least 2 MiB, and what is left) mapped side by
  *          side, access granted over the whole buffer in one call; freed
  *          by unmapping handle by handle and releasing each (even buffers)
  *          or releasing every handle first and unmapping the whole buffer
@@ -230,8 +231,12 @@ static int alloc_vmm(struct buf *b, size_t bytes, struct space *sp)
 	prop.location.id = 0;
 	b->p = sp->base + sp->used;
 	b->bytes = bytes;
+	/* Handles of one, two and three units side by side, a unit being an
+	 * eighth of the buffer (at least the granularity). */
+	size_t unit = round_up(left / 8);
+
 	for (b->nh = 0; left > 0 && b->nh < HANDLES_MAX; b->nh++) {
-		size_t n = GRAN * (size_t)(b->nh % 3 + 1);
+		size_t n = unit * (size_t)(b->nh % 3 + 1);
 
 		n = n < left ? n : left;
 		if (D.create(&b->h[b->nh], n, &prop, 0) != CUDA_SUCCESS ||
