@@ -99,10 +99,12 @@ CUresult vmm_release(CUmemGenericAllocationHandle handle)
 	CUresult r;
 	int rc;
 
-	(void)drv_cuda_result(0);
 	/* Also a release the driver refused earlier, retried. */
-	if ((rc = region_app_release((uint64_t)handle)) != -ENOENT)
-		return answer(rc);
+	if (region_app_count() > 0 || region_may_own()) {
+		(void)drv_cuda_result(0);
+		if ((rc = region_app_release((uint64_t)handle)) != -ENOENT)
+			return answer(rc);
+	}
 	if (real == NULL)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	r = real(handle);

@@ -113,7 +113,9 @@ struct alloc {
 	int claimed;          /* table lock: in the running request's set */
 	int freed;            /* atomic: cudaFree took it; requests skip it */
 	int on_unfinished;    /* table lock: on the list of unfinished frees */
-	struct alloc *next_unfinished;
+	struct alloc *next_unfinished, *prev_unfinished;
+	int on_pending;       /* table lock: a stream-ordered free waiting for its stream */
+	struct alloc *next_pending;
 	UT_hash_handle hh;
 };
 

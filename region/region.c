@@ -29,8 +29,12 @@ static struct {
 	const struct drv_ops *ops;
 	struct alloc *live;       /* uthash head, keyed by va */
 	struct alloc *unfinished; /* freed, with driver steps still to do */
+	/* Of those, the stream-ordered frees waiting for their streams, in
+	 * the order they were made (oldest at the head). */
+	struct alloc *pending_head, *pending_tail;
 	uint64_t live_count;      /* read without the lock */
 	uint64_t unfinished_count; /* read without the lock */
+	uint64_t pending_count;   /* read without the lock */
 	size_t gran[REGION_MAX_DEV];
 } registry = { .table_lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -126,6 +130,8 @@ void region_forget_all(void)
 	}
 	__atomic_store_n(&registry.live_count, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&registry.unfinished_count, 0, __ATOMIC_RELAXED);
+	registry.pending_head = registry.pending_tail = NULL;
+	__atomic_store_n(&registry.pending_count, 0, __ATOMIC_RELAXED);
 	app_forget();
 	untagged_forget();
 	stage_forget();
@@ -307,7 +313,10 @@ static int teardown(struct alloc *a, int with_host, const char **failed)
 static void park_locked(struct alloc *a)
 {
 	a->on_unfinished = 1;
+	a->prev_unfinished = NULL;
 	a->next_unfinished = registry.unfinished;
+	if (registry.unfinished != NULL)
+		registry.unfinished->prev_unfinished = a;
 	registry.unfinished = a;
 	__atomic_add_fetch(&registry.unfinished_count, 1, __ATOMIC_RELAXED);
 }
@@ -316,16 +325,42 @@ static void park_locked(struct alloc *a)
  * reference goes with it. Table lock held. */
 static void unpark_if_empty_locked(struct alloc *a)
 {
-	struct alloc **p;
-
 	if (!a->on_unfinished || !alloc_empty(a))
 		return;
-	for (p = &registry.unfinished; *p != a; p = &(*p)->next_unfinished)
-		;
-	*p = a->next_unfinished;
+	if (a->prev_unfinished != NULL)
+		a->prev_unfinished->next_unfinished = a->next_unfinished;
+	else
+		registry.unfinished = a->next_unfinished;
+	if (a->next_unfinished != NULL)
+		a->next_unfinished->prev_unfinished = a->prev_unfinished;
 	a->on_unfinished = 0;
 	a->refs--;
 	__atomic_sub_fetch(&registry.unfinished_count, 1, __ATOMIC_RELAXED);
+}
+
+/* A parked stream-ordered free joins the queue of pending ones. */
+static void pending_push_locked(struct alloc *a)
+{
+	a->on_pending = 1;
+	a->next_pending = NULL;
+	if (registry.pending_tail != NULL)
+		registry.pending_tail->next_pending = a;
+	else
+		registry.pending_head = a;
+	registry.pending_tail = a;
+	__atomic_add_fetch(&registry.pending_count, 1, __ATOMIC_RELAXED);
+}
+
+/* The head of the queue is due (its event completed or was waited for). */
+static void pending_pop_locked(struct alloc *a)
+{
+	if (!a->on_pending || registry.pending_head != a)
+		return; /* another thread popped it meanwhile */
+	registry.pending_head = a->next_pending;
+	if (registry.pending_head == NULL)
+		registry.pending_tail = NULL;
+	a->on_pending = 0;
+	__atomic_sub_fetch(&registry.pending_count, 1, __ATOMIC_RELAXED);
 }
 
 /* The last reference is gone: free the record once the driver has
@@ -384,43 +419,76 @@ static int free_due(struct alloc *a, int wait)
 }
 
 /*
- * Oldest first. Without `wait`, the first stream-ordered free whose
- * stream has not got there yet ends the look at the others (their streams
- * are most likely behind it too): an application far ahead of its GPU
- * must not pay a query per pending free at every allocation.
+ * Stream-ordered frees, oldest first. Without `wait`, the first whose
+ * stream has not got there yet ends the look (the later ones' streams are
+ * most likely behind too): an application far ahead of its GPU pays one
+ * query per call, not one per pending free.
  */
-void unfinished_tidy(int wait)
+static void pending_tidy(int wait)
+{
+	const char *failed;
+	struct alloc *a;
+	int due, with_host;
+
+	for (;;) {
+		pthread_mutex_lock(&registry.table_lock);
+		a = registry.pending_head;
+		if (a != NULL) {
+			a->refs++;
+			with_host = !a->claimed;
+		}
+		pthread_mutex_unlock(&registry.table_lock);
+		if (a == NULL)
+			return;
+		pthread_mutex_lock(&a->lock);
+		due = free_due(a, wait);
+		if (due)
+			(void)teardown(a, with_host, &failed);
+		pthread_mutex_unlock(&a->lock);
+		PUBLISH(if (due) pending_pop_locked(a); unpark_if_empty_locked(a));
+		alloc_put(a);
+		if (!due)
+			return;
+	}
+}
+
+/* Frees the driver refused part of: each tried again. */
+static void refused_tidy(void)
 {
 	struct alloc **snap, *a;
 	size_t n = 0, i;
-	int with_host, behind = 0;
+	int with_host;
 
-	if (__atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) == 0)
-		return;
 	pthread_mutex_lock(&registry.table_lock);
 	snap = malloc(sizeof(*snap) * registry.unfinished_count);
 	for (a = registry.unfinished; snap != NULL && a != NULL; a = a->next_unfinished) {
+		if (a->on_pending)
+			continue;
 		a->refs++;
 		snap[n++] = a;
 	}
 	pthread_mutex_unlock(&registry.table_lock);
-	for (i = n; i-- > 0;) { /* the list holds the newest first */
+	for (i = 0; i < n; i++) {
 		const char *failed;
 
 		a = snap[i];
 		PUBLISH(with_host = !a->claimed);
 		pthread_mutex_lock(&a->lock);
-		if (behind && a->free_event != NULL)
-			; /* left for later */
-		else if (free_due(a, wait))
-			(void)teardown(a, with_host, &failed);
-		else
-			behind = 1;
+		(void)teardown(a, with_host, &failed);
 		pthread_mutex_unlock(&a->lock);
 		PUBLISH(unpark_if_empty_locked(a));
 		alloc_put(a);
 	}
 	free(snap);
+}
+
+void unfinished_tidy(int wait)
+{
+	if (__atomic_load_n(&registry.pending_count, __ATOMIC_RELAXED) > 0)
+		pending_tidy(wait);
+	if (__atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) >
+	    __atomic_load_n(&registry.pending_count, __ATOMIC_RELAXED))
+		refused_tidy();
 }
 
 /* ---- allocation and free --------------------------------------------- */
@@ -629,7 +697,9 @@ int region_free_async(uint64_t va, void *stream)
 	pthread_mutex_lock(&a->lock);
 	a->free_event = ev;
 	pthread_mutex_unlock(&a->lock);
-	PUBLISH(park_locked(a)); /* our reference becomes the list's */
+	/* Our reference becomes the list's. */
+	PUBLISH(if (a->on_unfinished) a->refs--; else park_locked(a);
+		pending_push_locked(a));
 	unfinished_tidy(0);
 	return 0;
 }

@@ -240,3 +240,25 @@ Test(async, memory_freed_in_stream_order_is_waited_for_when_the_device_is_full)
 	cr_assert(eq(long, fakecuda_illegal_accesses(), 0));
 	cr_assert(eq(int, cuMemFreeAsync(b, s), CUDA_SUCCESS));
 }
+
+Test(async, many_pending_frees_go_back_together_once_their_stream_got_there)
+{
+	CUdeviceptr p[20], last;
+	uint64_t used0 = fakecuda_used();
+	int i;
+
+	for (i = 0; i < 20; i++)
+		p[i] = tagged_async("w", 2 * MiB);
+	spin(p[0], 2 * MiB);
+	for (i = 0; i < 20; i++)
+		cr_assert(eq(int, cuMemFreeAsync(p[i], s), CUDA_SUCCESS));
+	last = tagged_async("w", 2 * MiB);
+	cr_assert(eq(u64, fakecuda_used(), used0 + 21 * 2 * MiB), "the stream is behind: all held");
+	cr_assert(eq(int, cuMemFreeAsync(last, s), CUDA_SUCCESS));
+	__atomic_store_n(&flag, 1, __ATOMIC_RELEASE);
+	cr_assert(eq(int, cuStreamSynchronize(s), CUDA_SUCCESS));
+	last = tagged_async("w", 2 * MiB);
+	cr_assert(eq(u64, fakecuda_used(), used0 + 2 * MiB), "one call gave all 21 back");
+	cr_assert(eq(int, cuMemFreeAsync(last, s), CUDA_SUCCESS));
+	cr_assert(eq(long, fakecuda_illegal_accesses(), 0));
+}
