@@ -38,10 +38,12 @@ SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 # hook, which would serve the sanitizer runtime before it is initialised.
 UNIT_OBJ := $(filter-out %/preload/dlsym.o,$(LIB_OBJ))
 UNIT_SAN_OBJ := $(filter-out %/preload/dlsym.o,$(SAN_OBJ))
-CLI_SRC := ctl/cli.c ctl/cli_talk.c ctl/cli_print.c ctl/proto.c ctl/sockdir.c region/tags.c
-# The CLI reads replies with jansson (Debian: libjansson-dev); the preloaded
-# library stays on libc, libdl and pthread.
-CLI_LIBS := -ljansson -lpthread
+CLI_SRC := ctl/cli.c ctl/cli_print.c ctl/fanout.c ctl/fanout_talk.c ctl/serve.c \
+        ctl/serve_http.c ctl/serve_ops.c ctl/metrics.c ctl/proto.c ctl/sockdir.c region/tags.c
+# The CLI reads replies with jansson (Debian: libjansson-dev) and serves
+# HTTP with libmicrohttpd (memctl serve); the preloaded library stays on
+# libc, libdl and pthread.
+CLI_LIBS := -lmicrohttpd -ljansson -lpthread
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/cli/%.o)
 
 LIB := $(BUILD)/libmemctl.so
@@ -181,6 +183,12 @@ UNIT_SUITES := $(patsubst test/unit/test_%.c,%,$(wildcard test/unit/test_*.c))
 E2E_SUITES := $(patsubst test/e2e/test_%.c,%,$(wildcard test/e2e/test_*.c))
 SUITES := check $(UNIT_SUITES) $(UNIT_SUITES:%=%-san) $(E2E_SUITES) python install demo
 RUN_SUITE = sh test/suite.sh $(RES) $(@F)
+# memctl serve: curl against tenants, promtool on the metrics.
+SUITES += http
+$(RES)/http: all $(BUILD)/test/prog_tenant ; @$(RUN_SUITE) $(PYTHON) test/http/test_http.py $(BUILD)
+# make bench's picture, drawn from a sample of its output.
+SUITES += benchplot
+$(RES)/benchplot: ; @$(RUN_SUITE) $(PYTHON) test/bench/test_plot.py
 
 test: ## run every suite on the simulated driver, no GPU needed (SUITES='e2e_ctl python' runs some)
 	@$(DEPS_FOR) test
@@ -288,10 +296,9 @@ $(GPU)/lib/.stamp: $(GPU)/test_e2e_api
 	    xargs -r -I{} cp -L {} $(@D)/
 	touch $@
 
-# The CLI's libraries (jansson, libmicrohttpd) travel too, in a folder of
-# their own that test/gpu/run.sh puts on every program's path: nothing a
-# CUDA program or Python loads is shadowed by them.
-$(GPU)/clilib/.stamp: $(CLI)
+# The CLI's libraries (jansson, libmicrohttpd and what they need) travel
+# too; test/gpu/run.sh puts on the path only those the GPU machine lacks.
+$(GPU)/cli-lib/.stamp: $(CLI)
 	@mkdir -p $(@D)
 	ldd $< | awk '/=>/{print $$3}' | \
 	    grep -v -E '/(libc|libdl|libpthread|libm|librt|libresolv|ld-linux[^/]*)\.so' | \
@@ -300,17 +307,22 @@ $(GPU)/clilib/.stamp: $(CLI)
 
 GPU_BIN := $(GPU)/test_e2e_api $(GPU)/prog_tenant $(GPU)/prog_drv $(GPU)/prog_drv_link \
            $(GPU)/prog_tenant_static $(GPU)/prog_driver_rules $(GPU)/gpu_roundtrip \
-           $(GPU)/bench $(GPU)/lib/.stamp $(GPU)/clilib/.stamp
+           $(GPU)/bench $(GPU)/lib/.stamp $(GPU)/cli-lib/.stamp
 gpu-build: all $(GPU_BIN) ## build the GPU suites and benchmarks (needs nvcc)
 
 test-gpu: gpu-build ## run the suites on a real GPU (API suite, CUDA roundtrip, CLI, PyTorch)
 	sh test/gpu/run.sh $(BUILD)
 
-bench: ## benchmarks against the measured hardware limits (GPU; says so and exits 0 without one)
+# Its output goes to build/bench.txt too, and bench/plot.py draws it in
+# build/bench.svg (docs/bench.svg is the one docs/benchmarks.md shows).
+bench: ## benchmarks against the measured hardware limits, and their picture (GPU; says so and exits 0 without one)
 	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
 	    echo "bench: no NVIDIA GPU on this machine; nothing measured"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(LIB) $(GPU)/bench && \
-	LD_PRELOAD=$(CURDIR)/$(LIB) $(GPU)/bench $(BENCH_ARGS)
+	{ LD_PRELOAD=$(CURDIR)/$(LIB) $(GPU)/bench $(BENCH_ARGS); echo $$? >$(BUILD)/bench.rc; } | \
+	    tee $(BUILD)/bench.txt && \
+	$(PYTHON) bench/plot.py $(BUILD)/bench.txt $(BUILD)/bench.svg && \
+	echo "bench: the picture is $(BUILD)/bench.svg" && exit $$(cat $(BUILD)/bench.rc)
 
 demo: ## the main job: a workload paused and resumed by the memctl CLI (GPU if present, else simulated)
 	@$(DEPS_FOR) demo

@@ -7,10 +7,8 @@
  * reports every result. Exit status: 0 all succeeded, 1 any failed or
  * timed out, 2 usage, 3 no target found. See docs/memctl.1.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +17,6 @@
 
 #include "cli.h"
 #include "memctl.h"
-#include "sockdir.h"
 
 #define PID_MAX 4194304 /* the kernel's PID_MAX_LIMIT */
 
@@ -52,6 +49,8 @@ static void usage(FILE *f)
 			fprintf(f, "  %-30s%s\n", synopsis, proto_verbs[v].help);
 	}
 	fprintf(f,
+"  serve [options]               HTTP endpoints for orchestrators and Prometheus\n"
+"                                (memctl serve --help; docs/http.md)\n"
 "  --tags all                    every tag (an empty list is an error)\n"
 "\n"
 "targets (default: every live process of this user):\n"
@@ -103,7 +102,7 @@ static int parse_pid(const char *s, int *out)
 
 /* Seconds as digits with an optional fraction ("2", "0.5"): no sign, no
  * exponent, no nan or inf; 0.001 to 86400. */
-static int parse_seconds(const char *s, double *out)
+int cli_parse_seconds(const char *s, double *out)
 {
 	size_t ip = strspn(s, "0123456789"), fp = 0;
 	double v;
@@ -128,8 +127,8 @@ static int add_pid(struct cli *c, const char *arg)
 	for (i = 0; i < c->npids; i++)
 		if (c->pids[i] == pid)
 			return 0; /* named twice, asked once */
-	if (c->npids == MAX_TARGETS)
-		return usage_error("too many processes: at most %d -p options", MAX_TARGETS);
+	if (c->npids == FANOUT_MAX_TARGETS)
+		return usage_error("too many processes: at most %d -p options", FANOUT_MAX_TARGETS);
 	c->pids[c->npids++] = pid;
 	return 0;
 }
@@ -171,6 +170,9 @@ static int take_command(struct cli *c, const char *word)
 		c->verb = (enum verb)v;
 		return 0;
 	}
+	if (strcmp(word, "serve") == 0)
+		return usage_error("serve comes first and takes its own options: "
+				   "memctl serve [--group NAME] ... (memctl serve --help)");
 	if (digits_only(word) && c->npids > 0)
 		return usage_error("'%s' is not a command: give each process its own -p "
 				   "(-p %d -p %s)", word, c->pids[c->npids - 1], word);
@@ -202,7 +204,7 @@ static int build_request(struct cli *c, const struct given *g)
 		c->req.rq.flags |= MEMCTL_RELEASE_HOST;
 	c->group = g->group;
 	c->timeout_s = v->changes ? 60 : 10; /* looking should not wait as long */
-	if (g->timeout != NULL && parse_seconds(g->timeout, &c->timeout_s) < 0)
+	if (g->timeout != NULL && cli_parse_seconds(g->timeout, &c->timeout_s) < 0)
 		return usage_error("-t takes seconds, 0.001 to 86400 (like 2 or 0.5), not '%s'",
 				   g->timeout);
 	return 0;
@@ -248,115 +250,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 	return build_request(c, &g);
 }
 
-/* ---- finding the targets ---------------------------------------------- */
-
-static void read_info(const struct cli *c, struct target *t)
-{
-	char path[512], line[300];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%d.info", c->dir, t->pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "group=", 6) == 0)
-			snprintf(t->group, sizeof(t->group), "%.63s", line + 6);
-		else if (strncmp(line, "command=", 8) == 0)
-			snprintf(t->command, sizeof(t->command), "%.255s", line + 8);
-	}
-	fclose(f);
-}
-
-static int socket_pid(const char *name)
-{
-	char *end;
-	long pid = strtol(name, &end, 10);
-
-	if (end == name || strcmp(end, ".sock") != 0 || pid <= 0 || pid > PID_MAX)
-		return -1;
-	return (int)pid;
-}
-
-static void remove_stale(const struct cli *c, int pid)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%d.sock", c->dir, pid);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/%d.info", c->dir, pid);
-	unlink(path);
-}
-
-/* Every live process with a socket; stale sockets are removed. */
-static int discover(const struct cli *c, struct target *ts, int max)
-{
-	DIR *d = opendir(c->dir);
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return 0;
-	while ((e = readdir(d)) != NULL && n < max) {
-		int pid = socket_pid(e->d_name);
-
-		if (pid < 0)
-			continue;
-		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
-			remove_stale(c, pid);
-			continue;
-		}
-		memset(&ts[n], 0, sizeof(ts[n]));
-		ts[n].pid = pid;
-		read_info(c, &ts[n]);
-		n++;
-	}
-	closedir(d);
-	return n;
-}
-
-/* The processes named with -p, each reported even without a socket. */
-static int chosen(const struct cli *c, struct target *ts)
-{
-	int k;
-
-	for (k = 0; k < c->npids; k++) {
-		struct target *t = &ts[k];
-		char path[512];
-
-		memset(t, 0, sizeof(*t));
-		t->pid = c->pids[k];
-		read_info(c, t);
-		snprintf(path, sizeof(path), "%s/%d.sock", c->dir, t->pid);
-		if (access(path, F_OK) == 0)
-			continue;
-		if (kill(t->pid, 0) < 0 && errno == ESRCH)
-			region_err_set(&t->err, -ESRCH, "no such process");
-		else
-			region_err_set(&t->err, -ENOSYS,
-				       "memctl is not active in this process: no socket in %s "
-				       "(start it with LD_PRELOAD=libmemctl.so; the socket "
-				       "appears with its first CUDA allocation)", c->dir);
-	}
-	return c->npids;
-}
-
-static int by_pid(const void *a, const void *b)
-{
-	return ((const struct target *)a)->pid - ((const struct target *)b)->pid;
-}
-
-static int select_targets(const struct cli *c, struct target *ts)
-{
-	int n = c->npids ? chosen(c, ts) : discover(c, ts, MAX_TARGETS), i, k = 0;
-
-	for (i = 0; i < n; i++)
-		if (c->group == NULL || strcmp(ts[i].group, c->group) == 0)
-			ts[k++] = ts[i];
-	qsort(ts, (size_t)k, sizeof(ts[0]), by_pid);
-	return k;
-}
+/* ---- finding the targets and running --------------------------------- */
 
 /* The socket directory, warned about and checked as the library does.
  * 0, or -1 (exit 1) when it is not ours alone. */
@@ -364,20 +258,16 @@ static int find_dir(struct cli *c)
 {
 	struct region_err err;
 	char why[400];
-	int rc;
+	int rc = fanout_dir(c->dir, sizeof(c->dir), why, sizeof(why), &err);
 
-	sockdir_path(c->dir, sizeof(c->dir), why, sizeof(why));
 	if (why[0] != '\0')
 		fprintf(stderr, "memctl: %s\n", why);
-	rc = sockdir_check(c->dir, geteuid(), &err);
-	if (rc < 0 && rc != -ENOENT) {
+	if (rc < 0) {
 		fprintf(stderr, "memctl: %s; nothing sent\n", err.msg);
 		return -1;
 	}
 	return 0;
 }
-
-/* ---- running ----------------------------------------------------------- */
 
 static int no_target(const struct cli *c)
 {
@@ -391,40 +281,35 @@ static int no_target(const struct cli *c)
 
 static int run_all(const struct cli *c, struct target *ts, int n)
 {
+	struct fanout f = { c->dir, c->verb, c->req, c->timeout_s };
 	int i, failed = 0;
 
-	cli_talk_init(c);
-	for (i = 0; i < n; i++) {
-		if (ts[i].err.code != 0)
-			continue;
-		if (pthread_create(&ts[i].tid, NULL, cli_talk, &ts[i]) == 0)
-			ts[i].talking = 1;
-		else
-			region_err_set(&ts[i].err, -EAGAIN, "cannot start a thread");
-	}
+	fanout_run(&f, ts, n);
 	cli_print_header(c);
 	for (i = 0; i < n; i++) {
-		if (ts[i].talking)
-			pthread_join(ts[i].tid, NULL);
-		cli_print_result(c, &ts[i]);
+		cli_print_result(c, &f, &ts[i]);
 		failed += ts[i].err.code != 0;
-		json_decref(ts[i].reply);
 	}
+	fanout_release(ts, n);
 	cli_print_summary(c, n, failed);
 	return failed ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
-	static struct target targets[MAX_TARGETS];
+	static struct target targets[FANOUT_MAX_TARGETS];
 	static struct cli command;
-	int rc = parse_args(argc, argv, &command), n;
+	int rc, n;
 
+	if (argc > 1 && strcmp(argv[1], "serve") == 0)
+		return serve_main(argc - 1, argv + 1);
+	rc = parse_args(argc, argv, &command);
 	if (rc != 0)
 		return rc < 0 ? 2 : 0;
 	if (find_dir(&command) < 0)
 		return 1;
-	n = select_targets(&command, targets);
+	n = fanout_select(command.dir, command.group, command.pids, command.npids, targets,
+			  FANOUT_MAX_TARGETS);
 	if (n == 0)
 		return no_target(&command);
 	return run_all(&command, targets, n);

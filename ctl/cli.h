@@ -1,18 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * cli.h - what the memctl CLI's files share: the command as parsed from
- * argv (once, into the verb enum and a struct proto_req), and one target
- * process with its outcome.
+ * argv (once, into the verb enum and a struct proto_req). The targets and
+ * the fan-out are fanout.h's, shared with memctl serve.
  */
 #ifndef MEMCTL_CLI_H
 #define MEMCTL_CLI_H
 
-#include <jansson.h>
-#include <pthread.h>
-
-#include "proto.h"
-
-#define MAX_TARGETS 1024
+#include "fanout.h"
 
 struct cli {
 	enum verb verb;             /* what the command line asks */
@@ -20,33 +15,21 @@ struct cli {
 	double timeout_s;           /* per process */
 	int json;
 	const char *group;          /* -g, or NULL */
-	int pids[MAX_TARGETS];      /* -p, without repeats */
+	int pids[FANOUT_MAX_TARGETS]; /* -p, without repeats */
 	int npids;
-	char dir[256];              /* the socket directory */
+	char dir[FANOUT_DIR_MAX];   /* the socket directory */
 };
 
-struct target {
-	int pid;
-	char group[TAG_MAX];
-	char command[256];
-	json_t *reply;          /* the parsed reply, or NULL */
-	struct region_err err;  /* code 0 while nothing failed */
-	int sent;               /* the whole request reached the process */
-	int outcome_unknown;    /* it may still run: we gave up after sending */
-	pthread_t tid;
-	int talking;            /* tid is a thread to join */
-};
-
-/* cli_talk.c: one request and its reply within the deadline (a thread
- * per target, after cli_talk_init); afterwards t->reply holds an ok reply
- * whose fields are all there with their types, or t->err says what
- * failed. */
-void cli_talk_init(const struct cli *c);
-void *cli_talk(void *target);
+/* cli.c: seconds as digits with an optional fraction ("2", "0.5"): no
+ * sign, no exponent; 0.001 to 86400. 0, -EINVAL or -ERANGE. */
+int cli_parse_seconds(const char *s, double *out);
 
 /* cli_print.c */
 void cli_print_header(const struct cli *c);
-void cli_print_result(const struct cli *c, const struct target *t);
+void cli_print_result(const struct cli *c, const struct fanout *f, const struct target *t);
 void cli_print_summary(const struct cli *c, int n, int failed);
+
+/* serve.c: memctl serve, argv[0] being "serve". Returns the exit status. */
+int serve_main(int argc, char **argv);
 
 #endif /* MEMCTL_CLI_H */

@@ -4,7 +4,7 @@
  * (status adds one per tag and per request in flight), or with --json one
  * object per process and line.
  *
- * Replies reach here checked (cli_talk.c): every field read below exists
+ * Replies reach here checked (fanout_talk.c): every field read below exists
  * with its type. Names are the wire's: copied = bytes a request copied,
  * staged = host memory holding staged contents, host = all host memory
  * held, staged or kept for the next pause.
@@ -182,43 +182,10 @@ static void print_status(const struct target *t)
 
 static void print_json_line(json_t *obj)
 {
-	char *s = json_dumps(obj, JSON_COMPACT);
+	char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(12));
 
 	printf("%s\n", s ? s : "{\"ok\":false,\"error\":\"ENOMEM\"}");
 	free(s);
-}
-
-/* A failure the CLI saw itself, as one JSON object. */
-static void print_json_error(const struct target *t)
-{
-	json_t *o = json_pack("{s:b, s:i, s:s, s:s, s:i, s:s}", "ok", 0, "pid", t->pid,
-			      "group", t->group, "error", proto_errname(t->err.code),
-			      "code", t->err.code, "message", t->err.msg);
-
-	if (o != NULL && t->outcome_unknown)
-		json_object_set_new(o, "outcome", json_string("unknown"));
-	print_json_line(o);
-	json_decref(o);
-}
-
-static void print_json(const struct cli *c, const struct target *t)
-{
-	json_t *o;
-
-	if (t->err.code != 0) {
-		/* The process's own error reply as it sent it; else ours. */
-		if (t->reply != NULL && t->err.code != -EPROTO)
-			print_json_line(t->reply);
-		else
-			print_json_error(t);
-	} else if (c->verb == VERB_LS) {
-		o = json_pack("{s:i, s:s, s:O}", "pid", t->pid, "command", t->command,
-			      "status", t->reply);
-		print_json_line(o);
-		json_decref(o);
-	} else {
-		print_json_line(t->reply);
-	}
 }
 
 void cli_print_header(const struct cli *c)
@@ -228,10 +195,13 @@ void cli_print_header(const struct cli *c)
 		       "PAUSED", "HOST", "TAGS", "COMMAND");
 }
 
-void cli_print_result(const struct cli *c, const struct target *t)
+void cli_print_result(const struct cli *c, const struct fanout *f, const struct target *t)
 {
 	if (c->json) {
-		print_json(c, t);
+		json_t *o = fanout_json(f, t);
+
+		print_json_line(o);
+		json_decref(o);
 		return;
 	}
 	if (t->err.code != 0) {

@@ -60,6 +60,68 @@ static void put_job(struct jbuf *j, const char *key, const struct job_view *v, i
 	jb_close(j, '}');
 }
 
+static void put_transfer(struct jbuf *j, const char *key, const struct transfer *t)
+{
+	if (!t->valid) {
+		jb_null(j, key);
+		return;
+	}
+	jb_open(j, key, '{');
+	jb_u64(j, "bytes", t->bytes);
+	jb_double(j, "ms", t->ms);
+	jb_double(j, "at", t->at);
+	jb_close(j, '}');
+}
+
+static void put_verb_counts(struct jbuf *j, const struct verb_counts *v)
+{
+	int i;
+
+	jb_open(j, "results", '{');
+	for (i = 0; i < WORKER_RESULTS && v->result[i] != NULL; i++)
+		jb_u64(j, v->result[i], v->count[i]);
+	jb_close(j, '}');
+	jb_u64(j, "ran", v->ran);
+	jb_double(j, "ms_sum", v->ms_sum);
+	jb_open(j, "buckets", '[');
+	for (i = 0; i < WORKER_BUCKETS; i++)
+		jb_u64(j, NULL, v->bucket[i]);
+	jb_close(j, ']');
+}
+
+/* What the worker counted of the change requests it ran or gave back,
+ * whoever sent them: results, a duration histogram (cumulative counts
+ * under buckets_ms), the last staged transfers. */
+static void put_counters(struct jbuf *j)
+{
+	struct worker_counters *c = malloc(sizeof(*c));
+	int v, i;
+
+	if (c == NULL) {
+		jb_null(j, "counters");
+		return;
+	}
+	worker_counters(c);
+	jb_open(j, "counters", '{');
+	jb_open(j, "buckets_ms", '[');
+	for (i = 0; i < WORKER_BUCKETS; i++)
+		jb_double(j, NULL, worker_bucket_ms[i]);
+	jb_close(j, ']');
+	jb_open(j, "verbs", '{');
+	for (v = 0; v < VERB_COUNT; v++) {
+		if (!proto_verbs[v].changes || proto_verbs[v].wire == NULL)
+			continue;
+		jb_open(j, proto_verbs[v].wire, '{');
+		put_verb_counts(j, &c->verbs[v]);
+		jb_close(j, '}');
+	}
+	jb_close(j, '}');
+	put_transfer(j, "last_staged_pause", &c->last_staged_pause);
+	put_transfer(j, "last_staged_resume", &c->last_staged_resume);
+	jb_close(j, '}');
+	free(c);
+}
+
 void reply_hello(struct jbuf *j, const struct reply_ctx *x)
 {
 	struct worker_view w;
@@ -74,6 +136,7 @@ void reply_hello(struct jbuf *j, const struct reply_ctx *x)
 	jb_u64(j, "allocations", x->be->allocations());
 	put_job(j, "running", &w.running, 0);
 	jb_i64(j, "queued", w.queued);
+	put_counters(j);
 	jb_raw(j, "}");
 }
 
@@ -188,6 +251,7 @@ void reply_status(struct jbuf *j, const struct reply_ctx *x)
 	put_job(j, "running", &w.running, 0);
 	jb_i64(j, "queued", w.queued);
 	put_job(j, "last", &w.last, 1);
+	put_counters(j);
 	jb_raw(j, "}");
 }
 

@@ -31,6 +31,7 @@ static struct {
 	struct job *running;
 	struct job *done, *done_tail;      /* back for the socket thread */
 	struct job_view last;              /* the last job that ran */
+	struct worker_counters counters;
 	long long last_finished_ms;
 	int notify[2];                     /* pipe: a byte per job put in done */
 	worker_run_fn run;
@@ -49,12 +50,55 @@ long long worker_now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* CLOCK_MONOTONIC in milliseconds, to the microsecond. */
+static double precise_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static double wall_now(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Histogram bounds: from a millisecond (an unstaged pause) to ten
+ * minutes (a staged pause of a large model on a slow bus). */
+const double worker_bucket_ms[WORKER_BUCKETS] = {
+	1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 30000, 60000, 600000,
+};
+
+/* Count a job that ended, run or not (lock held). */
+static void count(const struct job *j)
+{
+	struct verb_counts *v = &jobs.counters.verbs[j->req.verb];
+	const char *result = j->rc == 0 ? "ok" : proto_errname(j->rc);
+	int i;
+
+	for (i = 0; i < WORKER_RESULTS - 1 && v->result[i] != NULL; i++)
+		if (strcmp(v->result[i], result) == 0)
+			break;
+	v->result[i] = v->result[i] ? v->result[i] : result;
+	v->count[i]++;
+	if (!j->started)
+		return;
+	v->ran++;
+	v->ms_sum += j->ran_ms;
+	for (i = 0; i < WORKER_BUCKETS; i++)
+		if (j->ran_ms <= worker_bucket_ms[i])
+			v->bucket[i]++;
+	if (j->rc == 0 && j->rep.copied_bytes > 0 &&
+	    (j->req.verb == VERB_PAUSE || j->req.verb == VERB_RESUME)) {
+		struct transfer *t = j->req.verb == VERB_PAUSE ? &jobs.counters.last_staged_pause :
+				     &jobs.counters.last_staged_resume;
+
+		*t = (struct transfer){ 1, j->rep.copied_bytes, j->rep.ms, wall_now() };
+	}
 }
 
 /* Called with the lock held. */
@@ -93,6 +137,7 @@ static void give_back_unstarted(struct job *j, int code, const char *why)
 	unqueue(j);
 	j->started = 0;
 	j->rc = region_err_set(&j->err, code, "%s", why);
+	count(j);
 	put_done(j);
 }
 
@@ -129,13 +174,16 @@ static void *worker_main(void *arg)
 		j->started_at = wall_now();
 		pthread_mutex_unlock(&jobs.lock);
 
+		j->ran_ms = precise_ms();
 		j->rc = jobs.run(j->req.verb, &j->req.rq, &j->rep, &j->err);
+		j->ran_ms = precise_ms() - j->ran_ms;
 
 		pthread_mutex_lock(&jobs.lock);
 		j->finished_ms = worker_now_ms();
 		jobs.running = NULL;
 		view_of(j, &jobs.last, j->finished_ms);
 		jobs.last_finished_ms = j->finished_ms;
+		count(j);
 		put_done(j);
 	}
 	return NULL;
@@ -176,6 +224,7 @@ void worker_submit(struct job *j)
 	j->next = NULL;
 	j->started = 0;
 	j->finished_ms = 0;
+	j->ran_ms = 0;
 	j->cancel = 0;
 	j->queued_ms = worker_now_ms();
 	j->req.rq.cancel = &j->cancel;
@@ -286,6 +335,13 @@ void worker_view(struct worker_view *v)
 	pthread_mutex_unlock(&jobs.lock);
 }
 
+void worker_counters(struct worker_counters *out)
+{
+	pthread_mutex_lock(&jobs.lock);
+	*out = jobs.counters;
+	pthread_mutex_unlock(&jobs.lock);
+}
+
 void worker_after_fork(void)
 {
 	/* The parent's threads do not exist here, and a list may have been
@@ -301,5 +357,6 @@ void worker_after_fork(void)
 	jobs.queued = jobs.queued_tail = jobs.running = NULL;
 	jobs.done = jobs.done_tail = NULL;
 	memset(&jobs.last, 0, sizeof(jobs.last));
+	memset(&jobs.counters, 0, sizeof(jobs.counters));
 	jobs.started = 0;
 }

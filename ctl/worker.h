@@ -25,6 +25,7 @@ struct job {
 	int cancel;             /* set atomically: nobody waits, or the deadline passed */
 	void *owner;            /* who waits for the reply; NULL: nobody */
 	long long queued_ms, started_ms, finished_ms; /* CLOCK_MONOTONIC */
+	double ran_ms;          /* how long it ran, to the microsecond */
 	double started_at;      /* CLOCK_REALTIME, seconds: "since when" */
 	int started;            /* 0: came back without running */
 	int background;         /* MEMCTL_PREPARE's, not a client's */
@@ -54,6 +55,35 @@ struct worker_view {
 	int queued;
 };
 
+/* What the worker counts of the requests it ran or gave back, whoever
+ * sent them (status and hello report it; memctl serve turns it into
+ * metrics). Change verbs only. */
+#define WORKER_BUCKETS 12
+#define WORKER_RESULTS 20 /* distinct results per verb: "ok" and error names */
+
+extern const double worker_bucket_ms[WORKER_BUCKETS]; /* upper bounds */
+
+struct verb_counts {
+	const char *result[WORKER_RESULTS]; /* "ok" or proto_errname(); NULL: free */
+	uint64_t count[WORKER_RESULTS];     /* requests that ended so */
+	uint64_t ran;                       /* of them, those that started */
+	double ms_sum;                      /* how long those ran */
+	uint64_t bucket[WORKER_BUCKETS];    /* those that ran <= worker_bucket_ms[i] */
+};
+
+/* The last staged transfer: a staged pause, or a resume that copied. */
+struct transfer {
+	int valid;
+	uint64_t bytes;   /* copied */
+	double ms;        /* the whole request */
+	double at;        /* when it finished, unix seconds */
+};
+
+struct worker_counters {
+	struct verb_counts verbs[VERB_COUNT];
+	struct transfer last_staged_pause, last_staged_resume;
+};
+
 long long worker_now_ms(void);
 
 /* Start the thread; `run` executes one request. 0 or a negative errno. */
@@ -76,6 +106,8 @@ long long worker_expire(long long now_ms);
 /* Nothing running or queued. */
 int worker_idle(void);
 void worker_view(struct worker_view *v);
+/* A copy of the counters, consistent with each other. */
+void worker_counters(struct worker_counters *out);
 /* In a forked child: no worker thread exists there; forget every job. */
 void worker_after_fork(void);
 

@@ -7,13 +7,30 @@
 set -u
 B=$(cd "${1:-build}" && pwd)
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-# Our C programs find the shared runtime here; Criterion's libraries are
-# given to its suite alone, so they never shadow anything Python loads.
-# The CLI's own libraries (jansson) come along from the build machine.
-export LD_LIBRARY_PATH="$B/gpu/clilib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-CLIB="$CUDA_HOME/lib64:$LD_LIBRARY_PATH"
 export MEMCTL_RUNTIME_DIR=$(mktemp -d /tmp/memctl-gpu-XXXXXX)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || exit 1
+
+# The memctl CLI's libraries that this machine lacks (jansson,
+# libmicrohttpd, theirs), from build/gpu/cli-lib: only those, so that
+# nothing the machine has is shadowed for the programs under test.
+need_cli_libs() {
+	dir="$MEMCTL_RUNTIME_DIR/cli-lib"
+	mkdir -p "$dir"
+	for _ in 1 2 3 4 5 6; do
+		missing=$(LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$B/memctl" |
+			awk '/not found/ {print $1}')
+		[ -n "$missing" ] || break
+		for lib in $missing; do
+			cp -L "$B/gpu/cli-lib/$lib" "$dir/" ||
+				{ echo "memctl needs $lib, which is not in $B/gpu/cli-lib"; return 1; }
+		done
+	done
+	[ -z "$(ls "$dir")" ] || export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
+need_cli_libs || exit 1
+# Our C programs find the shared runtime here; Criterion's libraries are
+# given to its suite alone, so they never shadow anything Python loads.
+CLIB="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 results=""
 run() {
 	name=$1; shift
@@ -47,6 +64,7 @@ run "CLI against cudaMallocAsync (nvcc -cudart static)" env PROG_ASYNC=1 \
 	sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_tenant_static
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
 	run "PyTorch: regions, CUDA graph, default tag, group" python3 "$(dirname "$0")/test_torch.py" "$B"
+	run "PyTorch driven through memctl serve (HTTP)" python3 "$(dirname "$0")/test_http_torch.py" "$B"
 	run "PyTorch: expandable segments, cudaMallocAsync (driver layer)" \
 		python3 "$(dirname "$0")/test_torch_driver.py" "$B"
 else

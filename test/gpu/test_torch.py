@@ -175,14 +175,21 @@ def scenario_group():
     b.quit()
 
 
-for fn in (scenario_tagged, scenario_default_tag, scenario_group):
-    try:
-        fn()
-    except Exception as e:  # a crash is a failure, reported with the rest
-        expect(False, "%s raised %r" % (fn.__name__, e))
+def main(scenarios, name):
+    for fn in scenarios:
+        try:
+            fn()
+        except Exception as e:  # a crash is a failure, reported with the rest
+            expect(False, "%s raised %r" % (fn.__name__, e))
+    card = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                          capture_output=True, text=True).stdout.strip().splitlines()
+    print("\n| %s figure (%s) | value |\n|---|---|" % (name, card[0] if card else "GPU"))
+    for k, v in figures:
+        print("| %s | %s |" % (k, v))
+    print("%s: %d passed, %d failed" % (name, 0 if failures else 1, 1 if failures else 0))
+    sys.exit(1 if failures else 0)
 
-print("\n| torch figure (H100) | value |\n|---|---|")
-for k, v in figures:
-    print("| %s | %s |" % (k, v))
-print("torch: %d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
-sys.exit(1 if failures else 0)
+
+# test/gpu/test_http_torch.py imports the helpers above.
+if __name__ == "__main__":
+    main((scenario_tagged, scenario_default_tag, scenario_group), "torch")

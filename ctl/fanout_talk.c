@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * cli_talk.c - one request to one process, and its reply, within the
- * deadline.
+ * fanout_talk.c - one request to one process, and its reply, within the
+ * deadline: the thread fanout_run starts for each target.
  *
- * Before anything is sent the CLI checks who serves the socket
- * (SO_PEERCRED): only a process of the CLI's own user is believed, so a
- * socket planted by someone else can neither receive the request nor
- * answer "ok". The deadline travels with the request (timeout_ms), so the
- * process abandons what the CLI gave up on. Replies are parsed with
+ * Before anything is sent the client (the CLI, memctl serve) checks who
+ * serves the socket (SO_PEERCRED): only a process of its own user is
+ * believed, so a socket planted by someone else can neither receive the
+ * request nor answer "ok". The deadline travels with the request
+ * (timeout_ms), so the process abandons what the client gave up on. Replies are parsed with
  * jansson and checked against what the verb's reply must hold before any
  * figure is read.
  */
@@ -20,14 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-
-static const struct cli *command; /* what every thread sends */
-
-void cli_talk_init(const struct cli *c)
-{
-	command = c;
-}
+#include "fanout.h"
 
 static long long now_ms(void)
 {
@@ -40,12 +33,13 @@ static long long now_ms(void)
 /* -1 with t->err set when it cannot be reached. */
 static int connect_target(struct target *t)
 {
+	const char *dir = t->f->dir;
 	struct sockaddr_un addr;
 	int fd;
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
-	if ((size_t)snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", command->dir,
+	if ((size_t)snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", dir,
 			     t->pid) >= sizeof(addr.sun_path))
 		return region_err_set(&t->err, -EINVAL, "socket path too long"), -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -98,16 +92,18 @@ static int wait_for(int fd, short events, long long deadline)
 
 static void timed_out(struct target *t)
 {
-	if (t->sent && proto_verbs[command->verb].changes) {
+	const struct fanout *f = t->f;
+
+	if (t->sent && proto_verbs[f->verb].changes) {
 		t->outcome_unknown = 1;
 		region_err_set(&t->err, -ETIMEDOUT,
 			       "no reply within %.1f s: outcome unknown (the process abandons "
 			       "the request at its next safe point unless it has finished); "
-			       "memctl status -p %d shows it", command->timeout_s, t->pid);
+			       "memctl status -p %d shows it", f->timeout_s, t->pid);
 	} else {
 		region_err_set(&t->err, -ETIMEDOUT,
 			       "no reply within %.1f s (process stopped or wedged?)",
-			       command->timeout_s);
+			       f->timeout_s);
 	}
 }
 
@@ -116,7 +112,7 @@ static void timed_out(struct target *t)
  * read); -1 with t->err set otherwise. */
 static int send_request(int fd, struct target *t, long long deadline)
 {
-	struct proto_req req = command->req;
+	struct proto_req req = t->f->req;
 	char line[PROTO_MAX_LINE + 1];
 	size_t sent = 0;
 	int n;
@@ -257,9 +253,9 @@ static const char *lacks_status(const json_t *r)
 	return bad;
 }
 
-static const char *lacks_change(const json_t *r)
+static const char *lacks_change(const json_t *r, enum verb verb)
 {
-	unsigned figs = proto_verbs[command->verb].figures;
+	unsigned figs = proto_verbs[verb].figures;
 	const char *bad = lacks(r, change_fields);
 	int f;
 
@@ -289,10 +285,10 @@ static void take_reply(struct target *t, const char *line)
 			region_err_set(&t->err, (int)json_integer_value(json_object_get(r, "code")),
 				       "%s", json_string_value(json_object_get(r, "message")));
 	} else {
-		enum verb sends = proto_verbs[command->verb].sends;
+		enum verb sends = proto_verbs[t->f->verb].sends;
 
 		bad = sends == VERB_STATUS ? lacks_status(r) :
-		      sends == VERB_HELLO ? lacks(r, hello_fields) : lacks_change(r);
+		      sends == VERB_HELLO ? lacks(r, hello_fields) : lacks_change(r, t->f->verb);
 		if (bad != NULL)
 			region_err_set(&t->err, -EPROTO, "malformed reply: no valid '%s' "
 				       "(a memctl library of another version?)", bad);
@@ -300,10 +296,10 @@ static void take_reply(struct target *t, const char *line)
 	t->reply = r;
 }
 
-void *cli_talk(void *arg)
+void *fanout_talk(void *arg)
 {
 	struct target *t = arg;
-	long long deadline = now_ms() + (long long)(command->timeout_s * 1000.0);
+	long long deadline = now_ms() + (long long)(t->f->timeout_s * 1000.0);
 	int fd = connect_target(t);
 	char *line;
 
