@@ -177,7 +177,9 @@ int app_detach(struct alloc *a, enum alloc_state to, const char **failed)
 		rc = ops->release(a->dev, a->handle);
 		if (rc < 0)
 			return *failed = "cuMemRelease", rc;
-		PUBLISH(a->handle = 0);
+		/* Mapped nowhere, it may have been active until now: with its
+		 * memory gone it is not. */
+		PUBLISH(a->handle = 0; if (a->state == ALLOC_ACTIVE) a->state = to);
 	}
 	return 0;
 }

@@ -13,6 +13,7 @@
 #include <cuda.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -498,6 +499,54 @@ Test(app, handle_values_are_never_addresses_cudaFree_takes)
 
 	cr_assert(eq(int, region_free(s.id[0]), -ENOENT));
 	cr_assert(eq(int, region_app_release(s.at[0]), -ENOENT));
+	give_back(&s, UNMAP_EACH_THEN_RELEASE);
+	nothing_left();
+}
+
+struct pause_arg {
+	int rc;
+};
+
+static void *pause_thread(void *arg)
+{
+	struct pause_arg *pa = arg;
+
+	pa->rc = request(region_pause, "w", 0, NULL);
+	return NULL;
+}
+
+Test(app, a_handle_the_application_unmaps_while_a_pause_runs_is_recorded_as_it_is)
+{
+	struct segment s = segment("w");
+	struct pause_arg pa = { -1 };
+	struct memctl_stat st;
+	struct tagset ts;
+	struct region_err err;
+	pthread_t t;
+
+	/* The pause has chosen its handles and waits for the device; the
+	 * application unmaps one of them everywhere meanwhile. */
+	fakecuda_hold("cuCtxSynchronize");
+	cr_assert(eq(int, pthread_create(&t, NULL, pause_thread, &pa), 0));
+	while (fakecuda_held("cuCtxSynchronize") == 0)
+		usleep(1000);
+	cr_assert(eq(int, region_app_unmap(s.at[2], s.size[2]), 0));
+	fakecuda_unhold();
+	pthread_join(t, NULL);
+	cr_assert(eq(int, pa.rc, 0));
+	/* Its memory went too, and the record says so: nothing is called
+	 * active that holds no memory. */
+	cr_assert(eq(u64, fakecuda_used(), 0));
+	cr_assert(eq(int, tagset_parse("w", &ts, &err), 0));
+	cr_assert(eq(int, region_stat(&ts, &st), 0));
+	cr_assert(eq(u64, st.active_bytes, 0));
+	cr_assert(eq(u64, st.paused_bytes, 8 * MiB));
+	/* Mapped again, it comes back with the resume, with memory. */
+	cr_assert(eq(int, region_app_map(s.id[2], s.at[2], s.size[2], 0), 0));
+	grant(s.at[2], s.size[2], 0);
+	cr_assert(eq(int, request(region_resume, "w", 0, NULL), 0));
+	cr_assert(eq(u64, fakecuda_used(), 8 * MiB));
+	fill(s.at[2], s.size[2], 1);
 	give_back(&s, UNMAP_EACH_THEN_RELEASE);
 	nothing_left();
 }
