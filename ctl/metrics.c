@@ -153,7 +153,8 @@ static const struct {
 	{ "memctl_tag_host_bytes", "host_bytes",
 	  "Host bytes held for the tag in all: staged contents and buffers kept for the next pause" },
 	{ "memctl_tag_resident_bytes", "resident_bytes",
-	  "Device bytes of the tag that stay resident whatever is paused (exported for IPC)" },
+	  "Device bytes of the tag that stay resident whatever is paused (exported for IPC, or bound "
+	  "to a multicast object)" },
 };
 
 static void put_tags(struct jbuf *b, const struct target *ts, int n)

@@ -61,6 +61,8 @@ static struct proc_row rows[PROC_COUNT] = {
 	[PROC_MEM_PROPS] = { "cuMemGetAllocationPropertiesFromHandle", (void *)vmm_props, NULL },
 	[PROC_MEM_EXPORT] = { "cuMemExportToShareableHandle", (void *)vmm_export, NULL },
 	[PROC_MEM_ADDRESS_RANGE] = { "cuMemGetAddressRange_v2", (void *)vmm_address_range, NULL },
+	[PROC_MULTICAST_BIND_MEM] = { "cuMulticastBindMem", (void *)vmm_bind_mem, NULL },
+	[PROC_MULTICAST_BIND_ADDR] = { "cuMulticastBindAddr", (void *)vmm_bind_addr, NULL },
 	[PROC_MEM_ALLOC_ASYNC] = { "cuMemAllocAsync", (void *)cumem_alloc_async, NULL },
 	[PROC_MEM_ALLOC_ASYNC_PTSZ] = { "cuMemAllocAsync_ptsz", (void *)cumem_alloc_async_ptsz,
 					NULL },

@@ -39,6 +39,8 @@ enum proc_id {
 	PROC_MEM_PROPS,           /* cuMemGetAllocationPropertiesFromHandle */
 	PROC_MEM_EXPORT,          /* cuMemExportToShareableHandle */
 	PROC_MEM_ADDRESS_RANGE,   /* cuMemGetAddressRange_v2 */
+	PROC_MULTICAST_BIND_MEM,  /* cuMulticastBindMem */
+	PROC_MULTICAST_BIND_ADDR, /* cuMulticastBindAddr */
 	PROC_MEM_ALLOC_ASYNC,     /* cuMemAllocAsync */
 	PROC_MEM_ALLOC_ASYNC_PTSZ, /* cuMemAllocAsync_ptsz */
 	PROC_MEM_FREE_ASYNC,      /* cuMemFreeAsync */
@@ -86,6 +88,11 @@ CUresult vmm_props(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handl
 CUresult vmm_export(void *shareable, CUmemGenericAllocationHandle handle,
 		    CUmemAllocationHandleType type, unsigned long long flags);
 CUresult vmm_address_range(CUdeviceptr *base, size_t *size, CUdeviceptr dptr);
+CUresult vmm_bind_mem(CUmemGenericAllocationHandle mc, size_t mc_offset,
+		      CUmemGenericAllocationHandle mem, size_t mem_offset, size_t size,
+		      unsigned long long flags);
+CUresult vmm_bind_addr(CUmemGenericAllocationHandle mc, size_t mc_offset, CUdeviceptr memptr,
+		       size_t size, unsigned long long flags);
 CUresult proc_get_address(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags);
 CUresult proc_get_address_v2(const char *symbol, void **pfn, int cuda_version,
 			     cuuint64_t flags, CUdriverProcAddressQueryResult *status);

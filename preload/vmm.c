@@ -14,10 +14,12 @@
  * own answer reaches the application wherever the driver was asked;
  * memctl answers only for what it took away (a paused mapping).
  *
- * An export for IPC (cuMemExportToShareableHandle) of a tagged handle
- * makes it resident for good: another process may map it, and memctl
- * cannot release memory under it. Exporting one that is paused right now
- * is refused: its memory does not exist.
+ * An export for IPC (cuMemExportToShareableHandle) of a tagged handle, or
+ * its binding to a multicast object (cuMulticastBindMem, or
+ * cuMulticastBindAddr of tagged memory of either kind: NCCL's NVLS), makes
+ * it resident for good: another process or device may map it, and memctl
+ * cannot release memory under it. Doing so while it is paused is refused:
+ * its memory does not exist.
  */
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -203,6 +205,8 @@ CUresult vmm_props(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handl
 PROC_EXPORT(vmm_props, cuMemGetAllocationPropertiesFromHandle,
 	    PFN_cuMemGetAllocationPropertiesFromHandle_v10020);
 
+static CUresult paused_refusal(const char *call);
+
 CUresult vmm_export(void *shareable, CUmemGenericAllocationHandle handle,
 		    CUmemAllocationHandleType type, unsigned long long flags)
 {
@@ -217,11 +221,8 @@ CUresult vmm_export(void *shareable, CUmemGenericAllocationHandle handle,
 	if (region_app_count() == 0 || !region_app_is((uint64_t)handle))
 		return real(shareable, handle, type, flags);
 	pinned = region_app_pin((uint64_t)handle, &h);
-	if (pinned == -EBUSY) {
-		memctl_log_warnx("cuMemExportToShareableHandle refused: the memory of this "
-				 "handle is paused by memctl (resume its tag first)");
-		return CUDA_ERROR_NOT_PERMITTED;
-	}
+	if (pinned == -EBUSY)
+		return paused_refusal("cuMemExportToShareableHandle");
 	if (pinned < 0)
 		return real(shareable, handle, type, flags);
 	r = real(shareable, (CUmemGenericAllocationHandle)h, type, flags);
@@ -233,6 +234,60 @@ CUresult vmm_export(void *shareable, CUmemGenericAllocationHandle handle,
 	return r;
 }
 PROC_EXPORT(vmm_export, cuMemExportToShareableHandle, PFN_cuMemExportToShareableHandle_v10020);
+
+/* The refusal for memory that is paused right now. */
+static CUresult paused_refusal(const char *call)
+{
+	memctl_log_warnx("%s refused: this memory is paused by memctl (resume its tag first)",
+			 call);
+	return CUDA_ERROR_NOT_PERMITTED;
+}
+
+CUresult vmm_bind_mem(CUmemGenericAllocationHandle mc, size_t mc_offset,
+		      CUmemGenericAllocationHandle mem, size_t mem_offset, size_t size,
+		      unsigned long long flags)
+{
+	PFN_cuMulticastBindMem_v12010 real =
+		REAL(PROC_MULTICAST_BIND_MEM, PFN_cuMulticastBindMem_v12010);
+	uint64_t h = 0;
+	CUresult r;
+	int pinned;
+
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (region_app_count() == 0 || !region_app_is((uint64_t)mem))
+		return real(mc, mc_offset, mem, mem_offset, size, flags);
+	pinned = region_app_pin((uint64_t)mem, &h);
+	if (pinned == -EBUSY)
+		return paused_refusal("cuMulticastBindMem");
+	if (pinned < 0)
+		return real(mc, mc_offset, mem, mem_offset, size, flags);
+	r = real(mc, mc_offset, (CUmemGenericAllocationHandle)h, mem_offset, size, flags);
+	if (r != CUDA_SUCCESS && pinned == 1)
+		region_app_unpin((uint64_t)mem);
+	return r;
+}
+PROC_EXPORT(vmm_bind_mem, cuMulticastBindMem, PFN_cuMulticastBindMem_v12010);
+
+CUresult vmm_bind_addr(CUmemGenericAllocationHandle mc, size_t mc_offset, CUdeviceptr memptr,
+		       size_t size, unsigned long long flags)
+{
+	PFN_cuMulticastBindAddr_v12010 real =
+		REAL(PROC_MULTICAST_BIND_ADDR, PFN_cuMulticastBindAddr_v12010);
+	CUresult r;
+	int pinned;
+
+	if (real == NULL)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	pinned = region_pin_addr((uint64_t)memptr);
+	if (pinned == -EBUSY)
+		return paused_refusal("cuMulticastBindAddr");
+	r = real(mc, mc_offset, memptr, size, flags);
+	if (r != CUDA_SUCCESS && pinned == 1)
+		region_unpin_addr((uint64_t)memptr);
+	return r;
+}
+PROC_EXPORT(vmm_bind_addr, cuMulticastBindAddr, PFN_cuMulticastBindAddr_v12010);
 
 CUresult vmm_address_range(CUdeviceptr *base, size_t *size, CUdeviceptr dptr)
 {

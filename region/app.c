@@ -96,7 +96,7 @@ int app_pausable(const struct alloc *a)
 {
 	const struct app_map *w;
 
-	if (a->state != ALLOC_ACTIVE || a->app->resident || a->handle == 0)
+	if (a->state != ALLOC_ACTIVE || a->resident || a->handle == 0)
 		return 0;
 	w = window_map(a);
 	return w != NULL && read_write(w, a->dev) && app_mappings(a) == a->app->nmaps;
@@ -695,6 +695,25 @@ int region_app_props(uint64_t id, void *prop, size_t len)
 	return 0;
 }
 
+/* Mark `a` resident for good (a reference of the caller's): 1 newly, 0
+ * already, -EBUSY while it is paused (its memory does not exist now). */
+static int pin(struct alloc *a, uint64_t *real)
+{
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->state != ALLOC_ACTIVE || a->handle == 0) {
+		rc = -EBUSY;
+	} else {
+		rc = a->resident ? 0 : 1;
+		PUBLISH(a->resident = 1);
+		if (real != NULL)
+			*real = a->handle;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
 int region_app_pin(uint64_t id, uint64_t *real)
 {
 	struct alloc *a;
@@ -702,20 +721,9 @@ int region_app_pin(uint64_t id, uint64_t *real)
 
 	pthread_mutex_lock(&apps.lock);
 	a = handle_get(id);
-	if (a == NULL) {
-		pthread_mutex_unlock(&apps.lock);
-		return -ENOENT;
-	}
-	pthread_mutex_lock(&a->lock);
-	if (a->state != ALLOC_ACTIVE || a->handle == 0) {
-		rc = -EBUSY; /* paused: its memory does not exist now */
-	} else {
-		rc = a->app->resident ? 0 : 1;
-		PUBLISH(a->app->resident = 1);
-		*real = a->handle;
-	}
-	pthread_mutex_unlock(&a->lock);
-	alloc_put(a);
+	rc = a != NULL ? pin(a, real) : -ENOENT;
+	if (a != NULL)
+		alloc_put(a);
 	pthread_mutex_unlock(&apps.lock);
 	return rc;
 }
@@ -726,8 +734,53 @@ void region_app_unpin(uint64_t id)
 
 	if (a == NULL)
 		return;
-	PUBLISH(a->app->resident = 0);
+	PUBLISH(a->resident = 0);
 	alloc_put(a);
+}
+
+int region_pin_addr(uint64_t addr)
+{
+	struct app_map *m, *tmp;
+	struct alloc *a = NULL;
+	int rc;
+
+	if (region_count() == 0)
+		return -ENOENT;
+	pthread_mutex_lock(&apps.lock);
+	table_lock();
+	HASH_ITER(hh, apps.maps, m, tmp)
+		if (addr >= m->va && addr < m->va + m->size) {
+			a = m->owner;
+			break;
+		}
+	if (a == NULL)
+		a = live_containing_locked(addr);
+	if (a != NULL)
+		a->refs++;
+	table_unlock();
+	rc = a != NULL ? pin(a, NULL) : -ENOENT;
+	if (a != NULL)
+		alloc_put(a);
+	pthread_mutex_unlock(&apps.lock);
+	return rc;
+}
+
+void region_unpin_addr(uint64_t addr)
+{
+	struct app_map *m, *tmp;
+	struct alloc *a = NULL;
+
+	table_lock();
+	HASH_ITER(hh, apps.maps, m, tmp)
+		if (addr >= m->va && addr < m->va + m->size) {
+			a = m->owner;
+			break;
+		}
+	if (a == NULL)
+		a = live_containing_locked(addr);
+	if (a != NULL)
+		a->resident = 0;
+	table_unlock();
 }
 
 int region_app_range(uint64_t addr, uint64_t *base, size_t *size)

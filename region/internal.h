@@ -72,7 +72,6 @@ struct app_map {
 struct app_mem {
 	unsigned char prop[REGION_PROP_MAX]; /* its CUmemAllocationProp */
 	int refs;             /* the application's: creation and retains, less releases */
-	int resident;         /* exported for IPC: never paused */
 	struct app_map **maps;
 	size_t nmaps, cap;
 };
@@ -104,6 +103,9 @@ struct alloc {
 	void *ev[STREAMS_MAX]; /* per staging stream, created on first use */
 	uint32_t ev_used;     /* streams whose event marks this allocation's copies */
 	int dtoh_queued;      /* the running staged pause queued its copy to host */
+	int resident;         /* table lock: exported for IPC or bound to a multicast
+				 object (another process or device maps it): never
+				 paused again */
 	void *free_event;     /* a stream-ordered free waits for it (region_free_async) */
 
 	/* Ownership. */
@@ -150,6 +152,9 @@ void table_unlock(void);
 void live_add_locked(struct alloc *a);
 /* The live record with key `va`, under the table lock; NULL if none. */
 struct alloc *live_find_locked(uint64_t va);
+/* The live KIND_OWN record whose memory holds `addr`, under the table
+ * lock (a scan); NULL if none. */
+struct alloc *live_containing_locked(uint64_t addr);
 /* region_free of a record of either kind: the application's handle
  * values are keys as addresses are. */
 int region_free_key(uint64_t key, enum alloc_kind kind);

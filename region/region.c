@@ -105,6 +105,16 @@ void live_add_locked(struct alloc *a)
 	__atomic_add_fetch(&registry.live_count, 1, __ATOMIC_RELAXED);
 }
 
+struct alloc *live_containing_locked(uint64_t addr)
+{
+	struct alloc *a, *tmp;
+
+	HASH_ITER(hh, registry.live, a, tmp)
+		if (a->kind == KIND_OWN && addr >= a->va && addr < a->va + a->mapped)
+			return a;
+	return NULL;
+}
+
 struct alloc *live_find_locked(uint64_t va)
 {
 	struct alloc *a;
@@ -900,7 +910,7 @@ int region_tag_stats(struct region_tag_stat **rows, size_t *n)
 			row->staged_bytes = a->host_size;
 		if (a->host != NULL)
 			row->host_bytes = a->host_size;
-		if (a->kind == KIND_APP && a->app->resident)
+		if (a->resident)
 			row->resident_bytes = a->mapped;
 	}
 	pthread_mutex_unlock(&registry.table_lock);

@@ -231,7 +231,8 @@ int region_owns(uint64_t va);
  * its device: that mapping is where its contents are staged from and
  * restored to. One not mapped that way (created and not yet mapped, or
  * mapped in parts only) stays as it is. One that was exported for IPC
- * (region_app_pin) stays resident for good: another process may map it.
+ * or bound to a multicast object (region_app_pin, region_pin_addr) stays
+ * resident for good: another process or device may map it.
  *
  * The application's own calls on these handles and on addresses they are
  * mapped at, paused or not: region_app_map, _unmap, _set_access,
@@ -280,12 +281,20 @@ int region_app_retain(uint64_t addr, uint64_t *id) MUST_CHECK;
 /* cuMemGetAllocationPropertiesFromHandle: the properties it was created
  * with (len bytes at most copied). */
 int region_app_props(uint64_t id, void *prop, size_t len) MUST_CHECK;
-/* Before exporting `id` for IPC: mark it resident for good and give the
- * real handle to export. -EBUSY (nothing changed) while it is paused:
- * its memory does not exist. region_app_unpin undoes it when the export
- * failed. */
+/* Before exporting `id` for IPC or binding it to a multicast object
+ * (cuMulticastBindMem): mark it resident for good and give the real handle
+ * to the driver. 1 newly, 0 already resident; -EBUSY (nothing changed)
+ * while it is paused: its memory does not exist. region_app_unpin undoes
+ * a new pin when the driver refused. */
 int region_app_pin(uint64_t id, uint64_t *real) MUST_CHECK;
 void region_app_unpin(uint64_t id);
+/* Before binding the memory at `addr` to a multicast object
+ * (cuMulticastBindAddr; any tagged allocation or mapping of memctl's):
+ * resident for good, as region_app_pin. 1 newly, 0 already, -EBUSY while
+ * paused, -ENOENT when nothing of memctl's is there. region_unpin_addr
+ * undoes it when the binding failed. */
+int region_pin_addr(uint64_t addr) MUST_CHECK;
+void region_unpin_addr(uint64_t addr);
 /* cuMemGetAddressRange of an address in a paused mapping (the driver has
  * nothing there): that mapping's range. -ENOENT otherwise. */
 int region_app_range(uint64_t addr, uint64_t *base, size_t *size) MUST_CHECK;

@@ -160,7 +160,7 @@ static int release_one(struct alloc *a, enum alloc_state to, unsigned char *chan
 	int rc = 0, was_active;
 
 	pthread_mutex_lock(&a->lock);
-	if (alloc_freed(a) || (a->kind == KIND_APP && a->app->resident))
+	if (alloc_freed(a) || a->resident)
 		goto out;
 	was_active = a->state == ALLOC_ACTIVE;
 	/* Its contents must be on their way to the host: an application's
@@ -386,7 +386,7 @@ static int pause_wants(const struct alloc *a, unsigned flags)
 	(void)flags;
 	if (alloc_has_leftover(a))
 		return 1;
-	return a->kind == KIND_OWN ? a->state == ALLOC_ACTIVE : app_pausable(a);
+	return a->kind == KIND_OWN ? a->state == ALLOC_ACTIVE && !a->resident : app_pausable(a);
 }
 
 /* A staged pause must not pretend to keep contents already discarded. */
@@ -610,7 +610,7 @@ static int resume_body(const struct region_req *rq, struct claim *c,
 static int prepare_wants(const struct alloc *a, unsigned flags)
 {
 	(void)flags;
-	return a->host == NULL && (a->kind == KIND_OWN || app_pausable(a));
+	return a->host == NULL && !a->resident && (a->kind == KIND_OWN || app_pausable(a));
 }
 
 static int prepare_body(const struct region_req *rq, struct claim *c,

@@ -16,7 +16,7 @@ exports="cudaMalloc cudaFree cuMemAlloc_v2 cuMemAllocPitch_v2 cuMemFree_v2
 	cuMemRetainAllocationHandle cuMemGetAllocationPropertiesFromHandle
 	cuMemExportToShareableHandle cuMemGetAddressRange_v2 cuMemAllocAsync
 	cuMemAllocAsync_ptsz cuMemFreeAsync cuMemFreeAsync_ptsz cuMemAllocFromPoolAsync
-	cuMemAllocFromPoolAsync_ptsz"
+	cuMemAllocFromPoolAsync_ptsz cuMulticastBindMem cuMulticastBindAddr"
 
 defined=$(nm -D --defined-only "$lib" | awk '{print $3}')
 for s in $defined; do

@@ -30,7 +30,10 @@ enum range_kind {
 	RANGE_ASYNC,    /* cuMemAllocAsync / cuMemAllocFromPoolAsync */
 };
 
+#define PHYS_MAGIC 0x50485953u
+
 struct phys {
+	uint32_t magic;        /* PHYS_MAGIC: a handle value, not anything else */
 	int fd;
 	size_t size;
 	int maps;

@@ -169,10 +169,20 @@ void check_unused_locked(const char *call, uint64_t va, size_t n, const struct o
 		      (void *)op->stream);
 }
 
+/* The physical allocation a handle names, or NULL when the value names
+ * none (a value the driver never handed out is refused, not followed). */
+static struct phys *phys_of(CUmemGenericAllocationHandle handle)
+{
+	struct phys *p = (struct phys *)(uintptr_t)handle;
+
+	return p != NULL && p->magic == PHYS_MAGIC ? p : NULL;
+}
+
 static void phys_put_locked(struct phys *p)
 {
 	if (p->refs > 0 || p->maps > 0)
 		return;
+	p->magic = 0;
 	close(p->fd);
 	if (!p->imported)
 		sim_give(p->size);
@@ -294,6 +304,7 @@ EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
+	p->magic = PHYS_MAGIC;
 	p->size = size;
 	p->refs = 1;
 	p->prop = *prop;
@@ -308,7 +319,7 @@ out:
  * everywhere (an unmap checks for queued work). */
 EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 {
-	struct phys *p = (struct phys *)(uintptr_t)handle;
+	struct phys *p = phys_of(handle);
 
 	ENTER_LIVE("cuMemRelease");
 	if (p == NULL)
@@ -331,7 +342,7 @@ EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 			 CUmemGenericAllocationHandle handle, unsigned long long flags)
 {
-	struct phys *p = (struct phys *)(uintptr_t)handle;
+	struct phys *p = phys_of(handle);
 	struct range *m;
 	CUresult r = CUDA_SUCCESS;
 
@@ -517,7 +528,7 @@ EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle
 EXPORT CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop,
 						       CUmemGenericAllocationHandle handle)
 {
-	struct phys *p = (struct phys *)(uintptr_t)handle;
+	struct phys *p = phys_of(handle);
 
 	ENTER_LIVE("cuMemGetAllocationPropertiesFromHandle");
 	if (prop == NULL || p == NULL)
@@ -534,7 +545,7 @@ EXPORT CUresult cuMemExportToShareableHandle(void *out, CUmemGenericAllocationHa
 					     CUmemAllocationHandleType type,
 					     unsigned long long flags)
 {
-	struct phys *p = (struct phys *)(uintptr_t)handle;
+	struct phys *p = phys_of(handle);
 	CUresult r = CUDA_SUCCESS;
 	int fd;
 
@@ -571,6 +582,7 @@ EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *han
 		free(p);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
+	p->magic = PHYS_MAGIC;
 	p->size = (size_t)st.st_size;
 	p->refs = 1;
 	p->imported = 1;
@@ -582,6 +594,75 @@ EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *han
 	UNLOCK();
 	*handle = (CUmemGenericAllocationHandle)(uintptr_t)p;
 	return CUDA_SUCCESS;
+}
+
+/* ---- multicast objects: only what binding needs ---------------------- */
+
+#define MC_MAGIC 0x4d43415au
+
+struct mcast {
+	uint32_t magic;
+	size_t size;
+};
+
+EXPORT CUresult cuMulticastCreate(CUmemGenericAllocationHandle *mc,
+				  const CUmulticastObjectProp *prop)
+{
+	struct mcast *m;
+
+	ENTER_LIVE("cuMulticastCreate");
+	if (mc == NULL || prop == NULL || prop->size == 0 || prop->size % GRANULARITY)
+		return CUDA_ERROR_INVALID_VALUE;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	m->magic = MC_MAGIC;
+	m->size = prop->size;
+	*mc = (CUmemGenericAllocationHandle)(uintptr_t)m;
+	return CUDA_SUCCESS;
+}
+
+static struct mcast *mcast_of(CUmemGenericAllocationHandle h)
+{
+	struct mcast *m = (struct mcast *)(uintptr_t)h;
+
+	return m != NULL && m->magic == MC_MAGIC ? m : NULL;
+}
+
+/* Bound memory must be a live handle (by value) or mapped memory (by
+ * address); nothing more is modelled. */
+EXPORT CUresult cuMulticastBindMem(CUmemGenericAllocationHandle mc, size_t mc_offset,
+				   CUmemGenericAllocationHandle mem, size_t mem_offset, size_t size,
+				   unsigned long long flags)
+{
+	struct mcast *m = mcast_of(mc);
+	struct phys *p = phys_of(mem);
+	CUresult r = CUDA_SUCCESS;
+
+	ENTER_LIVE("cuMulticastBindMem");
+	if (m == NULL || p == NULL || flags != 0 || mc_offset + size > m->size)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	if (p->refs <= 0 || mem_offset + size > p->size)
+		r = CUDA_ERROR_INVALID_VALUE;
+	UNLOCK();
+	return r;
+}
+
+EXPORT CUresult cuMulticastBindAddr(CUmemGenericAllocationHandle mc, size_t mc_offset,
+				    CUdeviceptr memptr, size_t size, unsigned long long flags)
+{
+	struct mcast *m = mcast_of(mc);
+	CUresult r = CUDA_SUCCESS;
+
+	ENTER_LIVE("cuMulticastBindAddr");
+	if (m == NULL || flags != 0 || mc_offset + size > m->size)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	if (inaccessible_locked(memptr, size) != 0)
+		r = CUDA_ERROR_INVALID_VALUE;
+	UNLOCK();
+	return r;
 }
 
 /* The allocation (cuMemAlloc, stream-ordered) or mapping holding dptr. */

@@ -134,6 +134,9 @@ static const struct proc procs[] = {
 	P("cuMemExportToShareableHandle", 10020, cuMemExportToShareableHandle),
 	P("cuMemImportFromShareableHandle", 10020, cuMemImportFromShareableHandle),
 	P("cuMemGetAddressRange", 3020, cuMemGetAddressRange_v2),
+	P("cuMulticastCreate", 12010, cuMulticastCreate),
+	P("cuMulticastBindMem", 12010, cuMulticastBindMem),
+	P("cuMulticastBindAddr", 12010, cuMulticastBindAddr),
 };
 
 #undef P

@@ -550,3 +550,25 @@ Test(app, a_handle_the_application_unmaps_while_a_pause_runs_is_recorded_as_it_i
 	give_back(&s, UNMAP_EACH_THEN_RELEASE);
 	nothing_left();
 }
+
+Test(app, memory_bound_by_address_stays_resident_whatever_made_it)
+{
+	struct segment s = segment("w");
+	struct region_report rep;
+	struct region_err err;
+	uint64_t own = 0;
+
+	cr_assert(eq(int, region_alloc("w", 0, 3 * MiB, &own, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_pin_addr(own + 5), 1));
+	cr_assert(eq(int, region_pin_addr(s.at[1] + 7), 1));
+	cr_assert(eq(int, region_pin_addr(s.at[1]), 0), "already");
+	cr_assert(eq(int, region_pin_addr(s.base + 48 * MiB), -ENOENT));
+	cr_assert(eq(int, request(region_pause, "w", MEMCTL_STAGE_CPU, &rep), 0));
+	cr_assert(eq(u64, rep.allocations, 2), "handles 0 and 2 only");
+	cr_assert(eq(u64, fakecuda_used(), 4 * MiB + 4 * MiB));
+	cr_assert(eq(int, region_pin_addr(s.at[0]), -EBUSY), "paused: nothing to bind");
+	cr_assert(eq(int, request(region_resume, "w", 0, NULL), 0));
+	cr_assert(eq(int, region_free(own), 0));
+	give_back(&s, UNMAP_EACH_THEN_RELEASE);
+	nothing_left();
+}
