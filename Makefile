@@ -29,7 +29,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 REGION_SRC := region/region.c region/request.c region/stage.c region/hostmem.c region/tags.c \
         region/app.c region/untagged.c
 PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c \
-        preload/proc.c preload/cumem.c preload/dlsym.c preload/vmm.c
+        preload/proc.c preload/cumem.c preload/dlsym.c preload/vmm.c preload/gate.c \
+        preload/gated.c preload/drain.c preload/gating.c
 CTL_LIB_SRC := ctl/server.c ctl/worker.c ctl/reply.c ctl/proto.c ctl/sockdir.c
 LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -38,7 +39,7 @@ SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 # hook, which would serve the sanitizer runtime before it is initialised.
 UNIT_OBJ := $(filter-out %/preload/dlsym.o,$(LIB_OBJ))
 UNIT_SAN_OBJ := $(filter-out %/preload/dlsym.o,$(SAN_OBJ))
-CLI_SRC := ctl/cli.c ctl/cli_print.c ctl/fanout.c ctl/fanout_talk.c ctl/serve.c \
+CLI_SRC := ctl/cli.c ctl/cli_print.c ctl/cli_group.c ctl/fanout.c ctl/fanout_talk.c ctl/serve.c \
         ctl/serve_http.c ctl/serve_ops.c ctl/metrics.c ctl/proto.c ctl/sockdir.c region/tags.c
 # The CLI reads replies with jansson (Debian: libjansson-dev) and serves
 # HTTP with libmicrohttpd (memctl serve); the preloaded library stays on

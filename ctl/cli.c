@@ -23,7 +23,7 @@
 /* The options as given, before the command word is known. */
 struct given {
 	const char *tags, *stage, *group, *timeout;
-	int release_host;
+	int release_host, no_gate;
 	unsigned keys; /* KEY_BIT()s of the options given */
 };
 
@@ -52,6 +52,9 @@ static void usage(FILE *f)
 "  serve [options]               HTTP endpoints for orchestrators and Prometheus\n"
 "                                (memctl serve --help; docs/http.md)\n"
 "  --tags all                    every tag (an empty list is an error)\n"
+"  --no-gate                     pause: let the process's GPU work run on (its own\n"
+"                                business to keep off the memory); by default it waits\n"
+"                                until resume, and a --group pause is all-or-nothing\n"
 "\n"
 "targets (default: every live process of this user):\n"
 "  -p, --pid PID                 one process (repeatable)\n"
@@ -153,6 +156,7 @@ static int take_option(struct cli *c, struct given *g, int ch, const char *arg,
 	case 'T': g->keys |= KEY_BIT(KEY_TAGS); return once(&g->tags, "--tags", arg);
 	case 'S': g->keys |= KEY_BIT(KEY_STAGE); return once(&g->stage, "--stage", arg);
 	case 'R': g->keys |= KEY_BIT(KEY_RELEASE_HOST); g->release_host = 1; return 0;
+	case 'N': g->keys |= KEY_BIT(KEY_GATE); g->no_gate = 1; return 0;
 	case 'j': c->json = 1; return 0;
 	case 'h': usage(stdout); return 1;
 	case 'V': printf("memctl %s (protocol %d)\n", MEMCTL_VERSION, PROTO_VERSION); return 1;
@@ -202,6 +206,10 @@ static int build_request(struct cli *c, const struct given *g)
 		c->req.rq.flags |= MEMCTL_STAGE_CPU;
 	if (g->release_host)
 		c->req.rq.flags |= MEMCTL_RELEASE_HOST;
+	/* From outside, nobody can stop the application's GPU work but the
+	 * gate: on unless asked otherwise. */
+	if ((v->keys & KEY_BIT(KEY_GATE)) && !g->no_gate)
+		c->req.rq.flags |= MEMCTL_GATE;
 	c->group = g->group;
 	c->timeout_s = v->changes ? 60 : 10; /* looking should not wait as long */
 	if (g->timeout != NULL && cli_parse_seconds(g->timeout, &c->timeout_s) < 0)
@@ -219,6 +227,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
 		{ "tags", required_argument, NULL, 'T' },
 		{ "stage", required_argument, NULL, 'S' },
 		{ "release-host", no_argument, NULL, 'R' },
+		{ "no-gate", no_argument, NULL, 'N' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -284,6 +293,9 @@ static int run_all(const struct cli *c, struct target *ts, int n)
 	struct fanout f = { c->dir, c->verb, c->req, c->timeout_s };
 	int i, failed = 0;
 
+	/* A group pause that gates is all-or-nothing: two phases. */
+	if (c->group != NULL && c->verb == VERB_PAUSE && (c->req.rq.flags & MEMCTL_GATE))
+		return cli_group_pause(c, ts, n);
 	fanout_run(&f, ts, n);
 	cli_print_header(c);
 	for (i = 0; i < n; i++) {

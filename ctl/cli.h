@@ -24,6 +24,11 @@ struct cli {
  * sign, no exponent; 0.001 to 86400. 0, -EINVAL or -ERANGE. */
 int cli_parse_seconds(const char *s, double *out);
 
+/* cli_group.c: `memctl --group G pause` with the gate: every process is
+ * gated and drained first, then all release; if any fails, every one is
+ * put back. Prints the outcome; returns the exit status. */
+int cli_group_pause(const struct cli *c, struct target *ts, int n);
+
 /* cli_print.c */
 void cli_print_header(const struct cli *c);
 void cli_print_result(const struct cli *c, const struct fanout *f, const struct target *t);

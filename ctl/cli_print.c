@@ -148,13 +148,41 @@ static void print_uncontrolled(const json_t *r)
 	if (u64(r, "uncontrolled_bytes") == 0)
 		return;
 	printf("    not controlled %s: untagged cuMemAlloc/cudaMalloc %s, cuMemCreate %s, "
-	       "cuMemAllocAsync %s, pools %s; tagged but exported %s\n",
+	       "cuMemAllocAsync %s, pools %s; tagged but resident %s\n",
 	       human_bytes(u64(r, "uncontrolled_bytes"), a, sizeof(a)),
 	       human_bytes(u64(u, "alloc_bytes"), b, sizeof(b)),
 	       human_bytes(u64(u, "create_bytes"), c, sizeof(c)),
 	       human_bytes(u64(u, "async_bytes"), d, sizeof(d)),
 	       human_bytes(u64(u, "pool_bytes"), e, sizeof(e)),
 	       human_bytes(u64(r, "resident_bytes"), f, sizeof(f)));
+}
+
+/* "gate: closed (paused: weights), 2 threads waiting" */
+static void print_gate(const json_t *r)
+{
+	const json_t *g = json_object_get(r, "gate");
+	long long waiting = (long long)u64(g, "waiting"), stuck = (long long)u64(g, "stuck_drains");
+	double lease = num(g, "lease_ms");
+	const char *held = str(g, "paused_tags");
+
+	if (!json_is_true(json_object_get(g, "closed"))) {
+		printf("    gate: open");
+	} else {
+		printf("    gate: closed (");
+		if (held[0])
+			printf("paused: %s%s", held, lease > 0 ? "; " : "");
+		if (lease > 0)
+			printf("group pause, first phase: opens in %.1f s unless paused", lease / 1e3);
+		if (!held[0] && lease <= 0)
+			printf("a pause is draining");
+		printf(")");
+	}
+	if (waiting > 0)
+		printf(", %lld thread%s waiting", waiting, waiting == 1 ? "" : "s");
+	if (stuck > 0)
+		printf(", %lld drain%s given up on still waiting for GPU work", stuck,
+		       stuck == 1 ? "" : "s");
+	printf("\n");
 }
 
 static void print_status(const struct target *t)
@@ -168,6 +196,7 @@ static void print_status(const struct target *t)
 	       human_bytes(u64(t->reply, "paused_bytes"), p, sizeof(p)),
 	       human_bytes(u64(t->reply, "staged_bytes"), s, sizeof(s)),
 	       human_bytes(u64(t->reply, "host_bytes"), h, sizeof(h)), t->command);
+	print_gate(t->reply);
 	print_jobs(t->reply);
 	print_uncontrolled(t->reply);
 	json_array_foreach(json_object_get(t->reply, "tags"), i, row)

@@ -22,6 +22,10 @@
 
 #include "fanout.h"
 
+/* A change request's reply may arrive this long after its deadline: the
+ * process gives up at the deadline itself and then says so. */
+#define REPLY_GRACE_MS 1000
+
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -210,6 +214,9 @@ static const struct jfield last_fields[] = {
 	{ "message", J_STR }, { NULL, J_INT } };
 static const struct jfield change_fields[] = {
 	{ "tags", J_STR }, { "ms", J_NUM }, { NULL, J_INT } };
+static const struct jfield gate_fields[] = {
+	{ "closed", J_BOOL }, { "waiting", J_INT }, { "paused_tags", J_STR },
+	{ "lease_ms", J_NUM }, { "stuck_drains", J_INT }, { NULL, J_INT } };
 
 static int has_kind(const json_t *v, enum jkind kind)
 {
@@ -235,6 +242,13 @@ static const char *lacks(const json_t *obj, const struct jfield *f)
 	return NULL;
 }
 
+static const char *lacks_gate(const json_t *r)
+{
+	const json_t *g = json_object_get(r, "gate");
+
+	return json_is_object(g) ? lacks(g, gate_fields) : "gate";
+}
+
 static const char *lacks_status(const json_t *r)
 {
 	const char *bad = lacks(r, figure_fields);
@@ -250,6 +264,8 @@ static const char *lacks_status(const json_t *r)
 		bad = lacks(job, running_fields);
 	if (bad == NULL && json_is_object(job = json_object_get(r, "last")))
 		bad = lacks(job, last_fields);
+	if (bad == NULL)
+		bad = lacks_gate(r);
 	return bad;
 }
 
@@ -288,7 +304,8 @@ static void take_reply(struct target *t, const char *line)
 		enum verb sends = proto_verbs[t->f->verb].sends;
 
 		bad = sends == VERB_STATUS ? lacks_status(r) :
-		      sends == VERB_HELLO ? lacks(r, hello_fields) : lacks_change(r, t->f->verb);
+		      sends == VERB_HELLO ? lacks(r, hello_fields) :
+		      sends == VERB_UNGATE ? lacks_gate(r) : lacks_change(r, t->f->verb);
 		if (bad != NULL)
 			region_err_set(&t->err, -EPROTO, "malformed reply: no valid '%s' "
 				       "(a memctl library of another version?)", bad);
@@ -300,13 +317,14 @@ void *fanout_talk(void *arg)
 {
 	struct target *t = arg;
 	long long deadline = now_ms() + (long long)(t->f->timeout_s * 1000.0);
+	long long grace = proto_verbs[t->f->verb].changes ? REPLY_GRACE_MS : 0;
 	int fd = connect_target(t);
 	char *line;
 
 	if (fd < 0)
 		return NULL;
 	if (check_server(fd, t) == 0 && send_request(fd, t, deadline) == 0 &&
-	    (line = recv_line(fd, t, deadline)) != NULL) {
+	    (line = recv_line(fd, t, deadline + grace)) != NULL) {
 		take_reply(t, line);
 		free(line);
 	}

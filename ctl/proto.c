@@ -31,6 +31,7 @@ const struct key_def proto_keys[KEY_COUNT] = {
 	[KEY_TAGS] = { "tags", "--tags", "--tags T[,T...]|all" },
 	[KEY_STAGE] = { "stage", "--stage", "[--stage cpu|none]" },
 	[KEY_RELEASE_HOST] = { "release_host", "--release-host", "[--release-host]" },
+	[KEY_GATE] = { "gate", "--no-gate", "[--no-gate]" },
 	[KEY_TIMEOUT_MS] = { "timeout_ms", "--timeout", "[--timeout SECONDS]" },
 };
 
@@ -183,6 +184,12 @@ static int parse_value(struct proto_req *req, enum proto_key key, const char *va
 		else if (!word_is(val, vlen, "0"))
 			return fail(err, "release_host must be 0 or 1, got '%s'", val, vlen);
 		return 0;
+	case KEY_GATE:
+		if (word_is(val, vlen, "1"))
+			req->rq.flags |= MEMCTL_GATE;
+		else if (!word_is(val, vlen, "0"))
+			return fail(err, "gate must be 0 or 1, got '%s'", val, vlen);
+		return 0;
 	case KEY_TIMEOUT_MS:
 		return parse_timeout(val, vlen, &req->timeout_ms, err);
 	case KEY_COUNT:
@@ -288,6 +295,8 @@ int proto_format(const struct proto_req *req, char *buf, size_t len)
 			    req->rq.flags & MEMCTL_STAGE_CPU ? "cpu" : "none");
 	if (rc == 0 && (req->rq.flags & MEMCTL_RELEASE_HOST))
 		rc = append(buf, len, &used, " release_host=1");
+	if (rc == 0 && (v->keys & KEY_BIT(KEY_GATE)) && (req->rq.flags & MEMCTL_GATE))
+		rc = append(buf, len, &used, " gate=1");
 	if (rc == 0 && req->timeout_ms > 0)
 		rc = append(buf, len, &used, " timeout_ms=%lld", req->timeout_ms);
 	return rc < 0 ? rc : (int)used;

@@ -19,7 +19,7 @@
 
 #include "region.h"
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 #define PROTO_MAX_LINE 4096
 /* A reply is as long as it needs to be (status lists every tag); this only
  * stops a runaway: about 300k tags, which no process comes near. */
@@ -27,7 +27,7 @@
 #define PROTO_MAX_TIMEOUT_MS 86400000LL /* a day */
 
 /* The keys a request may carry; on the command line, options. */
-enum proto_key { KEY_TAGS, KEY_STAGE, KEY_RELEASE_HOST, KEY_TIMEOUT_MS, KEY_COUNT };
+enum proto_key { KEY_TAGS, KEY_STAGE, KEY_RELEASE_HOST, KEY_GATE, KEY_TIMEOUT_MS, KEY_COUNT };
 #define KEY_BIT(k) (1u << (k))
 
 /* The figures a change request's reply carries (struct region_report). */
@@ -54,11 +54,13 @@ enum proto_figure {
  *   X(id, wire name, CLI name, sends, keys, region call, figures, did, help)
  * `sends` is the verb whose request goes on the wire (ls shows status);
  * `keys` those it takes besides timeout_ms, which every verb takes; the
- * region call runs a change request (NULL: answered by the server itself);
- * `figures` its success reply carries; `did` says what a failed request
- * had done before it failed. proto.c expands it into proto_verbs (names,
- * keys, figures: the parser, the CLI, the server) and preload/interpose.c
- * into the handlers of the C API and the server's backend.
+ * call runs a change request (region/, or preload/drain.h where the gate
+ * is involved; NULL: answered by the server itself); `figures` its success
+ * reply carries; `did` says what a failed request had done before it
+ * failed. proto.c expands it into proto_verbs (names, keys, figures: the
+ * parser, the CLI, the server) and preload/interpose.c into the handlers
+ * of the C API and the server's backend. gate and ungate are the two
+ * phases' helpers of a group pause (the CLI sends them; no command).
  */
 #define PROTO_VERBS(X)                                                             \
 	X(HELLO, "hello", NULL, HELLO, 0, NULL, 0, NULL,                             \
@@ -67,18 +69,25 @@ enum proto_figure {
 	  "processes that can be controlled")                                       \
 	X(STATUS, "status", "status", STATUS, 0, NULL, 0, NULL,                      \
 	  "per-tag state and bytes of each target, the running request")           \
-	X(PAUSE, "pause", "pause", PAUSE, KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_STAGE),    \
-	  region_pause, FIGS_PAUSE, "released",                                     \
-	  "release device memory (--stage cpu: keep the contents in host memory)") \
+	X(PAUSE, "pause", "pause", PAUSE,                                            \
+	  KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_STAGE) | KEY_BIT(KEY_GATE), gating_pause,  \
+	  FIGS_PAUSE, "released",                                                    \
+	  "release device memory (--stage cpu: keep the contents in host memory;" \
+	  " GPU work waits until resume unless --no-gate)")                        \
 	X(RESUME, "resume", "resume", RESUME,                                        \
-	  KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_RELEASE_HOST), region_resume, FIGS_RESUME, \
+	  KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_RELEASE_HOST), gating_resume, FIGS_RESUME, \
 	  "resumed", "map memory back; staged contents are copied back")           \
 	X(PREPARE, "prepare", "prepare", PREPARE, KEY_BIT(KEY_TAGS), region_prepare, \
 	  FIGS_PREPARE, "prepared",                                                  \
 	  "pin host buffers now, so the first staged pause runs at copy speed")    \
 	X(RELEASE_HOST, "release_host", "release-host", RELEASE_HOST,                \
 	  KEY_BIT(KEY_TAGS), region_release_host, FIGS_RELEASE_HOST, "freed",       \
-	  "give back kept host buffers (never staged contents)")
+	  "give back kept host buffers (never staged contents)")                   \
+	X(GATE, "gate", NULL, GATE, KEY_BIT(KEY_TAGS) | KEY_BIT(KEY_STAGE),          \
+	  gating_gate, FIGS_PREPARE, "prepared",                                     \
+	  "group pause, first phase: close the gate, drain, pin host buffers")     \
+	X(UNGATE, "ungate", NULL, UNGATE, 0, NULL, 0, NULL,                          \
+	  "open a gate the first phase closed")
 
 enum verb {
 #define PROTO_VERB_ENUM(id, wire, cli, sends, keys, run, figs, did, help) VERB_##id,
@@ -100,7 +109,7 @@ struct verb_def {
 
 struct key_def {
 	const char *wire;    /* tags */
-	const char *option;  /* --tags */
+	const char *option;  /* --tags (--no-gate for gate: the CLI's default is on) */
 	const char *synopsis; /* for the CLI's usage */
 };
 

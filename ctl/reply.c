@@ -60,6 +60,22 @@ static void put_job(struct jbuf *j, const char *key, const struct job_view *v, i
 	jb_close(j, '}');
 }
 
+static void put_gate(struct jbuf *j, const struct ctl_backend *be)
+{
+	struct ctl_gate g;
+
+	be->gate(&g);
+	jb_open(j, "gate", '{');
+	jb_bool(j, "closed", g.closed);
+	jb_i64(j, "waiting", g.waiting);
+	jb_str(j, "paused_tags", g.held);
+	jb_i64(j, "lease_ms", g.lease_ms);
+	jb_i64(j, "draining", g.draining);
+	jb_u64(j, "waits", g.waits);
+	jb_i64(j, "stuck_drains", g.stuck_drains);
+	jb_close(j, '}');
+}
+
 static void put_transfer(struct jbuf *j, const char *key, const struct transfer *t)
 {
 	if (!t->valid) {
@@ -136,7 +152,15 @@ void reply_hello(struct jbuf *j, const struct reply_ctx *x)
 	jb_u64(j, "allocations", x->be->allocations());
 	put_job(j, "running", &w.running, 0);
 	jb_i64(j, "queued", w.queued);
+	put_gate(j, x->be);
 	put_counters(j);
+	jb_raw(j, "}");
+}
+
+void reply_ungate(struct jbuf *j, const struct reply_ctx *x)
+{
+	head(j, x, 1, "ungate");
+	put_gate(j, x->be);
 	jb_raw(j, "}");
 }
 
@@ -251,6 +275,7 @@ void reply_status(struct jbuf *j, const struct reply_ctx *x)
 	put_job(j, "running", &w.running, 0);
 	jb_i64(j, "queued", w.queued);
 	put_job(j, "last", &w.last, 1);
+	put_gate(j, x->be);
 	put_counters(j);
 	jb_raw(j, "}");
 }

@@ -20,6 +20,7 @@ void reply_error(struct jbuf *j, const struct reply_ctx *x, const char *verb, in
 		 const char *msg);
 void reply_hello(struct jbuf *j, const struct reply_ctx *x);
 void reply_status(struct jbuf *j, const struct reply_ctx *x);
+void reply_ungate(struct jbuf *j, const struct reply_ctx *x);
 /* The reply to a job that came back from the worker, run or not. */
 void reply_change(struct jbuf *j, const struct reply_ctx *x, const struct job *job);
 

@@ -180,6 +180,10 @@ static void run_line(struct client *c, const char *line, size_t n)
 		return;
 	} else if (req.verb == VERB_HELLO) {
 		reply_hello(&r, &server.ctx);
+	} else if (req.verb == VERB_UNGATE) {
+		/* At once, never behind a running request: it only ends a lease. */
+		server.ctx.be->ungate();
+		reply_ungate(&r, &server.ctx);
 	} else {
 		reply_status(&r, &server.ctx);
 	}

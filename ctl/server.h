@@ -24,6 +24,17 @@ struct ctl_device {
 
 enum ctl_log { CTL_WARN, CTL_INFO, CTL_DEBUG };
 
+/* The gate in front of the process's GPU work, for status and hello. */
+struct ctl_gate {
+	int closed;             /* GPU work waits now */
+	int waiting;            /* threads waiting at it now */
+	int draining;           /* gated requests draining now */
+	char held[TAGSET_TEXT_MAX]; /* tags paused with gating; "" none */
+	long long lease_ms;     /* a group pause's first phase: ms left; 0 none */
+	uint64_t waits;         /* submissions that waited, since the start */
+	int stuck_drains;       /* drains given up on, still waiting for work */
+};
+
 struct ctl_backend {
 	/* Run one change request (a verb with figures) as the C API does.
 	 * Called on the worker thread only; may take long; honours
@@ -42,6 +53,11 @@ struct ctl_backend {
 	 * memctl interposes, live now, per kind (region_untagged_totals);
 	 * never blocks. */
 	void (*untagged)(uint64_t bytes[UNTAGGED_KINDS]);
+	/* The gate's state; never blocks. */
+	void (*gate)(struct ctl_gate *out);
+	/* End the lease of a group pause's first phase (ungate): its gate
+	 * opens unless paused memory still holds it. Never blocks. */
+	void (*ungate)(void);
 	/* One line for the process's log (the level filters it). */
 	void (*log)(enum ctl_log level, const char *line);
 };

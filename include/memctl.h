@@ -54,6 +54,13 @@ extern "C" {
 /* memctl_resume: after restoring, give the host staging buffers back to the
  * system instead of keeping them for the next pause. */
 #define MEMCTL_RELEASE_HOST 2u
+/* memctl_pause: close the gate first. Every thread of this process that
+ * then submits GPU work (a kernel or graph launch, a copy, a memset, by
+ * any API) waits in that call until the memory is resumed; work already
+ * submitted is waited for before anything is released. Without it (the
+ * default of this API), the application itself must not touch the memory
+ * while it is paused. The memctl CLI gates by default. */
+#define MEMCTL_GATE 4u
 
 /* Layout unchanged since 0.1.0; the 4th field was called host_bytes there
  * (it meant the same; renamed because on the socket host_bytes counts
@@ -100,6 +107,11 @@ int memctl_set_default_tag(const char *tag);
  * and changes nothing: those contents are gone and the call must not look
  * as if they were kept (the message names the tags; resume and refill
  * them, or leave their tags out).
+ * With MEMCTL_GATE, GPU work of every thread waits from the start of the
+ * call until a memctl_resume (or the CLI's resume) maps the memory back;
+ * the calling thread must then not submit GPU work itself before it
+ * resumes, or it waits for a resume from another thread. Without it,
+ * submitted work is still waited for before anything is released.
  * Returns 0; -ENOENT when no live allocation carries any of the tags;
  * -EINVAL for malformed tags or flags; -ENOMEM when host memory for staging
  * could not be had (nothing released); -ENODATA as above; -EIO for a driver
@@ -117,6 +129,9 @@ int memctl_pause(const char *tags, unsigned flags);
  * succeed.
  * flags: 0 or MEMCTL_RELEASE_HOST (which also gives back the kept host
  * buffers of allocations of those tags that were already active).
+ * The gate of a MEMCTL_GATE pause opens once none of the memory it paused
+ * is paused any more (whatever this call returns: a resume that fails
+ * leaves GPU work waiting, since the memory is still missing).
  * Returns 0; -ENOENT when nothing carries the tags; -EINVAL; -ENOMEM when
  * device memory is short (memctl_strerror says how much was needed and
  * free); -EIO for a driver failure (also when, with MEMCTL_RELEASE_HOST,

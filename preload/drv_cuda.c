@@ -435,6 +435,34 @@ static int op_event_query(int dev, void *event)
 	return IN_CTX(dev, "cuEventQuery", D.cuEventQuery_fn((CUevent)event));
 }
 
+/* ---- for the drain (preload/drain.c), outside struct drv_ops ------- */
+
+int drv_cuda_ctx_sync(void *ctx)
+{
+	CUcontext popped;
+	int rc;
+
+	if (!loaded)
+		return -ENOSYS;
+	rc = cu_err(D.cuCtxPushCurrent_fn((CUcontext)ctx), "cuCtxPushCurrent");
+	if (rc < 0)
+		return rc;
+	rc = cu_err(D.cuCtxSynchronize_fn(), "cuCtxSynchronize");
+	(void)D.cuCtxPopCurrent_fn(&popped);
+	return rc;
+}
+
+uint32_t drv_cuda_primary_devices(void)
+{
+	uint32_t mask = 0;
+	int d;
+
+	for (d = 0; d < REGION_MAX_DEV; d++)
+		if (__atomic_load_n(&primary[d], __ATOMIC_ACQUIRE) != NULL)
+			mask |= 1u << d;
+	return mask;
+}
+
 static const struct drv_ops cuda_ops = {
 	.granularity = op_granularity,
 	.reserve = op_reserve,

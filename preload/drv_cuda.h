@@ -22,6 +22,14 @@ CUresult drv_cuda_result(int rc);
 /* Devices the driver sees; 0 when it is not loaded. */
 int drv_cuda_device_count(void);
 
+/* Synchronise the application's context `ctx` (a CUcontext) from any
+ * thread: pushed, synchronised, popped. May block for as long as its work
+ * runs. 0, -ENOSYS (driver not loaded) or the driver's error. */
+int drv_cuda_ctx_sync(void *ctx);
+
+/* Devices whose primary context memctl holds, as a bit mask. */
+uint32_t drv_cuda_primary_devices(void);
+
 /* Forget contexts and streams in a forked child (no driver calls). */
 void drv_cuda_forget(void);
 

@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "drain.h"
 #include "drv_cuda.h"
+#include "gate.h"
 #include "log.h"
 #include "preload.h"
 #include "proc.h"
@@ -91,6 +93,8 @@ static void atfork_child(void)
 	 * not the child's to pause: forget them and the parent's socket. */
 	region_forget_all();
 	drv_cuda_forget();
+	gate_after_fork();
+	drain_after_fork();
 	region_depth = 0;
 	ctl_server_after_fork();
 }
@@ -166,6 +170,20 @@ static void server_log(enum ctl_log level, const char *line)
 		memctl_log_debug("%s", line);
 }
 
+static void server_gate(struct ctl_gate *out)
+{
+	struct gate_view v;
+
+	gate_view(&v);
+	out->closed = v.closed;
+	out->waiting = v.waiting;
+	out->draining = v.draining;
+	memcpy(out->held, v.held, sizeof(out->held));
+	out->lease_ms = v.lease_ms;
+	out->waits = v.waits;
+	out->stuck_drains = drain_stuck();
+}
+
 static const struct ctl_backend server_backend = {
 	.request = preload_request,
 	.tag_stats = region_tag_stats,
@@ -173,6 +191,8 @@ static const struct ctl_backend server_backend = {
 	.devices = server_devices,
 	.driver_devices = drv_cuda_device_count,
 	.untagged = region_untagged_totals,
+	.gate = server_gate,
+	.ungate = gate_ungate,
 	.log = server_log,
 };
 
@@ -290,7 +310,8 @@ static int api_enter(const char *tags, struct tagset *ts, struct region_err *err
 	return 0;
 }
 
-/* The region call of each change verb: proto.h's table, expanded. */
+/* The call of each change verb: proto.h's table, expanded (region/, or
+ * drain.h's where the gate is involved). */
 typedef int (*region_call)(const struct region_req *, struct region_report *,
 			   struct region_err *);
 static const region_call verb_calls[VERB_COUNT] = {

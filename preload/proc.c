@@ -75,6 +75,17 @@ static struct proc_row rows[PROC_COUNT] = {
 	[PROC_DEVICE_GET_MEM_POOL] = { "cuDeviceGetMemPool", NULL, NULL },
 	[PROC_DEVICE_DEFAULT_POOL] = { "cuDeviceGetDefaultMemPool", NULL, NULL },
 	/* -- end of issue 10, items 4 to 6 -- */
+	[PROC_CTX_CREATE_V2] = { "cuCtxCreate_v2", (void *)drain_ctx_create_v2, NULL },
+	[PROC_CTX_CREATE_V3] = { "cuCtxCreate_v3", (void *)drain_ctx_create_v3, NULL },
+#if CUDA_VERSION >= 12050
+	[PROC_CTX_CREATE_V4] = { "cuCtxCreate_v4", (void *)drain_ctx_create_v4, NULL },
+#else
+	[PROC_CTX_CREATE_V4] = { "cuCtxCreate_v4", NULL, NULL },
+#endif
+	[PROC_CTX_DESTROY_V2] = { "cuCtxDestroy_v2", (void *)drain_ctx_destroy, NULL },
+#define PROC_GATED_ROW(abi, pfn, params, args) [PROC_##abi] = { #abi, (void *)gated_##abi, NULL },
+	GATED_CALLS(PROC_GATED_ROW)
+#undef PROC_GATED_ROW
 };
 
 static dlsym_fn real_dlsym;
@@ -141,21 +152,29 @@ int proc_is_driver(void *handle)
 
 /* memctl recognises the driver's answers by address. A driver whose
  * lookups answered with other addresses than its symbols' would leave
- * everything found through them untagged: say so, once. */
+ * everything found through them untagged or ungated: say so, once. */
+static void check_one(PFN_cuGetProcAddress_v12000 lookup, const char *name, int version,
+		      enum proc_id row, const char *what)
+{
+	void *fn = NULL;
+
+	if (lookup(name, &fn, version, CU_GET_PROC_ADDRESS_DEFAULT, NULL) == CUDA_SUCCESS &&
+	    fn != __atomic_load_n(&rows[row].real, __ATOMIC_ACQUIRE))
+		memctl_log_warnx("this CUDA driver's cuGetProcAddress answers with other "
+				 "addresses than its symbols: calls of %s by programs that find the "
+				 "driver through it (every CUDA runtime) will not be %s", name, what);
+}
+
 static void check_addresses(void)
 {
 	static int checked;
 	PFN_cuGetProcAddress_v12000 lookup = (PFN_cuGetProcAddress_v12000)
 		__atomic_load_n(&rows[PROC_GET_PROC_ADDRESS_V2].real, __ATOMIC_ACQUIRE);
-	void *fn = NULL;
 
 	if (lookup == NULL || __atomic_exchange_n(&checked, 1, __ATOMIC_ACQ_REL))
 		return;
-	if (lookup("cuMemAlloc", &fn, 3020, CU_GET_PROC_ADDRESS_DEFAULT, NULL) == CUDA_SUCCESS &&
-	    fn != __atomic_load_n(&rows[PROC_MEM_ALLOC].real, __ATOMIC_ACQUIRE))
-		memctl_log_warnx("this CUDA driver's cuGetProcAddress answers with other "
-				 "addresses than its symbols: allocations by programs that find "
-				 "the driver through it (static runtimes) will not be tagged");
+	check_one(lookup, "cuMemAlloc", 3020, PROC_MEM_ALLOC, "tagged");
+	check_one(lookup, "cuLaunchKernel", 4000, PROC_cuLaunchKernel, "gated");
 }
 
 static void resolve_all(void)

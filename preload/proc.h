@@ -8,7 +8,10 @@
  * To interpose another driver function: add an id below, its row in
  * proc.c (ABI symbol and wrapper), the wrapper (typed with the ABI
  * version's PFN_ type from cudaTypedefs.h and exported with PROC_EXPORT),
- * and the symbol to memctl.map. Every lookup path then hands it out.
+ * and the symbol to memctl.map and test/check-lib.sh. Every lookup path
+ * then hands it out. A function that submits GPU work only needs its line
+ * in gated.h (mk/gen-gated.py): the id, the row and the gated wrapper
+ * follow from it.
  *
  * Nothing here takes a lock or calls into region/: lookups arrive from
  * inside dlopen (a library constructor calling dlsym) and from the CUDA
@@ -19,6 +22,8 @@
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
+
+#include "gated.h"
 
 enum proc_id {
 	PROC_GET_PROC_ADDRESS,    /* cuGetProcAddress, the CUDA 11.3 ABI */
@@ -51,6 +56,15 @@ enum proc_id {
 	PROC_DEVICE_GET_MEM_POOL, /* cuDeviceGetMemPool: called by memctl, not wrapped */
 	PROC_DEVICE_DEFAULT_POOL, /* cuDeviceGetDefaultMemPool: called by memctl, not wrapped */
 	/* -- end of issue 10, items 4 to 6 -- */
+	/* the application's own contexts, which a drain synchronises (drain.c) */
+	PROC_CTX_CREATE_V2,       /* cuCtxCreate_v2, the CUDA 3.2 ABI */
+	PROC_CTX_CREATE_V3,       /* cuCtxCreate_v3, 11.4: execution affinity */
+	PROC_CTX_CREATE_V4,       /* cuCtxCreate_v4, 12.5: creation parameters */
+	PROC_CTX_DESTROY_V2,      /* cuCtxDestroy_v2 */
+	/* every way to submit GPU work: waits at the gate (gated.h, gated.c) */
+#define PROC_GATED_ID(abi, pfn, params, args) PROC_##abi,
+	GATED_CALLS(PROC_GATED_ID)
+#undef PROC_GATED_ID
 	PROC_COUNT
 };
 
@@ -61,6 +75,13 @@ enum proc_id {
  * `fn` does not have the ABI's prototype. */
 #define PROC_EXPORT(fn, abi, pfn) \
 	__typeof__(*(pfn)0) abi __attribute__((visibility("default"), alias(#fn)))
+
+/* The same with the symbol as a string: cuda.h maps some ABI names to
+ * others (cuMemcpyBatchAsync is cuMemcpyBatchAsync_v2 there), which an
+ * identifier would follow and a string does not. */
+#define PROC_EXPORT_AS(fn, symbol, pfn)                                        \
+	__typeof__(*(pfn)0) fn##_export __asm__(symbol)                         \
+		__attribute__((visibility("default"), alias(#fn)))
 
 /* The wrappers the rows hand out (cumem.c, proc.c). */
 CUresult cumem_alloc(CUdeviceptr *dptr, size_t bytesize);
@@ -94,6 +115,19 @@ CUresult vmm_bind_mem(CUmemGenericAllocationHandle mc, size_t mc_offset,
 CUresult vmm_bind_addr(CUmemGenericAllocationHandle mc, size_t mc_offset, CUdeviceptr memptr,
 		       size_t size, unsigned long long flags);
 CUresult proc_get_address(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags);
+/* drain.c: the application's contexts, remembered for the drain. */
+CUresult drain_ctx_create_v2(CUcontext *pctx, unsigned int flags, CUdevice dev);
+CUresult drain_ctx_create_v3(CUcontext *pctx, CUexecAffinityParam *params, int nparams,
+			     unsigned int flags, CUdevice dev);
+#if CUDA_VERSION >= 12050
+CUresult drain_ctx_create_v4(CUcontext *pctx, CUctxCreateParams *params, unsigned int flags,
+			     CUdevice dev);
+#endif
+CUresult drain_ctx_destroy(CUcontext ctx);
+/* gated.c: one wrapper per entry point of gated.h, gated_<ABI symbol>. */
+#define PROC_GATED_DECL(abi, pfn, params, args) CUresult gated_##abi params;
+GATED_CALLS(PROC_GATED_DECL)
+#undef PROC_GATED_DECL
 CUresult proc_get_address_v2(const char *symbol, void **pfn, int cuda_version,
 			     cuuint64_t flags, CUdriverProcAddressQueryResult *status);
 

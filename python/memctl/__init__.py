@@ -48,6 +48,7 @@ __version__ = "0.1.0"
 
 STAGE_CPU = 1
 RELEASE_HOST = 2
+GATE = 4
 
 
 class MemctlError(OSError):
@@ -202,17 +203,30 @@ def region(tag, pool=True):
         lib.memctl_region_end()
 
 
-def pause(tags=None, stage=False):
+def pause(tags=None, stage=False, gate=False):
     """Release the device memory of ``tags`` ("weights,kv_cache", a list, "all" or None).
 
     With ``stage=True`` the contents are copied to pinned host memory first
-    and come back on resume. No GPU work may touch the memory while paused.
+    and come back on resume. GPU work already submitted is waited for first.
+
+    With ``gate=True`` every thread of this process that submits GPU work
+    (kernels, graphs, copies, memsets) waits until the memory is resumed,
+    then proceeds. The default is ``False``: in-process callers (a trainer
+    that pauses its own inference engine and keeps computing) keep running,
+    and must themselves keep their GPU work off the paused memory. With
+    the gate, this thread must not submit GPU work before it resumes (it
+    would wait for a resume only another thread or ``memctl resume`` can
+    send); the ``memctl`` CLI gates by default.
     """
-    _check(_load().memctl_pause(_tags(tags), STAGE_CPU if stage else 0), "pause")
+    flags = (STAGE_CPU if stage else 0) | (GATE if gate else 0)
+    _check(_load().memctl_pause(_tags(tags), flags), "pause")
 
 
 def resume(tags=None, release_host=False):
-    """Map memory back at the same addresses; staged contents are copied back."""
+    """Map memory back at the same addresses; staged contents are copied back.
+
+    GPU work waiting at the gate of a ``gate=True`` pause proceeds once none
+    of the memory that pause released is paused any more."""
     _check(_load().memctl_resume(_tags(tags), RELEASE_HOST if release_host else 0), "resume")
 
 

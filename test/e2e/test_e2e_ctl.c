@@ -442,7 +442,7 @@ Test(ctl, protocol_rejects_bad_requests_and_keeps_serving)
 
 	roundtrip(t.pid, "hello\n", buf, sizeof(buf));
 	cr_assert(not(eq(ptr, strstr(buf, "\"ok\":true"), NULL)), "%s", buf);
-	cr_assert(not(eq(ptr, strstr(buf, "\"protocol\":2"), NULL)), "%s", buf);
+	cr_assert(not(eq(ptr, strstr(buf, "\"protocol\":3"), NULL)), "%s", buf);
 	roundtrip(t.pid, "frobnicate\n", buf, sizeof(buf));
 	cr_assert(not(eq(ptr, strstr(buf, "unknown verb"), NULL)), "%s", buf);
 	roundtrip(t.pid, "pause tags=a,,b\n", buf, sizeof(buf));
@@ -938,8 +938,8 @@ Test(ctl, totals_count_every_tag_and_a_cut_listing_says_so)
 	cr_assert(eq(int, rows, 102), "%s", out);
 	cr_assert(not(eq(ptr, strstr(out, "{\"tag\":\"t099\",\"state\":\"paused\""), NULL)));
 	cr_assert(eq(int, cli(out, 1 << 20, "status -p %d", t.pid), 0), "%s", out);
-	/* The process, the last request, every tag. */
-	cr_assert(eq(int, lines_in(out), 1 + 1 + 102), "%s", out);
+	/* The process, its gate, the last request, every tag. */
+	cr_assert(eq(int, lines_in(out), 1 + 1 + 1 + 102), "%s", out);
 	/* ls fits the tags in a column, and says how many did not fit. */
 	cr_assert(eq(int, cli(out, 1 << 20, "ls -p %d", t.pid), 0), "%s", out);
 	snprintf(want, sizeof(want), " more");

@@ -51,6 +51,8 @@ static void check_request(const struct proto_req *req)
 		abort();
 	if ((req->rq.flags & MEMCTL_RELEASE_HOST) && !(v->keys & KEY_BIT(KEY_RELEASE_HOST)))
 		abort();
+	if ((req->rq.flags & MEMCTL_GATE) && !(v->keys & KEY_BIT(KEY_GATE)))
+		abort();
 	if (req->timeout_ms < 0 || req->timeout_ms > PROTO_MAX_TIMEOUT_MS)
 		abort();
 	if (req->rq.deadline_ms != 0 || req->rq.cancel != NULL)

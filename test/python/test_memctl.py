@@ -56,6 +56,22 @@ class Helper(unittest.TestCase):
         self.assertEqual(self.get(p, len(data)), data)
         self.glob.cudaFree(p)
 
+    def test_gate_makes_other_threads_copies_wait_for_resume(self):
+        import threading
+        data = os.urandom(MiB)
+        with memctl.region("weights"):
+            p = self.alloc(MiB)
+        self.put(p, bytes(MiB))
+        memctl.pause("weights", stage=True, gate=True)
+        # ctypes lets go of the GIL: the copy waits at the gate in its thread
+        # (a copy to released memory would lose the context instead).
+        copier = threading.Thread(target=self.put, args=(p, data))
+        copier.start()
+        memctl.resume("weights")
+        copier.join()
+        self.assertEqual(self.get(p, MiB), data)
+        self.glob.cudaFree(p)
+
     def test_errors_raise_with_the_library_message(self):
         with self.assertRaises(memctl.MemctlError) as cm:
             memctl.pause("no_such_tag")

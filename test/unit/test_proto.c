@@ -56,6 +56,16 @@ Test(proto, requests_are_read_into_one_struct)
 	cr_assert(eq(u32, req.rq.flags, MEMCTL_RELEASE_HOST));
 	cr_assert(eq(int, parse("status timeout_ms=86400000", &req, &err), 0));
 	cr_assert(eq(int, req.verb, VERB_STATUS));
+	/* The gate: off unless asked (the CLI asks), and gate=0 is its default. */
+	cr_assert(eq(int, parse("pause tags=w gate=1", &req, &err), 0));
+	cr_assert(eq(u32, req.rq.flags, MEMCTL_GATE));
+	cr_assert(eq(int, parse("pause tags=w gate=0", &req, &err), 0));
+	cr_assert(eq(u32, req.rq.flags, 0));
+	cr_assert(eq(int, parse("gate tags=w stage=cpu", &req, &err), 0));
+	cr_assert(eq(int, req.verb, VERB_GATE));
+	cr_assert(eq(int, proto_verbs[VERB_GATE].changes, 1));
+	cr_assert(eq(int, parse("ungate", &req, &err), 0));
+	cr_assert(eq(int, proto_verbs[VERB_UNGATE].changes, 0));
 }
 
 Test(proto, every_mistake_is_einval_with_a_reason)
@@ -77,6 +87,11 @@ Test(proto, every_mistake_is_einval_with_a_reason)
 		{ "pause tags=w stage", "expected key=value" },
 		{ "pause tags=w stage=gpu", "stage must be cpu or none" },
 		{ "resume tags=w release_host=yes", "release_host must be 0 or 1" },
+		{ "pause tags=w gate=yes", "gate must be 0 or 1" },
+		{ "resume tags=w gate=1", "gate= does not apply to resume" },
+		{ "gate tags=w gate=1", "gate= does not apply to gate" },
+		{ "ungate tags=w", "tags= does not apply to ungate" },
+		{ "gate", "gate needs tags=" },
 		{ "status timeout_ms=0", "timeout_ms must be" },
 		{ "status timeout_ms=-5", "timeout_ms must be" },
 		{ "status timeout_ms=86400001", "timeout_ms must be" },
@@ -103,6 +118,8 @@ Test(proto, a_request_written_back_reads_the_same)
 		"pause tags=weights stage=none", "pause tags=all stage=cpu timeout_ms=60000",
 		"resume tags=a,b,c release_host=1", "resume tags=kv", "prepare tags=x.y-z_0",
 		"release_host tags=all timeout_ms=1", "hello", "status timeout_ms=10000",
+		"pause tags=weights stage=cpu gate=1 timeout_ms=5", "gate tags=w stage=none",
+		"gate tags=a,b stage=cpu timeout_ms=100", "ungate",
 	};
 	struct region_err err = { 0, "" };
 	struct proto_req req, again;
