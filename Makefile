@@ -26,10 +26,11 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -fPIC \
 LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-REGION_SRC := region/region.c region/request.c region/stage.c region/hostmem.c region/tags.c
+REGION_SRC := region/region.c region/request.c region/stage.c region/hostmem.c region/tags.c \
+        region/app.c region/untagged.c
 PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c \
-        preload/proc.c preload/cumem.c preload/dlsym.c preload/gate.c preload/gated.c \
-        preload/drain.c preload/gating.c
+        preload/proc.c preload/cumem.c preload/dlsym.c preload/vmm.c preload/gate.c \
+        preload/gated.c preload/drain.c preload/gating.c
 CTL_LIB_SRC := ctl/server.c ctl/worker.c ctl/reply.c ctl/proto.c ctl/sockdir.c
 LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

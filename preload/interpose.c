@@ -116,10 +116,6 @@ static void init(void)
 		default_flags = opts.default_stage ? MEMCTL_REGION_STAGE_CPU : 0;
 		__atomic_store_n(&default_set, 1, __ATOMIC_RELEASE);
 	}
-	if (opts.expandable_segments)
-		memctl_log_warnx("PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True: "
-				 "PyTorch then maps memory itself and bypasses cudaMalloc, "
-				 "so memctl can tag nothing it allocates");
 	pthread_atfork(NULL, NULL, atfork_child);
 }
 
@@ -199,6 +195,7 @@ static const struct ctl_backend server_backend = {
 	.allocations = region_count,
 	.devices = server_devices,
 	.driver_devices = drv_cuda_device_count,
+	.untagged = region_untagged_totals,
 	.gate = server_gate,
 	.ungate = gate_ungate,
 	.log = server_log,

@@ -23,7 +23,6 @@ struct options {
 	int streams;               /* MEMCTL_STREAMS */
 	int pin_threads;           /* MEMCTL_PIN_THREADS */
 	int hugepages;             /* MEMCTL_HUGEPAGES */
-	int expandable_segments;   /* PYTORCH_CUDA_ALLOC_CONF asks for them */
 };
 
 /* Read the environment into *o, warning about (and replacing with the

@@ -117,7 +117,7 @@ static int request_begin(const struct region_req *rq, struct region_err *err)
 		region_append(err, "; nothing done");
 		return rc;
 	}
-	unfinished_tidy();
+	unfinished_tidy(1); /* stream-ordered frees: wait for their streams */
 	return 0;
 }
 
@@ -160,9 +160,13 @@ static int release_one(struct alloc *a, enum alloc_state to, unsigned char *chan
 	int rc = 0, was_active;
 
 	pthread_mutex_lock(&a->lock);
-	if (alloc_freed(a))
+	if (alloc_freed(a) || a->resident)
 		goto out;
 	was_active = a->state == ALLOC_ACTIVE;
+	/* Its contents must be on their way to the host: an application's
+	 * handle unmapped everywhere before its copy was queued stays. */
+	if (was_active && to == ALLOC_STAGED && !a->dtoh_queued)
+		goto out;
 	if (was_active && to == ALLOC_STAGED && (rc = stage_wait(a)) < 0) {
 		*failed = "cuEventSynchronize";
 		goto out;
@@ -224,8 +228,10 @@ static int queue_dtoh(struct alloc *a, void *batch)
 	int rc = 0;
 
 	pthread_mutex_lock(&a->lock);
-	if (!alloc_freed(a) && a->state == ALLOC_ACTIVE)
+	if (!alloc_freed(a) && (a->kind == KIND_OWN ? a->state == ALLOC_ACTIVE : app_pausable(a))) {
 		rc = stage_queue(batch, a, COPY_DTOH);
+		a->dtoh_queued = rc == 0;
+	}
 	pthread_mutex_unlock(&a->lock);
 	return rc;
 }
@@ -378,7 +384,9 @@ static int pause_staged(const struct region_req *rq, struct claim *c,
 static int pause_wants(const struct alloc *a, unsigned flags)
 {
 	(void)flags;
-	return a->state == ALLOC_ACTIVE || alloc_has_leftover(a);
+	if (alloc_has_leftover(a))
+		return 1;
+	return a->kind == KIND_OWN ? a->state == ALLOC_ACTIVE && !a->resident : app_pausable(a);
 }
 
 /* A staged pause must not pretend to keep contents already discarded. */
@@ -468,8 +476,9 @@ static int map_one(struct alloc *a, struct stage_batch *b, unsigned char *mapped
 	int rc = 0;
 
 	pthread_mutex_lock(&a->lock);
-	if (alloc_freed(a) || a->state == ALLOC_ACTIVE)
-		goto out;
+	if (alloc_freed(a) || a->state == ALLOC_ACTIVE ||
+	    (a->kind == KIND_APP && !app_resumable(a)))
+		goto out; /* an application's handle unmapped meanwhile stays */
 	rc = device_attach(a, failed);
 	if (rc < 0)
 		goto out;
@@ -617,7 +626,9 @@ static int drop_resumed_host(struct claim *c, struct region_report *rep,
  * that repeating a resume whose unpinning failed finishes the job. */
 static int resume_wants(const struct alloc *a, unsigned flags)
 {
-	return a->state != ALLOC_ACTIVE || ((flags & MEMCTL_RELEASE_HOST) && a->host != NULL);
+	if ((flags & MEMCTL_RELEASE_HOST) && a->state == ALLOC_ACTIVE && a->host != NULL)
+		return 1;
+	return a->state != ALLOC_ACTIVE && (a->kind == KIND_OWN || app_resumable(a));
 }
 
 /* Each device must keep the margin free beyond what this resume maps
@@ -669,7 +680,7 @@ static int resume_body(const struct region_req *rq, struct claim *c,
 static int prepare_wants(const struct alloc *a, unsigned flags)
 {
 	(void)flags;
-	return a->host == NULL;
+	return a->host == NULL && !a->resident && (a->kind == KIND_OWN || app_pausable(a));
 }
 
 static int prepare_body(const struct region_req *rq, struct claim *c,

@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # make check: libmemctl.so exports only the interposed CUDA calls (the
-# allocation calls, the gated ways to submit GPU work, context creation), the
+# allocation calls, those of memory a program maps itself, the gated ways to
+# submit GPU work, context creation), the
 # entry-point lookups, dlsym and the memctl_* API (the list in
 # preload/memctl.map), needs no CUDA library, has no constructor doing work,
 # and stays invisible in processes that never touch CUDA: no output, same
@@ -13,6 +14,11 @@ exports="cudaMalloc cudaFree cuMemAlloc_v2 cuMemAllocPitch_v2 cuMemFree_v2
 	cuGetProcAddress cuGetProcAddress_v2 cudaGetDriverEntryPoint
 	cudaGetDriverEntryPoint_ptsz cudaGetDriverEntryPointByVersion
 	cudaGetDriverEntryPointByVersion_ptsz dlsym
+	cuMemCreate cuMemRelease cuMemMap cuMemUnmap cuMemSetAccess cuMemAddressFree
+	cuMemRetainAllocationHandle cuMemGetAllocationPropertiesFromHandle
+	cuMemExportToShareableHandle cuMemGetAddressRange_v2 cuMemAllocAsync
+	cuMemAllocAsync_ptsz cuMemFreeAsync cuMemFreeAsync_ptsz cuMemAllocFromPoolAsync
+	cuMemAllocFromPoolAsync_ptsz cuMulticastBindMem cuMulticastBindAddr
 	cuCtxCreate_v2 cuCtxCreate_v3 cuCtxDestroy_v2
 	cuLaunch cuLaunchGrid cuLaunchGridAsync cuLaunchKernel cuLaunchKernel_ptsz
 	cuLaunchCooperativeKernel cuLaunchCooperativeKernel_ptsz

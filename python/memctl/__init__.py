@@ -15,8 +15,18 @@ Then::
 
 With PyTorch, ``region`` also routes the tag's allocations into a
 ``torch.cuda.MemPool`` of its own, so the caching allocator never hands a
-block of one tag to a tensor of another. Standard library only; torch is
-used only when the program has already imported it.
+block of one tag to a tensor of another. Where PyTorch has no MemPool
+(``PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync``) it tags without one,
+and says so once on stderr: that backend keeps no cache of its own, and
+memctl serves each tagged allocation itself, so no block is shared between
+tags. With ``expandable_segments:True`` (``PYTORCH_CUDA_ALLOC_CONF`` or
+``PYTORCH_ALLOC_CONF``) PyTorch's MemPools do not map memory themselves
+(recent versions refuse to), so ``region`` turns expandable segments off
+while the outermost region is open and on again after it: the tag's
+tensors then come from its pool, the rest of the program keeps its
+expandable segments (under ``MEMCTL_DEFAULT_TAG`` every segment PyTorch
+maps is tagged as it is). Standard library only; torch is used only when
+the program has already imported it.
 
 Contents of memory paused without ``stage=True`` are undefined after resume.
 
@@ -56,6 +66,14 @@ class _Stat(ctypes.Structure):
 
 _lib = None
 _pools = {}
+_said = set()
+_open_regions = 0  # with pools and expandable segments: the outermost toggles them
+
+
+def _say_once(key, msg):
+    if key not in _said:
+        _said.add(key)
+        sys.stderr.write("memctl: %s\n" % msg)
 
 
 def _declare(lib):
@@ -127,15 +145,61 @@ def _tags(tags):
     return tags.encode()
 
 
+def _no_pool(why):
+    _say_once("pool", "region() tags without a torch.cuda.MemPool: %s; memctl serves each "
+              "tagged allocation itself, so no block is shared between tags" % why)
+    return None
+
+
 def _torch_pool(tag, stage=False):
-    """A MemPool for (tag, stage, current device), when torch is already in use."""
+    """A MemPool for (tag, stage, current device), when torch is already in
+    use and its allocator has them; else None (said once)."""
     torch = sys.modules.get("torch")
     if torch is None or not hasattr(torch.cuda, "MemPool") or not torch.cuda.is_available():
         return None
+    backend = getattr(torch.cuda, "get_allocator_backend", lambda: "native")()
+    if backend != "native":
+        return _no_pool("PyTorch's %s allocator has none" % backend)
     key = (tag, stage, torch.cuda.current_device())
     if key not in _pools:
-        _pools[key] = torch.cuda.MemPool()
+        try:
+            _pools[key] = torch.cuda.MemPool()
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            return _no_pool("this PyTorch refused one (%s)" % e)
     return _pools[key]
+
+
+def _expandable_segments():
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or os.environ.get("PYTORCH_ALLOC_CONF") or ""
+    return "expandable_segments:True" in conf.replace(" ", "")
+
+
+def _set_expandable(torch, on):
+    try:
+        torch.cuda.memory._set_allocator_settings("expandable_segments:%s" % on)
+    except (AttributeError, RuntimeError) as e:
+        _say_once("expandable", "cannot switch expandable segments %s around a region (%s)"
+                  % ("on" if on else "off", e))
+
+
+def _pool_scope(stack, torch, mem_pool):
+    """Enter mem_pool on stack; expandable segments off meanwhile (outermost region)."""
+    global _open_regions
+    if _expandable_segments():
+        if _open_regions == 0:
+            _set_expandable(torch, False)
+        _open_regions += 1
+
+        def close():
+            global _open_regions
+            _open_regions -= 1
+            if _open_regions == 0:
+                _set_expandable(torch, True)
+        stack.callback(close)
+    try:
+        stack.enter_context(torch.cuda.use_mem_pool(mem_pool))
+    except (RuntimeError, NotImplementedError) as e:
+        _no_pool("this PyTorch would not use one (%s)" % e)
 
 
 @contextlib.contextmanager
@@ -155,13 +219,11 @@ def region(tag, pool=True, stage=False):
     _check(lib.memctl_region_begin_flags(tag.encode(), REGION_STAGE_CPU if stage else 0),
            "region(%r)" % tag)
     try:
-        mem_pool = _torch_pool(tag, stage) if pool else None
-        if mem_pool is None:
+        with contextlib.ExitStack() as stack:
+            mem_pool = _torch_pool(tag, stage) if pool else None
+            if mem_pool is not None:
+                _pool_scope(stack, sys.modules["torch"], mem_pool)
             yield
-        else:
-            import torch
-            with torch.cuda.use_mem_pool(mem_pool):
-                yield
     finally:
         lib.memctl_region_end()
 

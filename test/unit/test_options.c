@@ -37,7 +37,6 @@ Test(options, defaults_and_valid_values)
 	setenv("MEMCTL_GROUP", "server", 1);
 	setenv("MEMCTL_RUNTIME_DIR", "/tmp/x", 1);
 	setenv("MEMCTL_PREPARE", "weights,kv_cache", 1);
-	setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True", 1);
 	options_load(&o);
 	cr_assert(eq(str, o.default_tag, "weights"));
 	cr_assert(eq(int, o.default_stage, 1));
@@ -47,7 +46,6 @@ Test(options, defaults_and_valid_values)
 	cr_assert(eq(str, o.runtime_dir, "/tmp/x"));
 	cr_assert(eq(str, o.prepare, "weights,kv_cache"));
 	cr_assert(eq(int, o.socket, 1));
-	cr_assert(eq(int, o.expandable_segments, 1));
 }
 
 Test(options, invalid_values_fall_back_to_defaults)
