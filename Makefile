@@ -26,10 +26,11 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -fstack-protector-strong -fPIC \
 LIB_CFLAGS := $(BASE_CFLAGS) -fvisibility=hidden
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-REGION_SRC := region/region.c region/request.c region/stage.c region/hostmem.c region/tags.c
+REGION_SRC := region/region.c region/request.c region/stage.c region/hostmem.c region/tags.c \
+        region/app.c region/untagged.c
 PRELOAD_SRC := preload/interpose.c preload/drv_cuda.c preload/options.c preload/log.c \
-        preload/proc.c preload/cumem.c preload/dlsym.c preload/gate.c preload/gated.c \
-        preload/drain.c preload/gating.c
+        preload/proc.c preload/cumem.c preload/dlsym.c preload/vmm.c preload/gate.c \
+        preload/gated.c preload/drain.c preload/gating.c
 CTL_LIB_SRC := ctl/server.c ctl/worker.c ctl/reply.c ctl/proto.c ctl/sockdir.c
 LIB_SRC := $(REGION_SRC) $(PRELOAD_SRC) $(CTL_LIB_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -63,7 +64,8 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
            MEMCTL_BUILD=$(CURDIR)/$(BUILD)
 
 .PHONY: all lib cli fake deps deps-demo deps-check test test-suites test-unit test-e2e \
-        test-python test-gpu gpu-build bench demo check install clean help fuzz
+        test-python test-gpu gpu-build bench bench-tms demo check install install-tms-compat \
+        clean help fuzz
 .DEFAULT_GOAL := all
 # Keep the sanitizer objects between runs (they are intermediates of the
 # -san suites, which make would otherwise delete).
@@ -185,7 +187,7 @@ $(BUILD)/obj/preload/dlsym.o: preload/dlsym.c
 RES := $(BUILD)/test/result
 UNIT_SUITES := $(patsubst test/unit/test_%.c,%,$(wildcard test/unit/test_*.c))
 E2E_SUITES := $(patsubst test/e2e/test_%.c,%,$(wildcard test/e2e/test_*.c))
-SUITES := check $(UNIT_SUITES) $(UNIT_SUITES:%=%-san) $(E2E_SUITES) python install demo
+SUITES := check $(UNIT_SUITES) $(UNIT_SUITES:%=%-san) $(E2E_SUITES) python tms install demo
 RUN_SUITE = sh test/suite.sh $(RES) $(@F)
 # memctl serve: curl against tenants, promtool on the metrics.
 SUITES += http
@@ -205,7 +207,7 @@ test: ## run every suite on the simulated driver, no GPU needed (SUITES='e2e_ctl
 test-suites: $(SUITES:%=$(RES)/%)
 test-unit: ; @$(MAKE) --no-print-directory test SUITES='$(UNIT_SUITES) $(UNIT_SUITES:%=%-san)'
 test-e2e: ; @$(MAKE) --no-print-directory test SUITES='$(E2E_SUITES)'
-test-python: ; @$(MAKE) --no-print-directory test SUITES=python
+test-python: ; @$(MAKE) --no-print-directory test SUITES='python tms'
 
 # Suites share the simulated device and the socket directory: one at a time.
 ifeq ($(TEST_SERIAL),1)
@@ -229,6 +231,12 @@ $(RES)/python: $(LIB) $(FAKE_CUDART)
 	@rm -f $(BUILD)/test/fakecuda.state
 	@$(RUN_SUITE) env $(TEST_ENV) MEMCTL_SOCKET=0 LD_PRELOAD=$(CURDIR)/$(LIB) \
 	    $(PYTHON) test/python/test_memctl.py
+
+# torch_memory_saver's API on memctl (python/memctl/tms.py).
+$(RES)/tms: $(LIB) $(CLI) $(FAKE_CUDART)
+	@rm -f $(BUILD)/test/fakecuda.state
+	@$(RUN_SUITE) env $(TEST_ENV) MEMCTL_SOCKET=0 LD_PRELOAD=$(CURDIR)/$(LIB) \
+	    $(PYTHON) test/python/test_tms.py
 
 $(RES)/install: $(LIB) $(CLI)
 	@$(RUN_SUITE) sh test/install.sh $(CURDIR)/$(BUILD)/test/destdir $(MAKE)
@@ -328,6 +336,12 @@ bench: ## benchmarks against the measured hardware limits, and their picture (GP
 	$(PYTHON) bench/plot.py $(BUILD)/bench.txt $(BUILD)/bench.svg && \
 	echo "bench: the picture is $(BUILD)/bench.svg" && exit $$(cat $(BUILD)/bench.rc)
 
+bench-tms: ## torch_memory_saver's API (memctl.tms) against memctl's own, same workload (GPU + torch)
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
+	    echo "bench-tms: no NVIDIA GPU on this machine; nothing measured"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(LIB) && \
+	LD_PRELOAD=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) bench/tms_bench.py $(BENCH_TMS_ARGS)
+
 demo: ## the main job: a workload paused and resumed by the memctl CLI (GPU if present, else simulated)
 	@$(DEPS_FOR) demo
 	@$(MAKE) --no-print-directory DEPS_CHECKED=1 all $(BUILD)/test/prog_tenant
@@ -354,6 +368,27 @@ install: $(LIB) $(CLI) ## install library, CLI, header, man page and Python help
 	echo "Python helper: $$site/memctl" && \
 	{ [ -n '$(DESTDIR)' ] || $(PYTHON) -c 'import sys; sys.exit(sys.argv[1] not in sys.path)' "$$site" || \
 	  echo "  ($(PYTHON) does not search there: set PYTHONPATH=$$site)"; }
+
+# torch_memory_saver's name for memctl's compatibility module, beside the
+# Python helper (make install puts that there too). Never part of make
+# install, and never over a torch_memory_saver that is not memctl's.
+install-tms-compat: install ## also answer `import torch_memory_saver` with memctl (docs/torch_memory_saver.md)
+	@site='$(PYTHON_SITE)'; \
+	[ -n "$$site" ] || site=$$($(PYTHON) mk/python-site.py '$(PREFIX)') || exit 1; \
+	dest="$(DESTDIR)$$site/torch_memory_saver"; \
+	if [ -e "$$dest" ] && ! grep -qs '__memctl_compat__' "$$dest/__init__.py"; then \
+	    echo "install-tms-compat: $$dest is another torch_memory_saver; not replaced" \
+	         "(uninstall it first: pip uninstall torch_memory_saver)"; exit 1; fi; \
+	if ls -d "$(DESTDIR)$$site"/torch_memory_saver-*.dist-info >/dev/null 2>&1; then \
+	    echo "install-tms-compat: pip's torch_memory_saver is installed in $$site;" \
+	         "uninstall it first (pip uninstall torch_memory_saver)"; exit 1; fi; \
+	install -d "$$dest" && \
+	install -m 0644 python/compat/torch_memory_saver/__init__.py "$$dest/__init__.py" && \
+	echo "torch_memory_saver (memctl): $$site/torch_memory_saver" && \
+	{ [ -n '$(DESTDIR)' ] || \
+	  [ "$$(cd / && $(PYTHON) -c 'import torch_memory_saver as t; print(t.__file__)' 2>/dev/null)" \
+	    = "$$dest/__init__.py" ] || \
+	  echo "  ($(PYTHON) imports another torch_memory_saver first: check sys.path)"; }
 
 clean: ## remove build/
 	rm -rf $(BUILD)

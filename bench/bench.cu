@@ -5,7 +5,8 @@
 // the raw driver calls (reserve+create+map+access, unmap+release,
 // cuMemAlloc, cuGetProcAddress), and the real cudaMalloc. Every memctl
 // figure is printed beside its limit as a ratio. Run under
-// LD_PRELOAD=libmemctl.so (make bench does).
+// LD_PRELOAD=libmemctl.so (make bench does). Last, 16 GiB mapped by the
+// application itself as PyTorch's expandable segments map it.
 //
 // usage: bench [GiB,GiB,...] [count,count,...]   (default 1,16,64 16,64,256,4096)
 #include <cuda.h>
@@ -623,6 +624,142 @@ static void scenario(double gib, int count)
 		CHECK(cudaFree(p[i]));
 }
 
+// PyTorch's expandable segments: the application creates handles itself
+// (through memctl's cuMemCreate, as its driver lookup finds it) inside a
+// region, maps them side by side in one reservation of its own and grants
+// access over all of them in one call. 16 GiB in handles of 2 MiB to
+// 1 GiB, staged pause and resume against the copy limits of this run.
+struct app_fns {
+	decltype(&cuMemCreate) create;
+	decltype(&cuMemRelease) release;
+	decltype(&cuMemMap) map;
+	decltype(&cuMemUnmap) unmap;
+	decltype(&cuMemSetAccess) access;
+};
+
+static void app_fill(std::vector<CUdeviceptr> &at, std::vector<size_t> &len, unsigned seed)
+{
+	for (size_t i = 0; i < at.size(); i++)
+		pattern_fill<<<264, 512>>>((unsigned *)at[i], len[i] / 4, seed + (unsigned)i);
+	CHECK(cudaDeviceSynchronize());
+}
+
+static void app_check(std::vector<CUdeviceptr> &at, std::vector<size_t> &len, unsigned seed,
+		      const char *when)
+{
+	unsigned long long bad = 0;
+
+	CHECK(cudaMemset(bad_dev, 0, sizeof(*bad_dev)));
+	for (size_t i = 0; i < at.size(); i++)
+		pattern_verify<<<264, 512>>>((unsigned *)at[i], len[i] / 4, seed + (unsigned)i,
+					     bad_dev);
+	CHECK(cudaMemcpy(&bad, bad_dev, sizeof(bad), cudaMemcpyDeviceToHost));
+	if (bad) {
+		printf("  CONTENTS WRONG after %s: %llu words\n", when, bad);
+		wrong_bytes_total++;
+	}
+}
+
+// The application's segments: handles, where each is mapped, their sizes.
+struct app_segments {
+	std::vector<CUmemGenericAllocationHandle> h;
+	std::vector<CUdeviceptr> at;
+	std::vector<size_t> len;
+	CUdeviceptr base;
+	size_t total;
+};
+
+// 16 GiB: 12 x 1 GiB, 6 x 512 MiB, 40 x 20 MiB, 112 x 2 MiB, created in a
+// region, mapped side by side, access granted over all in one call.
+static void app_segments_make(const app_fns &A, app_segments &g)
+{
+	static const struct { int n; size_t mib; } mix[] = {
+		{ 12, 1024 }, { 6, 512 }, { 40, 20 }, { 112, 2 }
+	};
+	CUmemAllocationProp prop;
+	CUmemAccessDesc acc;
+	size_t off = 0;
+
+	memset(&prop, 0, sizeof(prop));
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = 0;
+	prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR; // as PyTorch asks
+	acc.location = prop.location;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	g.total = 0;
+	for (auto &m : mix)
+		g.total += (size_t)m.n * m.mib << 20;
+	CU(D.reserve(&g.base, g.total + (64u << 20), 0, 0, 0));
+	must(M.region_begin("segments"), "region");
+	for (auto &m : mix)
+		for (int i = 0; i < m.n; i++) {
+			CUmemGenericAllocationHandle x;
+
+			CU(A.create(&x, m.mib << 20, &prop, 0));
+			g.h.push_back(x);
+			g.len.push_back(m.mib << 20);
+		}
+	must(M.region_end(), "region end");
+	for (size_t i = 0; i < g.h.size(); i++) {
+		CU(A.map(g.base + off, g.len[i], 0, g.h[i], 0));
+		g.at.push_back(g.base + off);
+		off += g.len[i];
+	}
+	CU(A.access(g.base, g.total, &acc, 1));
+}
+
+// A staged pause and resume of the segments; rows with a target when the
+// host buffers are held from an earlier cycle, reported otherwise.
+static void app_segments_cycle(app_segments &g, unsigned seed, int held)
+{
+	double staged = g.total / GiB, t;
+	char name[96], v[32], l[48];
+
+	app_fill(g.at, g.len, seed);
+	t = timed(M.pause, "segments", MEMCTL_STAGE_CPU, "segments pause");
+	snprintf(name, sizeof(name), "[16G app-mapped/170] staged pause, %s",
+		 held ? "buffers held" : "first (nothing prepared)");
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "D2H %.1f GiB/s", lim_d2h);
+	add(name, v, l, staged / t / lim_d2h, held ? ">= 0.90" : "report",
+	    held ? staged / t / lim_d2h >= 0.90 : -1);
+	t = timed(M.resume, "segments", 0, "segments resume");
+	app_check(g.at, g.len, seed, "segments resume");
+	snprintf(name, sizeof(name), "[16G app-mapped/170] staged resume, %s",
+		 held ? "buffers held" : "first");
+	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
+	snprintf(l, sizeof(l), "H2D %.1f GiB/s", lim_h2d);
+	add(name, v, l, staged / t / lim_h2d, held ? ">= 0.90" : "report",
+	    held ? staged / t / lim_h2d >= 0.90 : -1);
+}
+
+static void expandable_scenario(void)
+{
+	app_segments g;
+	app_fns A;
+
+	*(void **)&A.create = dlsym(RTLD_DEFAULT, "cuMemCreate");
+	*(void **)&A.release = dlsym(RTLD_DEFAULT, "cuMemRelease");
+	*(void **)&A.map = dlsym(RTLD_DEFAULT, "cuMemMap");
+	*(void **)&A.unmap = dlsym(RTLD_DEFAULT, "cuMemUnmap");
+	*(void **)&A.access = dlsym(RTLD_DEFAULT, "cuMemSetAccess");
+	if (!A.create || (void *)A.create == (void *)D.create) {
+		printf("\nexpandable segments: skipped, memctl's cuMemCreate not found\n");
+		return;
+	}
+	printf("\n16 GiB mapped by the application: 170 handles of 2 MiB to 1 GiB side by side\n");
+	app_segments_make(A, g);
+	app_segments_cycle(g, 41, 0);
+	app_segments_cycle(g, 53, 1);
+	// Given back as PyTorch does: each handle unmapped, then released.
+	for (size_t i = 0; i < g.h.size(); i++) {
+		CU(A.unmap(g.at[i], g.len[i]));
+		CU(A.release(g.h[i]));
+	}
+	CU(D.unreserve(g.base, g.total + (64u << 20)));
+}
+
 int main(int argc, char **argv)
 {
 	std::vector<double> sizes = { 1, 16, 64 };
@@ -686,6 +823,11 @@ int main(int argc, char **argv)
 			}
 			scenario(g, c);
 		}
+	CHECK(cudaMemGetInfo(&fr, &tot));
+	if (fr > 16.5 * GiB)
+		expandable_scenario();
+	else
+		printf("\nexpandable segments: skipped, %.1f GiB free\n", fr / GiB);
 
 	printf("\n## memctl bench: %s, driver %d\n\n", prop.name, drv);
 	printf("limits: pinned D2H %.1f GiB/s, H2D %.1f GiB/s, both ways %.1f GiB/s\n\n",

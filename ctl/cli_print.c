@@ -138,6 +138,25 @@ static void print_jobs(const json_t *r)
 		       str(last, "error"), str(last, "message"), num(last, "ago_ms") / 1e3);
 }
 
+/* What a pause would not touch; silent when there is none (and for a
+ * server that does not report it). */
+static void print_uncontrolled(const json_t *r)
+{
+	const json_t *u = json_object_get(r, "untagged");
+	char a[32], b[32], c[32], d[32], e[32], f[32];
+
+	if (u64(r, "uncontrolled_bytes") == 0)
+		return;
+	printf("    not controlled %s: untagged cuMemAlloc/cudaMalloc %s, cuMemCreate %s, "
+	       "cuMemAllocAsync %s, pools %s; tagged but resident %s\n",
+	       human_bytes(u64(r, "uncontrolled_bytes"), a, sizeof(a)),
+	       human_bytes(u64(u, "alloc_bytes"), b, sizeof(b)),
+	       human_bytes(u64(u, "create_bytes"), c, sizeof(c)),
+	       human_bytes(u64(u, "async_bytes"), d, sizeof(d)),
+	       human_bytes(u64(u, "pool_bytes"), e, sizeof(e)),
+	       human_bytes(u64(r, "resident_bytes"), f, sizeof(f)));
+}
+
 /* "gate: closed (paused: weights), 2 threads waiting" */
 static void print_gate(const json_t *r)
 {
@@ -179,6 +198,7 @@ static void print_status(const struct target *t)
 	       human_bytes(u64(t->reply, "host_bytes"), h, sizeof(h)), t->command);
 	print_gate(t->reply);
 	print_jobs(t->reply);
+	print_uncontrolled(t->reply);
 	json_array_foreach(json_object_get(t->reply, "tags"), i, row)
 		printf("    %-20s %-7s %6llu allocations  active %-11s paused %-11s "
 		       "staged %-11s host %s\n", str(row, "tag"), str(row, "state"),

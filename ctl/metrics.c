@@ -152,6 +152,9 @@ static const struct {
 	  "Host bytes holding the staged contents of the tag" },
 	{ "memctl_tag_host_bytes", "host_bytes",
 	  "Host bytes held for the tag in all: staged contents and buffers kept for the next pause" },
+	{ "memctl_tag_resident_bytes", "resident_bytes",
+	  "Device bytes of the tag that stay resident whatever is paused (exported for IPC, or bound "
+	  "to a multicast object)" },
 };
 
 static void put_tags(struct jbuf *b, const struct target *ts, int n)
@@ -174,6 +177,41 @@ static void put_tags(struct jbuf *b, const struct target *ts, int n)
 				    (unsigned long long)u64(row, tag_figures[f].key));
 			}
 		}
+	}
+}
+
+/* What no pause would touch, per process and by the call that made it
+ * (docs/design.md, What stays resident). */
+static void put_uncontrolled(struct jbuf *b, const struct target *ts, int n)
+{
+	static const char *const calls[][2] = {
+		{ "alloc_bytes", "cuMemAlloc" }, { "create_bytes", "cuMemCreate" },
+		{ "async_bytes", "cuMemAllocAsync" }, { "pool_bytes", "cuMemAllocFromPoolAsync" },
+	};
+	char l[200];
+	size_t k;
+	int i;
+
+	family(b, "memctl_uncontrolled_bytes", "gauge",
+	       "Device bytes of the process no pause would touch: allocated untagged through the "
+	       "calls memctl interposes, and tagged memory held resident");
+	for (i = 0; i < n; i++)
+		if (ts[i].err.code == 0) {
+			proc_labels(l, sizeof(l), &ts[i]);
+			put(b, "memctl_uncontrolled_bytes{%s} %llu\n", l,
+			    (unsigned long long)u64(ts[i].reply, "uncontrolled_bytes"));
+		}
+	family(b, "memctl_untagged_bytes", "gauge",
+	       "Device bytes the process allocated untagged, by the call that made them");
+	for (i = 0; i < n; i++) {
+		const json_t *u = json_object_get(ts[i].reply, "untagged");
+
+		if (ts[i].err.code != 0 || !json_is_object(u))
+			continue;
+		proc_labels(l, sizeof(l), &ts[i]);
+		for (k = 0; k < sizeof(calls) / sizeof(calls[0]); k++)
+			put(b, "memctl_untagged_bytes{%s,call=\"%s\"} %llu\n", l, calls[k][1],
+			    (unsigned long long)u64(u, calls[k][0]));
 	}
 }
 
@@ -388,6 +426,7 @@ char *metrics_render(const struct target *ts, int n)
 	jb_init_grow(&b, 256u << 20);
 	put_up(&b, ts, n);
 	put_tags(&b, ts, n);
+	put_uncontrolled(&b, ts, n);
 	put_devices(&b, ts, n);
 	put_jobs(&b, ts, n);
 	put_requests(&b, ts, n);

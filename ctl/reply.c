@@ -184,9 +184,11 @@ static void put_figures(struct jbuf *j, const struct region_tag_stat *r)
 	jb_u64(j, "paused_bytes", r->paused_bytes);
 	jb_u64(j, "staged_bytes", r->staged_bytes);
 	jb_u64(j, "host_bytes", r->host_bytes);
+	jb_u64(j, "resident_bytes", r->resident_bytes);
 }
 
-static void put_tags(struct jbuf *j, const struct region_tag_stat *rows, size_t n)
+static void put_tags(struct jbuf *j, const struct region_tag_stat *rows, size_t n,
+		     uint64_t *resident)
 {
 	struct region_tag_stat total = { .name = "" };
 	size_t i;
@@ -197,8 +199,10 @@ static void put_tags(struct jbuf *j, const struct region_tag_stat *rows, size_t 
 		total.paused_bytes += rows[i].paused_bytes;
 		total.staged_bytes += rows[i].staged_bytes;
 		total.host_bytes += rows[i].host_bytes;
+		total.resident_bytes += rows[i].resident_bytes;
 	}
 	put_figures(j, &total);
+	*resident = total.resident_bytes;
 	jb_open(j, "tags", '[');
 	for (i = 0; i < n; i++) {
 		jb_open(j, NULL, '{');
@@ -208,6 +212,34 @@ static void put_tags(struct jbuf *j, const struct region_tag_stat *rows, size_t 
 		jb_close(j, '}');
 	}
 	jb_close(j, ']');
+}
+
+/*
+ * What a pause of every tag would leave on the device, as far as memctl
+ * can know: the memory it let pass untagged (by the call that made it),
+ * plus tagged memory held resident (exported for IPC). Not included: the
+ * CUDA context, and memory made by calls memctl does not interpose
+ * (managed memory, arrays, graph allocations, IPC imports).
+ */
+static void put_uncontrolled(struct jbuf *j, const struct ctl_backend *be, uint64_t resident)
+{
+	static const char *const names[UNTAGGED_KINDS] = {
+		[UNTAGGED_ALLOC] = "alloc_bytes", [UNTAGGED_CREATE] = "create_bytes",
+		[UNTAGGED_ASYNC] = "async_bytes", [UNTAGGED_POOL] = "pool_bytes",
+	};
+	uint64_t bytes[UNTAGGED_KINDS] = { 0 }, sum = 0;
+	int k;
+
+	if (be->untagged != NULL)
+		be->untagged(bytes);
+	for (k = 0; k < UNTAGGED_KINDS; k++)
+		sum += bytes[k];
+	jb_u64(j, "uncontrolled_bytes", sum + resident);
+	jb_open(j, "untagged", '{');
+	jb_u64(j, "bytes", sum);
+	for (k = 0; k < UNTAGGED_KINDS; k++)
+		jb_u64(j, names[k], bytes[k]);
+	jb_close(j, '}');
 }
 
 static void put_devices(struct jbuf *j, const struct ctl_backend *be)
@@ -230,6 +262,7 @@ void reply_status(struct jbuf *j, const struct reply_ctx *x)
 {
 	struct region_tag_stat *rows = NULL;
 	struct worker_view w;
+	uint64_t resident = 0;
 	size_t n = 0;
 	int rc = x->be->tag_stats(&rows, &n);
 
@@ -239,8 +272,9 @@ void reply_status(struct jbuf *j, const struct reply_ctx *x)
 	}
 	worker_view(&w);
 	head(j, x, 1, "status");
-	put_tags(j, rows, n);
+	put_tags(j, rows, n, &resident);
 	free(rows);
+	put_uncontrolled(j, x->be, resident);
 	put_devices(j, x->be);
 	put_job(j, "running", &w.running, 0);
 	jb_i64(j, "queued", w.queued);

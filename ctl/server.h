@@ -49,6 +49,10 @@ struct ctl_backend {
 	int (*devices)(struct ctl_device *out, int max);
 	/* Devices the driver sees; 0 when it is not loaded. */
 	int (*driver_devices)(void);
+	/* Device bytes the process allocated untagged through the calls
+	 * memctl interposes, live now, per kind (region_untagged_totals);
+	 * never blocks. */
+	void (*untagged)(uint64_t bytes[UNTAGGED_KINDS]);
 	/* The gate's state; never blocks. */
 	void (*gate)(struct ctl_gate *out);
 	/* End the lease of a group pause's first phase (ungate): its gate

@@ -13,7 +13,8 @@
  * how many bytes were needed, how many were free, which driver call failed).
  *
  * Contents of an allocation paused WITHOUT MEMCTL_STAGE_CPU are undefined
- * after resume: the addresses come back, the bytes do not.
+ * after resume (the addresses come back, the bytes do not), unless it was
+ * made in a region with MEMCTL_REGION_STAGE_CPU: every pause stages those.
  *
  * Tags: a request's `tags` is a comma-separated list ("weights,kv_cache"),
  * or "all" (also "*") or NULL for every tag. An empty or blank list ("",
@@ -41,6 +42,7 @@
 #ifndef MEMCTL_H
 #define MEMCTL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -49,7 +51,9 @@ extern "C" {
 
 #define MEMCTL_VERSION "0.1.0"
 
-/* memctl_pause: copy the contents to pinned host memory before releasing. */
+/* memctl_pause: copy the contents to pinned host memory before releasing
+ * (without it, only allocations made in a MEMCTL_REGION_STAGE_CPU region
+ * are staged). */
 #define MEMCTL_STAGE_CPU 1u
 /* memctl_resume: after restoring, give the host staging buffers back to the
  * system instead of keeping them for the next pause. */
@@ -61,6 +65,14 @@ extern "C" {
  * default of this API), the application itself must not touch the memory
  * while it is paused. The memctl CLI gates by default. */
 #define MEMCTL_GATE 4u
+
+/* memctl_region_begin_flags: allocations made in the region keep their
+ * contents: every pause stages them, with MEMCTL_STAGE_CPU or without. */
+#define MEMCTL_REGION_STAGE_CPU 1u
+/* memctl_region_begin_flags: allocations made in the region are not
+ * tagged (they go to the runtime untouched), even inside an enclosing
+ * region or under a default tag. The tag must be NULL. */
+#define MEMCTL_REGION_UNTAGGED 2u
 
 /* Layout unchanged since 0.1.0; the 4th field was called host_bytes there
  * (it meant the same; renamed because on the socket host_bytes counts
@@ -84,6 +96,23 @@ struct memctl_stat {
  */
 int memctl_region_begin(const char *tag);
 
+/*
+ * memctl_region_begin with flags, closed by memctl_region_end as well:
+ *   MEMCTL_REGION_STAGE_CPU  the region's allocations keep their contents:
+ *                            every pause stages them (a pause without
+ *                            MEMCTL_STAGE_CPU stages these and releases
+ *                            the others unstaged). Fixed per allocation
+ *                            when it is made, whatever the tag: two
+ *                            regions of one tag may differ.
+ *   MEMCTL_REGION_UNTAGGED   `tag` must be NULL: allocations in the region
+ *                            are not tagged, even inside a tagged region
+ *                            or under a default tag (torch_memory_saver's
+ *                            disable()).
+ * Returns 0, -EINVAL for a malformed tag, an unknown flag, or a tag with
+ * MEMCTL_REGION_UNTAGGED (or none without it), -EOVERFLOW past 16 levels.
+ */
+int memctl_region_begin_flags(const char *tag, unsigned flags);
+
 /* Leave the innermost region. Returns 0, or -EINVAL when no region is open. */
 int memctl_region_end(void);
 
@@ -95,12 +124,31 @@ int memctl_region_end(void);
  */
 int memctl_set_default_tag(const char *tag);
 
+/* memctl_set_default_tag with flags for those allocations: 0 or
+ * MEMCTL_REGION_STAGE_CPU (also set at start by MEMCTL_DEFAULT_STAGE=1).
+ * Returns 0, or -EINVAL for a malformed tag or flag (or flags without a
+ * tag). */
+int memctl_set_default_tag_flags(const char *tag, unsigned flags);
+
+/*
+ * Device memory to leave free: a tagged allocation that would leave less
+ * than `bytes` free on its device fails as out of memory (-ENOMEM inside,
+ * cudaErrorMemoryAllocation to the caller), and so does a resume, before
+ * it maps anything (nothing changes, staged contents are kept; a retry
+ * when memory is free succeeds). 0, the default, checks nothing. Applies
+ * to the requests of the control socket too. Returns 0.
+ */
+int memctl_set_margin(uint64_t bytes);
+
 /*
  * Release the physical memory of every live allocation carrying one of
  * `tags` (see Tags above; NULL or "all": every tag). Synchronises the
  * owning devices first. With MEMCTL_STAGE_CPU the contents are copied to
- * pinned host memory first; host buffers are obtained for the whole request
- * before anything is released, so on failure nothing changed. Host memory
+ * pinned host memory first; without it, so are those of allocations made
+ * in a MEMCTL_REGION_STAGE_CPU region, and only the others are released
+ * unstaged. Host buffers are obtained for the whole request before
+ * anything is released, so on failure nothing changed (the staged part
+ * goes first: when it fails, nothing unstaged was released). Host memory
  * is checked against MemAvailable and the process's memory cgroup limit.
  * Already paused allocations are left as they are, but a staged pause of
  * tags whose memory was already paused WITHOUT staging fails with -ENODATA
@@ -160,6 +208,37 @@ int memctl_release_host(const char *tags);
 /* Sum the figures of the allocations carrying `tags` (NULL or "all": all).
  * Returns 0, -ENOENT (nothing carries the tags; *out zeroed) or -EINVAL. */
 int memctl_stat(const char *tags, struct memctl_stat *out);
+
+/*
+ * The staged contents of a paused allocation, read in host memory.
+ * [dptr, dptr + size) must lie inside one tagged allocation (anywhere in
+ * it: a tensor inside a cached block) that is staged: paused with its
+ * contents in host memory.
+ * memctl_host_copy sets *host to the address of dptr's byte in the pinned
+ * host buffer, without copying: valid while the allocation stays staged.
+ * A resume keeps the buffer, with the contents as staged, unless it gives
+ * host memory back (MEMCTL_RELEASE_HOST) or the allocation is freed: then
+ * the address is unmapped and reading it faults.
+ * memctl_host_read copies the bytes to `dst`, holding the allocation's
+ * lock, so no concurrent resume or free can take them away meanwhile.
+ * Neither waits for a request. Returns 0; -EINVAL (NULL pointers, or the
+ * range runs past the allocation's end); -ENOENT when dptr is in no tagged
+ * allocation; -EBUSY when the allocation is active (the contents are on
+ * the device, in use); -ENODATA when it was paused without staging (the
+ * contents are gone).
+ */
+int memctl_host_copy(const void *dptr, size_t size, void **host);
+int memctl_host_read(const void *dptr, size_t size, void *dst);
+
+/*
+ * For PyTorch's torch.cuda.memory.CUDAPluggableAllocator in a process that
+ * loads libmemctl.so without preloading it: allocations inside the calling
+ * thread's region (or under the default tag) are tagged as cudaMalloc's
+ * would be, on `device`; others go to the runtime's cudaMalloc. NULL when
+ * the memory cannot be had. memctl_pool_free frees either kind.
+ */
+void *memctl_pool_alloc(size_t size, int device, void *stream);
+void memctl_pool_free(void *ptr, size_t size, int device, void *stream);
 
 /* Text for a value returned by a memctl_* call; never NULL. */
 const char *memctl_strerror(int err);

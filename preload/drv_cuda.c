@@ -54,6 +54,7 @@ static struct {
 	FN(cuEventDestroy);
 	FN(cuEventRecord);
 	FN(cuEventSynchronize);
+	FN(cuEventQuery);
 } driver; /* the driver's entry points, resolved by load() */
 
 static const struct { const char *sym; void **slot; } syms[] = {
@@ -87,10 +88,20 @@ static const struct { const char *sym; void **slot; } syms[] = {
 	SYM(cuEventDestroy, "cuEventDestroy_v2"),
 	SYM(cuEventRecord, "cuEventRecord"),
 	SYM(cuEventSynchronize, "cuEventSynchronize"),
+	SYM(cuEventQuery, "cuEventQuery"),
 #undef SYM
 };
 
+_Static_assert(REGION_LOC_DEVICE == CU_MEM_LOCATION_TYPE_DEVICE &&
+	       REGION_ACCESS_RW == CU_MEM_ACCESS_FLAGS_PROT_READWRITE,
+	       "region/drv.h numbers locations and access as cuda.h does");
+_Static_assert(sizeof(CUmemAllocationProp) <= REGION_PROP_MAX,
+	       "REGION_PROP_MAX holds a CUmemAllocationProp");
+
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+/* The driver's own answer to this thread's last failed call, for callers
+ * that must return it unchanged (drv_cuda_result). */
+static __thread CUresult last_failure;
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 static int loaded;
 static int ndevices;
@@ -103,6 +114,9 @@ static int cu_err(CUresult r, const char *what)
 
 	if (r == CUDA_SUCCESS)
 		return 0;
+	last_failure = r;
+	if (r == CUDA_ERROR_NOT_READY)
+		return -EAGAIN; /* an answer, not a failure: nothing to log */
 	if (driver.cuGetErrorName_fn != NULL)
 		(void)driver.cuGetErrorName_fn(r, &name);
 	memctl_log_warnx("%s: %s", what, name);
@@ -142,6 +156,29 @@ static void load(void)
 }
 
 const struct drv_ops *drv_cuda_load(void);
+
+CUresult drv_cuda_result(int rc)
+{
+	CUresult r = last_failure;
+
+	last_failure = CUDA_SUCCESS;
+	if (rc == 0)
+		return CUDA_SUCCESS;
+	if (r != CUDA_SUCCESS)
+		return r;
+	switch (rc) {
+	case -ENOMEM:
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	case -EINVAL:
+		return CUDA_ERROR_INVALID_VALUE;
+	case -ENOENT:
+		return CUDA_ERROR_NOT_FOUND;
+	case -ENOSYS:
+		return CUDA_ERROR_NOT_INITIALIZED;
+	default:
+		return CUDA_ERROR_UNKNOWN;
+	}
+}
 
 int drv_cuda_device_count(void)
 {
@@ -262,16 +299,26 @@ static int op_create(int dev, size_t size, uint64_t *handle)
 	return rc;
 }
 
+static int op_create_as(int dev, size_t size, const void *prop, uint64_t *handle)
+{
+	CUmemGenericAllocationHandle h = 0;
+	int rc = IN_CTX(dev, "cuMemCreate",
+			driver.cuMemCreate_fn(&h, size, (const CUmemAllocationProp *)prop, 0));
+
+	*handle = (uint64_t)h;
+	return rc;
+}
+
 static int op_release(int dev, uint64_t handle)
 {
 	return IN_CTX(dev, "cuMemRelease",
 		      driver.cuMemRelease_fn((CUmemGenericAllocationHandle)handle));
 }
 
-static int op_map(int dev, uint64_t va, size_t size, uint64_t handle)
+static int op_map(int dev, uint64_t va, size_t size, size_t offset, uint64_t handle)
 {
 	return IN_CTX(dev, "cuMemMap",
-		      driver.cuMemMap_fn((CUdeviceptr)va, size, 0,
+		      driver.cuMemMap_fn((CUdeviceptr)va, size, offset,
 				    (CUmemGenericAllocationHandle)handle, 0));
 }
 
@@ -290,6 +337,24 @@ static int op_set_access(int dev, uint64_t va, size_t size)
 	desc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
 	return IN_CTX(dev, "cuMemSetAccess",
 		      driver.cuMemSetAccess_fn((CUdeviceptr)va, size, &desc, 1));
+}
+
+static int op_set_access_as(int dev, uint64_t va, size_t size,
+			    const struct region_access *acc, int n)
+{
+	CUmemAccessDesc desc[REGION_ACCESS_MAX];
+	int i;
+
+	if (n < 1 || n > REGION_ACCESS_MAX)
+		return -EINVAL;
+	memset(desc, 0, sizeof(desc));
+	for (i = 0; i < n; i++) {
+		desc[i].location.type = (CUmemLocationType)acc[i].type;
+		desc[i].location.id = acc[i].id;
+		desc[i].flags = (CUmemAccess_flags)acc[i].flags;
+	}
+	return IN_CTX(dev, "cuMemSetAccess",
+		      driver.cuMemSetAccess_fn((CUdeviceptr)va, size, desc, (size_t)n));
 }
 
 static int op_device_sync(int dev)
@@ -365,6 +430,11 @@ static int op_event_sync(int dev, void *event)
 	return IN_CTX(dev, "cuEventSynchronize", driver.cuEventSynchronize_fn((CUevent)event));
 }
 
+static int op_event_query(int dev, void *event)
+{
+	return IN_CTX(dev, "cuEventQuery", driver.cuEventQuery_fn((CUevent)event));
+}
+
 /* ---- for the drain (preload/drain.c), outside struct drv_ops ------- */
 
 int drv_cuda_ctx_sync(void *ctx)
@@ -398,10 +468,12 @@ static const struct drv_ops cuda_ops = {
 	.reserve = op_reserve,
 	.unreserve = op_unreserve,
 	.create = op_create,
+	.create_as = op_create_as,
 	.release = op_release,
 	.map = op_map,
 	.unmap = op_unmap,
 	.set_access = op_set_access,
+	.set_access_as = op_set_access_as,
 	.device_sync = op_device_sync,
 	.stream_create = op_stream_create,
 	.stream_sync = op_stream_sync,
@@ -414,6 +486,7 @@ static const struct drv_ops cuda_ops = {
 	.event_destroy = op_event_destroy,
 	.event_record = op_event_record,
 	.event_sync = op_event_sync,
+	.event_query = op_event_query,
 };
 
 const struct drv_ops *drv_cuda_load(void)

@@ -48,13 +48,17 @@ static malloc_fn real_malloc;
 static free_fn real_free;
 static get_device_fn real_get_device;
 
-/* Default tag; tag_set is read without a lock on the hot path. */
+/* Default tag and its flags; default_set is read without a lock on the
+ * hot path. */
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static char default_tag[TAG_MAX];
+static unsigned default_flags;
 static int default_set;
 
+/* The calling thread's open regions: tag and MEMCTL_REGION_* flags. */
 static __thread int region_depth;
 static __thread char region_tags[REGION_DEPTH][TAG_MAX];
+static __thread unsigned region_flags[REGION_DEPTH];
 static __thread struct region_err last_err;
 
 /* The runtime may be in the global scope (found with RTLD_NEXT) or loaded
@@ -111,12 +115,9 @@ static void init(void)
 	memctl_log_set_level((enum log_level)opts.log_level);
 	if (opts.default_tag[0] != '\0') {
 		snprintf(default_tag, sizeof(default_tag), "%s", opts.default_tag);
+		default_flags = opts.default_stage ? MEMCTL_REGION_STAGE_CPU : 0;
 		__atomic_store_n(&default_set, 1, __ATOMIC_RELEASE);
 	}
-	if (opts.expandable_segments)
-		memctl_log_warnx("PYTORCH_CUDA_ALLOC_CONF has expandable_segments:True: "
-				 "PyTorch then maps memory itself and bypasses cudaMalloc, "
-				 "so memctl can tag nothing it allocates");
 	pthread_atfork(NULL, NULL, atfork_child);
 }
 
@@ -196,6 +197,7 @@ static const struct ctl_backend server_backend = {
 	.allocations = region_count,
 	.devices = server_devices,
 	.driver_devices = drv_cuda_device_count,
+	.untagged = region_untagged_totals,
 	.gate = server_gate,
 	.ungate = gate_ungate,
 	.log = server_log,
@@ -214,9 +216,12 @@ const struct options *preload_activate(void)
 	return &opts;
 }
 
-int preload_tag(char tag[TAG_MAX])
+int preload_tag(char tag[TAG_MAX], unsigned *flags)
 {
 	if (region_depth > 0) {
+		*flags = region_flags[region_depth - 1];
+		if (*flags & MEMCTL_REGION_UNTAGGED)
+			return 0;
 		memcpy(tag, region_tags[region_depth - 1], TAG_MAX);
 		return 1;
 	}
@@ -225,6 +230,7 @@ int preload_tag(char tag[TAG_MAX])
 	/* Copied under the lock: memctl_set_default_tag may race. */
 	pthread_mutex_lock(&default_lock);
 	snprintf(tag, TAG_MAX, "%s", default_tag);
+	*flags = default_flags;
 	pthread_mutex_unlock(&default_lock);
 	return 1;
 }
@@ -249,11 +255,12 @@ MEMCTL_EXPORT cudaError_t cudaMalloc(void **ptr, size_t size)
 {
 	char tag[TAG_MAX];
 	struct region_err err;
+	unsigned flags;
 	uint64_t va;
 	int dev = 0, rc;
 
 	preload_activate();
-	if (size == 0 || ptr == NULL || !preload_tag(tag)) {
+	if (size == 0 || ptr == NULL || !preload_tag(tag, &flags)) {
 		resolve_real();
 		if (real_malloc == NULL)
 			return cudaErrorInitializationError;
@@ -264,7 +271,7 @@ MEMCTL_EXPORT cudaError_t cudaMalloc(void **ptr, size_t size)
 		dev = 0;
 	rc = preload_driver();
 	if (rc == 0)
-		rc = region_alloc(tag, dev, size, &va, &err);
+		rc = region_alloc(tag, flags, dev, size, &va, &err);
 	if (rc < 0) {
 		memctl_log_debug("tagged cudaMalloc of %zu bytes ('%s'): %s", size, tag,
 				 rc == -ENOSYS ? "no driver" : err.msg);
@@ -274,7 +281,10 @@ MEMCTL_EXPORT cudaError_t cudaMalloc(void **ptr, size_t size)
 	return cudaSuccess;
 }
 
-MEMCTL_EXPORT cudaError_t cudaFree(void *ptr)
+/* Free `ptr`, tagged or not. This library calls it, never its exported
+ * cudaFree: loaded without LD_PRELOAD (memctl_pool_free's case), that
+ * name would bind to the runtime's own cudaFree. */
+static cudaError_t free_any(void *ptr)
 {
 	int rc;
 
@@ -287,6 +297,53 @@ MEMCTL_EXPORT cudaError_t cudaFree(void *ptr)
 	if (real_free == NULL)
 		return cudaErrorInitializationError;
 	return real_free(ptr);
+}
+
+MEMCTL_EXPORT cudaError_t cudaFree(void *ptr)
+{
+	return free_any(ptr);
+}
+
+/* ---- PyTorch's pluggable allocator ---------------------------------- */
+
+/* For torch.cuda.memory.CUDAPluggableAllocator, in processes that load
+ * libmemctl.so without preloading it: the same tags as cudaMalloc here,
+ * on the device PyTorch names. NULL when it cannot be served (PyTorch then
+ * frees its cache and retries, or raises its out-of-memory error). */
+MEMCTL_EXPORT void *memctl_pool_alloc(size_t size, int device, void *stream)
+{
+	char tag[TAG_MAX];
+	struct region_err err;
+	unsigned flags;
+	void *p = NULL;
+	uint64_t va;
+	int rc;
+
+	(void)stream; /* VMM mapping is not stream-ordered */
+	preload_activate();
+	if (size == 0)
+		return NULL;
+	if (!preload_tag(tag, &flags)) {
+		resolve_real();
+		return real_malloc != NULL && real_malloc(&p, size) == cudaSuccess ? p : NULL;
+	}
+	rc = preload_driver();
+	if (rc == 0)
+		rc = region_alloc(tag, flags, device, size, &va, &err);
+	if (rc < 0) {
+		memctl_log_debug("pool allocation of %zu bytes ('%s'): %s", size, tag,
+				 rc == -ENOSYS ? "no driver" : err.msg);
+		return NULL;
+	}
+	return (void *)(uintptr_t)va;
+}
+
+MEMCTL_EXPORT void memctl_pool_free(void *ptr, size_t size, int device, void *stream)
+{
+	(void)size;
+	(void)device;
+	(void)stream;
+	(void)free_any(ptr);
 }
 
 /* ---- the memctl_* API ---------------------------------------------- */
@@ -350,17 +407,37 @@ int preload_request(enum verb verb, const struct region_req *rq,
 	return rc;
 }
 
-MEMCTL_EXPORT int memctl_region_begin(const char *tag)
+/* A tagged region (tag valid, flags 0 or STAGE_CPU), or an untagged one
+ * (tag NULL, flags exactly UNTAGGED). */
+static int region_args_valid(const char *tag, unsigned flags)
+{
+	if (flags == MEMCTL_REGION_UNTAGGED)
+		return tag == NULL;
+	return (flags & ~MEMCTL_REGION_STAGE_CPU) == 0 && tag_valid(tag);
+}
+
+static int region_begin(const char *tag, unsigned flags)
 {
 	pthread_once(&init_once, init);
 	server_start();
-	if (!tag_valid(tag))
+	if (!region_args_valid(tag, flags))
 		return -EINVAL;
 	if (region_depth == REGION_DEPTH)
 		return -EOVERFLOW;
-	snprintf(region_tags[region_depth], TAG_MAX, "%s", tag);
+	snprintf(region_tags[region_depth], TAG_MAX, "%s", tag != NULL ? tag : "");
+	region_flags[region_depth] = flags;
 	region_depth++;
 	return 0;
+}
+
+MEMCTL_EXPORT int memctl_region_begin_flags(const char *tag, unsigned flags)
+{
+	return region_begin(tag, flags);
+}
+
+MEMCTL_EXPORT int memctl_region_begin(const char *tag)
+{
+	return region_begin(tag, 0);
 }
 
 MEMCTL_EXPORT int memctl_region_end(void)
@@ -371,19 +448,38 @@ MEMCTL_EXPORT int memctl_region_end(void)
 	return 0;
 }
 
-MEMCTL_EXPORT int memctl_set_default_tag(const char *tag)
+static int set_default_tag(const char *tag, unsigned flags)
 {
 	pthread_once(&init_once, init);
-	if (tag != NULL && !tag_valid(tag))
+	if ((tag != NULL && !tag_valid(tag)) || (flags & ~MEMCTL_REGION_STAGE_CPU) ||
+	    (tag == NULL && flags != 0))
 		return -EINVAL;
 	pthread_mutex_lock(&default_lock);
 	if (tag == NULL) {
 		__atomic_store_n(&default_set, 0, __ATOMIC_RELEASE);
 	} else {
 		snprintf(default_tag, sizeof(default_tag), "%s", tag);
+		default_flags = flags;
 		__atomic_store_n(&default_set, 1, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&default_lock);
+	return 0;
+}
+
+MEMCTL_EXPORT int memctl_set_default_tag_flags(const char *tag, unsigned flags)
+{
+	return set_default_tag(tag, flags);
+}
+
+MEMCTL_EXPORT int memctl_set_default_tag(const char *tag)
+{
+	return set_default_tag(tag, 0);
+}
+
+MEMCTL_EXPORT int memctl_set_margin(uint64_t bytes)
+{
+	pthread_once(&init_once, init);
+	region_set_margin(bytes);
 	return 0;
 }
 
@@ -434,6 +530,32 @@ MEMCTL_EXPORT int memctl_stat(const char *tags, struct memctl_stat *out)
 	return region_stat(&ts, out);
 }
 
+static int api_host_copy(const void *dptr, size_t size, void *dst, void **host)
+{
+	struct region_err err;
+	int rc;
+
+	pthread_once(&init_once, init);
+	if (dptr == NULL || (dst == NULL && host == NULL))
+		return -EINVAL;
+	rc = region_host_copy((uint64_t)(uintptr_t)dptr, size, dst, host, &err);
+	return rc < 0 ? api_fail(rc, &err, "host copy") : 0;
+}
+
+MEMCTL_EXPORT int memctl_host_copy(const void *dptr, size_t size, void **host)
+{
+	if (host == NULL)
+		return -EINVAL;
+	return api_host_copy(dptr, size, NULL, host);
+}
+
+MEMCTL_EXPORT int memctl_host_read(const void *dptr, size_t size, void *dst)
+{
+	if (dst == NULL)
+		return -EINVAL;
+	return api_host_copy(dptr, size, dst, NULL);
+}
+
 MEMCTL_EXPORT const char *memctl_strerror(int err)
 {
 	if (err < 0 && err == last_err.code && last_err.msg[0] != '\0')
@@ -453,6 +575,8 @@ MEMCTL_EXPORT const char *memctl_strerror(int err)
 		return "memctl is not active: the CUDA driver could not be loaded";
 	case -EIO:
 		return "CUDA driver error";
+	case -ENODATA:
+		return "no staged contents (paused without staging, or not paused)";
 	default:
 		return err < 0 ? strerror(-err) : "not an error code";
 	}

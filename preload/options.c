@@ -72,6 +72,8 @@ struct opt {
 static const struct opt table[] = {
 	{ "MEMCTL_DEFAULT_TAG", OPT_TAG, OFF(default_tag), 0, 0,
 	  "tag for every allocation made outside a region" },
+	{ "MEMCTL_DEFAULT_STAGE", OPT_INT, OFF(default_stage), 0, 1,
+	  "1: allocations under the default tag are staged by every pause" },
 	{ "MEMCTL_GROUP", OPT_TAG, OFF(group), 0, 0,
 	  "group name the CLI can select (--group)" },
 	{ "MEMCTL_PREPARE", OPT_TAGS, OFF(prepare), 0, 0,
@@ -140,7 +142,6 @@ static int parse_option(const struct opt *t, const char *v, struct options *o)
 void options_load(struct options *o)
 {
 	char why[400];
-	const char *conf;
 	size_t i;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -162,10 +163,4 @@ void options_load(struct options *o)
 	sockdir_path(o->runtime_dir, sizeof(o->runtime_dir), why, sizeof(why));
 	if (why[0] != '\0')
 		memctl_log_warnx("%s", why);
-
-	conf = getenv("PYTORCH_CUDA_ALLOC_CONF");
-	if (conf == NULL)
-		conf = getenv("PYTORCH_ALLOC_CONF");
-	if (conf != NULL && strstr(conf, "expandable_segments:True") != NULL)
-		o->expandable_segments = 1;
 }

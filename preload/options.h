@@ -12,6 +12,7 @@
 
 struct options {
 	char default_tag[TAG_MAX]; /* MEMCTL_DEFAULT_TAG; "" for none */
+	int default_stage;         /* MEMCTL_DEFAULT_STAGE: staged by every pause */
 	char group[TAG_MAX];       /* MEMCTL_GROUP */
 	char runtime_dir[256];     /* MEMCTL_RUNTIME_DIR, else derived */
 	char prepare[256];         /* MEMCTL_PREPARE as given; "" for none */
@@ -22,7 +23,6 @@ struct options {
 	int streams;               /* MEMCTL_STREAMS */
 	int pin_threads;           /* MEMCTL_PIN_THREADS */
 	int hugepages;             /* MEMCTL_HUGEPAGES */
-	int expandable_segments;   /* PYTORCH_CUDA_ALLOC_CONF asks for them */
 };
 
 /* Read the environment into *o, warning about (and replacing with the

@@ -22,9 +22,12 @@ const struct options *preload_options(void);
 const struct options *preload_activate(void);
 
 /* The tag an allocation by the calling thread gets now: the innermost open
- * region, else the default tag. Copies it into `tag` and returns 1, or
- * returns 0 when there is none (the allocation passes through). */
-int preload_tag(char tag[TAG_MAX]);
+ * region, else the default tag. Copies it into `tag`, its flags for
+ * region_alloc (MEMCTL_REGION_STAGE_CPU or 0) into *flags, and returns 1;
+ * or returns 0 when there is none (no region and no default tag, or the
+ * innermost region is MEMCTL_REGION_UNTAGGED): the allocation passes
+ * through. */
+int preload_tag(char tag[TAG_MAX], unsigned *flags);
 
 /* A function of the CUDA runtime (libcudart), the one after libmemctl.so
  * in the global scope or one loaded RTLD_LOCAL by a framework; NULL when

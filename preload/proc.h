@@ -32,6 +32,30 @@ enum proc_id {
 	PROC_MEM_ALLOC_PITCH,     /* cuMemAllocPitch_v2 */
 	PROC_MEM_FREE,            /* cuMemFree_v2 */
 	PROC_CTX_GET_DEVICE,      /* cuCtxGetDevice: called by memctl, not wrapped */
+	/* -- memory the application maps itself (vmm.c), stream-ordered
+	 *    allocation (cumem.c): issue 10, items 4 to 6 -- */
+	PROC_MEM_CREATE,          /* cuMemCreate */
+	PROC_MEM_RELEASE,         /* cuMemRelease */
+	PROC_MEM_MAP,             /* cuMemMap */
+	PROC_MEM_UNMAP,           /* cuMemUnmap */
+	PROC_MEM_SET_ACCESS,      /* cuMemSetAccess */
+	PROC_MEM_ADDRESS_FREE,    /* cuMemAddressFree */
+	PROC_MEM_RETAIN,          /* cuMemRetainAllocationHandle */
+	PROC_MEM_PROPS,           /* cuMemGetAllocationPropertiesFromHandle */
+	PROC_MEM_EXPORT,          /* cuMemExportToShareableHandle */
+	PROC_MEM_ADDRESS_RANGE,   /* cuMemGetAddressRange_v2 */
+	PROC_MULTICAST_BIND_MEM,  /* cuMulticastBindMem */
+	PROC_MULTICAST_BIND_ADDR, /* cuMulticastBindAddr */
+	PROC_MEM_ALLOC_ASYNC,     /* cuMemAllocAsync */
+	PROC_MEM_ALLOC_ASYNC_PTSZ, /* cuMemAllocAsync_ptsz */
+	PROC_MEM_FREE_ASYNC,      /* cuMemFreeAsync */
+	PROC_MEM_FREE_ASYNC_PTSZ, /* cuMemFreeAsync_ptsz */
+	PROC_MEM_ALLOC_POOL,      /* cuMemAllocFromPoolAsync */
+	PROC_MEM_ALLOC_POOL_PTSZ, /* cuMemAllocFromPoolAsync_ptsz */
+	PROC_STREAM_IS_CAPTURING, /* cuStreamIsCapturing: called by memctl, not wrapped */
+	PROC_DEVICE_GET_MEM_POOL, /* cuDeviceGetMemPool: called by memctl, not wrapped */
+	PROC_DEVICE_DEFAULT_POOL, /* cuDeviceGetDefaultMemPool: called by memctl, not wrapped */
+	/* -- end of issue 10, items 4 to 6 -- */
 	/* the application's own contexts, which a drain synchronises (drain.c) */
 	PROC_CTX_CREATE_V2,       /* cuCtxCreate_v2, the CUDA 3.2 ABI */
 	PROC_CTX_CREATE_V3,       /* cuCtxCreate_v3, 11.4: execution affinity */
@@ -64,6 +88,32 @@ CUresult cumem_alloc(CUdeviceptr *dptr, size_t bytesize);
 CUresult cumem_alloc_pitch(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
 			   unsigned int element_bytes);
 CUresult cumem_free(CUdeviceptr dptr);
+CUresult cumem_alloc_async(CUdeviceptr *dptr, size_t bytesize, CUstream stream);
+CUresult cumem_alloc_async_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream stream);
+CUresult cumem_free_async(CUdeviceptr dptr, CUstream stream);
+CUresult cumem_free_async_ptsz(CUdeviceptr dptr, CUstream stream);
+CUresult cumem_alloc_pool(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+			  CUstream stream);
+CUresult cumem_alloc_pool_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+			       CUstream stream);
+CUresult vmm_create(CUmemGenericAllocationHandle *handle, size_t size,
+		    const CUmemAllocationProp *prop, unsigned long long flags);
+CUresult vmm_release(CUmemGenericAllocationHandle handle);
+CUresult vmm_map(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+		 unsigned long long flags);
+CUresult vmm_unmap(CUdeviceptr ptr, size_t size);
+CUresult vmm_set_access(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count);
+CUresult vmm_address_free(CUdeviceptr ptr, size_t size);
+CUresult vmm_retain(CUmemGenericAllocationHandle *handle, void *addr);
+CUresult vmm_props(CUmemAllocationProp *prop, CUmemGenericAllocationHandle handle);
+CUresult vmm_export(void *shareable, CUmemGenericAllocationHandle handle,
+		    CUmemAllocationHandleType type, unsigned long long flags);
+CUresult vmm_address_range(CUdeviceptr *base, size_t *size, CUdeviceptr dptr);
+CUresult vmm_bind_mem(CUmemGenericAllocationHandle mc, size_t mc_offset,
+		      CUmemGenericAllocationHandle mem, size_t mem_offset, size_t size,
+		      unsigned long long flags);
+CUresult vmm_bind_addr(CUmemGenericAllocationHandle mc, size_t mc_offset, CUdeviceptr memptr,
+		       size_t size, unsigned long long flags);
 CUresult proc_get_address(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags);
 /* drain.c: the application's contexts, remembered for the drain. */
 CUresult drain_ctx_create_v2(CUcontext *pctx, unsigned int flags, CUdevice dev);

@@ -15,7 +15,14 @@
  *    free it). A cudaFree of an allocation waits for that lock only.
  *  - One request runs at a time (request.c, the "turn"); a request marks
  *    the records it works on as claimed and works without the table lock.
- *  Order: a record's lock may be taken before the table lock, never after.
+ *    It holds one record's lock at a time.
+ *  - The application's own calls on handles it created (app.c) take turns
+ *    under the app lock; such a call may hold several records' locks at
+ *    once, taken in order of the records' addresses. The set of a
+ *    handle's mappings changes only under the app lock, its own lock and
+ *    the table lock together; a request changes only whether each one is
+ *    mapped (under the record's lock).
+ *  Order: the app lock, then records' locks, then the table lock.
  */
 #ifndef MEMCTL_REGION_INTERNAL_H
 #define MEMCTL_REGION_INTERNAL_H
@@ -38,13 +45,52 @@ enum alloc_state {
 	ALLOC_STAGED, /* not accessible; contents held in the host buffer */
 };
 
+/* Who made the memory and owns its addresses. */
+enum alloc_kind {
+	KIND_OWN, /* memctl: reserved, created and mapped it (region_alloc) */
+	KIND_APP, /* the application: created it, maps it into its own
+		     reservations (app.c) */
+};
+
+/* What cuMemSetAccess granted over [va, va+size), merged per location. */
+struct app_grant {
+	uint64_t va;
+	size_t size;
+	int n;
+	struct region_access acc[REGION_ACCESS_MAX];
+};
+
+/* One mapping of an application's handle, as it asked for it. */
+struct app_map {
+	uint64_t va;
+	size_t size;
+	size_t offset;        /* into the handle */
+	int mapped;           /* the driver has it mapped now */
+	struct app_grant *grants;
+	int ngrants;
+	struct alloc *owner;
+	UT_hash_handle hh;    /* app.c's table of mappings, keyed by va */
+};
+
+/* What memctl keeps of a handle the application created. */
+struct app_mem {
+	unsigned char prop[REGION_PROP_MAX]; /* its CUmemAllocationProp */
+	int refs;             /* the application's: creation and retains, less releases */
+	struct app_map **maps;
+	size_t nmaps, cap;
+};
+
 struct alloc {
 	/* Fixed at creation. */
-	uint64_t va;          /* key: the device address handed out */
+	uint64_t va;          /* key: KIND_OWN the device address handed out;
+				 KIND_APP the handle value handed out */
 	size_t size;          /* bytes the application asked for */
 	size_t mapped;        /* size rounded up to the granularity */
 	int dev;
 	char tag[TAG_MAX];
+	int stage_always;     /* MEMCTL_REGION_STAGE_CPU: every pause stages it */
+	enum alloc_kind kind;
+	struct app_mem *app;  /* KIND_APP */
 
 	/* What the driver holds for it, as the driver last confirmed. Written
 	 * by the holder of `lock` through the alloc_set_* helpers (which take
@@ -61,6 +107,11 @@ struct alloc {
 	int host_pinned;      /* `host` is registered with the driver */
 	void *ev[STREAMS_MAX]; /* per staging stream, created on first use */
 	uint32_t ev_used;     /* streams whose event marks this allocation's copies */
+	int dtoh_queued;      /* the running staged pause queued its copy to host */
+	int resident;         /* table lock: exported for IPC or bound to a multicast
+				 object (another process or device maps it): never
+				 paused again */
+	void *free_event;     /* a stream-ordered free waits for it (region_free_async) */
 
 	/* Ownership. */
 	pthread_mutex_t lock; /* held across each driver step on this record */
@@ -69,7 +120,9 @@ struct alloc {
 	int claimed;          /* table lock: in the running request's set */
 	int freed;            /* atomic: cudaFree took it; requests skip it */
 	int on_unfinished;    /* table lock: on the list of unfinished frees */
-	struct alloc *next_unfinished;
+	struct alloc *next_unfinished, *prev_unfinished;
+	int on_pending;       /* table lock: a stream-ordered free waiting for its stream */
+	struct alloc *next_pending;
 	UT_hash_handle hh;
 };
 
@@ -93,6 +146,33 @@ void alloc_put(struct alloc *a);
 /* Not active but still holding device memory or a mapping: a step of an
  * earlier request failed, the next one finishes it. */
 int alloc_has_leftover(const struct alloc *a);
+/* Where the contents can be read and written: KIND_OWN its address,
+ * KIND_APP a mapping of the whole handle (0: none). Caller holds a->lock
+ * or the table lock. */
+uint64_t alloc_window(const struct alloc *a);
+/* The table lock, for app.c. */
+void table_lock(void);
+void table_unlock(void);
+/* Insert a new record (reference 1: the table's), under the table lock.
+ * -ENOMEM when the hash could not grow: the record is left out, still the
+ * caller's. */
+int live_add_locked(struct alloc *a) __attribute__((warn_unused_result));
+/* The live record with key `va`, under the table lock; NULL if none. */
+struct alloc *live_find_locked(uint64_t va);
+/* The live KIND_OWN record whose memory holds `addr`, under the table
+ * lock (a scan); NULL if none. */
+struct alloc *live_containing_locked(uint64_t addr);
+/* region_free of a record of either kind: the application's handle
+ * values are keys as addresses are. */
+int region_free_key(uint64_t key, enum alloc_kind kind);
+/* flags: MEMCTL_REGION_STAGE_CPU or 0. */
+struct alloc *alloc_new(const char *tag, unsigned flags, int dev, size_t size, size_t gran);
+void alloc_destroy(struct alloc *a);
+
+/* 0 when `dev` has `bytes` free beyond the margin, or no margin is set;
+ * -ENOMEM when it has not (*free_bytes says how much it has), or the
+ * driver's error when free memory could not be read. */
+int margin_short(int dev, uint64_t bytes, size_t *free_bytes) MUST_CHECK;
 
 /* Create physical memory (unless a handle is still held), map it (unless
  * mapped), grant access. Caller holds a->lock. On failure, what this call
@@ -117,8 +197,10 @@ int claim(const struct tagset *ts, int (*want)(const struct alloc *, unsigned),
 	  unsigned flags, struct claim *c, struct region_err *err) MUST_CHECK;
 /* Unmark and put every record of the claim; frees the arrays. */
 void let_go(struct claim *c);
-/* Retry the driver steps of frees that failed part way. */
-void unfinished_tidy(void);
+/* Retry the driver steps of frees that failed part way, and finish the
+ * stream-ordered frees whose stream has got there; with `wait`, wait for
+ * those streams (a request). */
+void unfinished_tidy(int wait);
 /* The named tags' records paused without staging: count, bytes and their
  * tag names ("a,b") into names. */
 void discarded_scan(const struct tagset *ts, size_t *count, uint64_t *bytes,
@@ -174,6 +256,31 @@ void stage_alloc_done(struct alloc *a);
 int stage_finish(struct stage_batch *b);
 /* Forget streams without calling the driver (forked child). */
 void stage_forget(void);
+
+/* ---- app.c: memory the application maps itself ---------------------- */
+
+/* Map (once created, unless held) and grant access for every mapping of
+ * an application's handle; unmap every mapping. The KIND_APP halves of
+ * device_attach and device_detach. */
+int app_attach(struct alloc *a, const char **failed) MUST_CHECK;
+int app_detach(struct alloc *a, enum alloc_state to, const char **failed);
+/* A pause may take it: active, not resident, mapped whole somewhere with
+ * read/write access for its device. Table lock or a->lock held. */
+int app_pausable(const struct alloc *a);
+/* A resume can bring it back: mapped somewhere, and for staged contents
+ * mapped whole. Table lock or a->lock held. */
+int app_resumable(const struct alloc *a);
+/* Mappings the driver holds for it now. */
+size_t app_mappings(const struct alloc *a);
+/* Free what a retired record kept of the application's view. */
+void app_free(struct alloc *a);
+/* Forget every mapping (forked child). */
+void app_forget(void);
+
+/* ---- untagged.c ------------------------------------------------------- */
+
+/* Forget the counts (forked child: the parent's memory is not its own). */
+void untagged_forget(void);
 
 /* ---- hostmem.c: how much host memory staging may take ---------------- */
 

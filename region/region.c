@@ -12,6 +12,9 @@
  * part way leaves that truth behind, and a later step finishes the job:
  * nothing is leaked, and a record the application freed stays on the
  * list of unfinished frees until the driver has taken everything back.
+ * A stream-ordered free waits on that list too, for its stream to get
+ * there. Handles the application maps itself (app.c) are records of the
+ * same table; their device steps are app.c's.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -26,8 +29,13 @@ static struct {
 	const struct drv_ops *ops;
 	struct alloc *live;       /* uthash head, keyed by va */
 	struct alloc *unfinished; /* freed, with driver steps still to do */
+	/* Of those, the stream-ordered frees waiting for their streams, in
+	 * the order they were made (oldest at the head). */
+	struct alloc *pending_head, *pending_tail;
 	uint64_t live_count;      /* read without the lock */
 	uint64_t unfinished_count; /* read without the lock */
+	uint64_t pending_count;   /* read without the lock */
+	uint64_t margin;          /* region_set_margin; read without the lock */
 	size_t gran[REGION_MAX_DEV];
 } registry = { .table_lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -61,10 +69,50 @@ void region_init(const struct drv_ops *ops, const struct region_opts *opts)
 	pthread_mutex_unlock(&registry.table_lock);
 }
 
-static void alloc_destroy(struct alloc *a)
+void alloc_destroy(struct alloc *a)
 {
+	if (a->kind == KIND_APP)
+		app_free(a);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
+}
+
+void table_lock(void)
+{
+	pthread_mutex_lock(&registry.table_lock);
+}
+
+void table_unlock(void)
+{
+	pthread_mutex_unlock(&registry.table_lock);
+}
+
+int live_add_locked(struct alloc *a)
+{
+	HASH_ADD(hh, registry.live, va, sizeof(a->va), a);
+	if (a->hh.tbl == NULL)
+		return -ENOMEM; /* the hash could not grow: left out */
+	a->refs = 1;
+	__atomic_add_fetch(&registry.live_count, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+struct alloc *live_containing_locked(uint64_t addr)
+{
+	struct alloc *a, *tmp;
+
+	HASH_ITER(hh, registry.live, a, tmp)
+		if (a->kind == KIND_OWN && addr >= a->va && addr < a->va + a->mapped)
+			return a;
+	return NULL;
+}
+
+struct alloc *live_find_locked(uint64_t va)
+{
+	struct alloc *a;
+
+	HASH_FIND(hh, registry.live, &va, sizeof(va), a);
+	return a;
 }
 
 void region_forget_all(void)
@@ -79,6 +127,10 @@ void region_forget_all(void)
 	registry.unfinished = NULL;
 	__atomic_store_n(&registry.live_count, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&registry.unfinished_count, 0, __ATOMIC_RELAXED);
+	registry.pending_head = registry.pending_tail = NULL;
+	__atomic_store_n(&registry.pending_count, 0, __ATOMIC_RELAXED);
+	app_forget();
+	untagged_forget();
 	stage_forget();
 	request_forget();
 }
@@ -118,6 +170,34 @@ static int granularity(int dev, size_t *out)
 	return 0;
 }
 
+void region_set_margin(uint64_t bytes)
+{
+	__atomic_store_n(&registry.margin, bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t region_margin(void)
+{
+	return __atomic_load_n(&registry.margin, __ATOMIC_RELAXED);
+}
+
+int margin_short(int dev, uint64_t bytes, size_t *free_bytes)
+{
+	uint64_t margin = region_margin();
+	size_t total;
+	int rc;
+
+	*free_bytes = 0;
+	if (margin == 0)
+		return 0;
+	rc = registry.ops->mem_info(dev, free_bytes, &total);
+	if (rc < 0)
+		return rc;
+	/* Written so that no sum can overflow, whatever margin was set. */
+	if (*free_bytes < bytes || *free_bytes - bytes < margin)
+		return -ENOMEM;
+	return 0;
+}
+
 /* ---- record fields, as the driver last confirmed them ---------------- */
 
 void alloc_set_state(struct alloc *a, enum alloc_state st)
@@ -142,7 +222,23 @@ int alloc_has_leftover(const struct alloc *a)
 
 static int alloc_empty(const struct alloc *a)
 {
-	return a->handle == 0 && !a->dev_mapped && !a->va_reserved && a->host == NULL;
+	return a->handle == 0 && !a->dev_mapped && !a->va_reserved && a->host == NULL &&
+	       a->free_event == NULL;
+}
+
+uint64_t alloc_window(const struct alloc *a)
+{
+	size_t i;
+
+	if (a->kind == KIND_OWN)
+		return a->va;
+	for (i = 0; i < a->app->nmaps; i++) {
+		const struct app_map *m = a->app->maps[i];
+
+		if (m->offset == 0 && m->size == a->mapped)
+			return m->va;
+	}
+	return 0;
 }
 
 int device_attach(struct alloc *a, const char **failed)
@@ -152,6 +248,8 @@ int device_attach(struct alloc *a, const char **failed)
 	uint64_t h = a->handle;
 	int rc;
 
+	if (a->kind == KIND_APP)
+		return app_attach(a, failed);
 	if (h == 0) { /* a handle still held from a failed release is reused */
 		rc = ops->create(a->dev, a->mapped, &h);
 		if (rc < 0)
@@ -159,7 +257,7 @@ int device_attach(struct alloc *a, const char **failed)
 		PUBLISH(a->handle = h);
 	}
 	if (!a->dev_mapped) {
-		rc = ops->map(a->dev, a->va, a->mapped, h);
+		rc = ops->map(a->dev, a->va, a->mapped, 0, h);
 		if (rc < 0) {
 			*failed = "cuMemMap";
 			goto undo;
@@ -182,6 +280,8 @@ int device_detach(struct alloc *a, enum alloc_state to, const char **failed)
 	const struct drv_ops *ops = registry.ops;
 	int rc;
 
+	if (a->kind == KIND_APP)
+		return app_detach(a, to, failed);
 	if (a->dev_mapped) {
 		rc = ops->unmap(a->dev, a->va, a->mapped);
 		if (rc < 0)
@@ -207,10 +307,14 @@ int device_detach(struct alloc *a, enum alloc_state to, const char **failed)
  * last the address range, so that the address stays ours, and a retried
  * cudaFree finds it, until nothing else is left. Caller holds a->lock.
  */
+static int free_due(struct alloc *a, int wait);
+
 static int teardown(struct alloc *a, int with_host, const char **failed)
 {
 	int rc = 0;
 
+	if (a->free_event != NULL)
+		(void)free_due(a, 1); /* a free repeated before its stream got there */
 	if (a->dev_mapped) {
 		rc = registry.ops->device_sync(a->dev);
 		if (rc < 0)
@@ -236,7 +340,10 @@ static int teardown(struct alloc *a, int with_host, const char **failed)
 static void park_locked(struct alloc *a)
 {
 	a->on_unfinished = 1;
+	a->prev_unfinished = NULL;
 	a->next_unfinished = registry.unfinished;
+	if (registry.unfinished != NULL)
+		registry.unfinished->prev_unfinished = a;
 	registry.unfinished = a;
 	__atomic_add_fetch(&registry.unfinished_count, 1, __ATOMIC_RELAXED);
 }
@@ -245,16 +352,42 @@ static void park_locked(struct alloc *a)
  * reference goes with it. Table lock held. */
 static void unpark_if_empty_locked(struct alloc *a)
 {
-	struct alloc **p;
-
 	if (!a->on_unfinished || !alloc_empty(a))
 		return;
-	for (p = &registry.unfinished; *p != a; p = &(*p)->next_unfinished)
-		;
-	*p = a->next_unfinished;
+	if (a->prev_unfinished != NULL)
+		a->prev_unfinished->next_unfinished = a->next_unfinished;
+	else
+		registry.unfinished = a->next_unfinished;
+	if (a->next_unfinished != NULL)
+		a->next_unfinished->prev_unfinished = a->prev_unfinished;
 	a->on_unfinished = 0;
 	a->refs--;
 	__atomic_sub_fetch(&registry.unfinished_count, 1, __ATOMIC_RELAXED);
+}
+
+/* A parked stream-ordered free joins the queue of pending ones. */
+static void pending_push_locked(struct alloc *a)
+{
+	a->on_pending = 1;
+	a->next_pending = NULL;
+	if (registry.pending_tail != NULL)
+		registry.pending_tail->next_pending = a;
+	else
+		registry.pending_head = a;
+	registry.pending_tail = a;
+	__atomic_add_fetch(&registry.pending_count, 1, __ATOMIC_RELAXED);
+}
+
+/* The head of the queue is due (its event completed or was waited for). */
+static void pending_pop_locked(struct alloc *a)
+{
+	if (!a->on_pending || registry.pending_head != a)
+		return; /* another thread popped it meanwhile */
+	registry.pending_head = a->next_pending;
+	if (registry.pending_head == NULL)
+		registry.pending_tail = NULL;
+	a->on_pending = 0;
+	__atomic_sub_fetch(&registry.pending_count, 1, __ATOMIC_RELAXED);
 }
 
 /* The last reference is gone: free the record once the driver has
@@ -285,17 +418,79 @@ void alloc_put(struct alloc *a)
 		retire(a);
 }
 
-void unfinished_tidy(void)
+/*
+ * Whether a stream-ordered free may take effect: its stream has got to
+ * the event recorded at the free (or, with `wait`, once it has). Then no
+ * work of the application can touch the memory any more, and it is given
+ * back without synchronising the device, once memctl's own copies into
+ * or out of it (a request that claimed it) have landed. A failed wait
+ * leaves the usual path: the device is synchronised first. Caller holds
+ * a->lock.
+ */
+static int free_due(struct alloc *a, int wait)
+{
+	const struct drv_ops *ops = registry.ops;
+	int rc;
+
+	if (a->free_event == NULL)
+		return 1;
+	rc = wait ? ops->event_sync(a->dev, a->free_event)
+		  : ops->event_query(a->dev, a->free_event);
+	if (rc == -EAGAIN)
+		return 0;
+	(void)ops->event_destroy(a->dev, a->free_event);
+	PUBLISH(a->free_event = NULL);
+	if (rc == 0 && stage_wait(a) == 0 && a->state == ALLOC_ACTIVE)
+		alloc_set_state(a, ALLOC_PAUSED); /* contents no longer anyone's */
+	return 1;
+}
+
+/*
+ * Stream-ordered frees, oldest first. Without `wait`, the first whose
+ * stream has not got there yet ends the look (the later ones' streams are
+ * most likely behind too): an application far ahead of its GPU pays one
+ * query per call, not one per pending free.
+ */
+static void pending_tidy(int wait)
+{
+	const char *failed;
+	struct alloc *a;
+	int due, with_host;
+
+	for (;;) {
+		pthread_mutex_lock(&registry.table_lock);
+		a = registry.pending_head;
+		if (a != NULL) {
+			a->refs++;
+			with_host = !a->claimed;
+		}
+		pthread_mutex_unlock(&registry.table_lock);
+		if (a == NULL)
+			return;
+		pthread_mutex_lock(&a->lock);
+		due = free_due(a, wait);
+		if (due)
+			(void)teardown(a, with_host, &failed);
+		pthread_mutex_unlock(&a->lock);
+		PUBLISH(if (due) pending_pop_locked(a); unpark_if_empty_locked(a));
+		alloc_put(a);
+		if (!due)
+			return;
+	}
+}
+
+/* Frees the driver refused part of: each tried again. */
+static void refused_tidy(void)
 {
 	struct alloc **snap, *a;
 	size_t n = 0, i;
 	int with_host;
 
-	if (__atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) == 0)
-		return;
 	pthread_mutex_lock(&registry.table_lock);
 	snap = malloc(sizeof(*snap) * registry.unfinished_count);
 	for (a = registry.unfinished; snap != NULL && a != NULL; a = a->next_unfinished) {
+		if (a->on_pending)
+			continue;
 		a->refs++;
 		snap[n++] = a;
 	}
@@ -314,9 +509,18 @@ void unfinished_tidy(void)
 	free(snap);
 }
 
+void unfinished_tidy(int wait)
+{
+	if (__atomic_load_n(&registry.pending_count, __ATOMIC_RELAXED) > 0)
+		pending_tidy(wait);
+	if (__atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) >
+	    __atomic_load_n(&registry.pending_count, __ATOMIC_RELAXED))
+		refused_tidy();
+}
+
 /* ---- allocation and free --------------------------------------------- */
 
-static struct alloc *alloc_new(const char *tag, int dev, size_t size, size_t gran)
+struct alloc *alloc_new(const char *tag, unsigned flags, int dev, size_t size, size_t gran)
 {
 	struct alloc *a = calloc(1, sizeof(*a));
 
@@ -326,29 +530,29 @@ static struct alloc *alloc_new(const char *tag, int dev, size_t size, size_t gra
 	a->size = size;
 	a->mapped = (size + gran - 1) / gran * gran;
 	a->dev = dev;
+	a->stage_always = (flags & MEMCTL_REGION_STAGE_CPU) != 0;
 	a->state = ALLOC_PAUSED; /* until its memory is mapped */
 	snprintf(a->tag, sizeof(a->tag), "%s", tag);
 	return a;
 }
 
-/* Enter a new record in the table, which then holds its reference.
- * -ENOMEM when the hash could not grow (the record is left out). */
-static int publish_live(struct alloc *a)
+/* The margin (region_set_margin) for a new allocation of `mapped` bytes. */
+static int alloc_margin(int dev, size_t mapped, struct region_err *err)
 {
-	int added;
+	size_t fr;
+	int rc = margin_short(dev, mapped, &fr);
 
-	pthread_mutex_lock(&registry.table_lock);
-	HASH_ADD(hh, registry.live, va, sizeof(a->va), a);
-	added = a->hh.tbl != NULL;
-	if (added) {
-		a->refs = 1;
-		__atomic_add_fetch(&registry.live_count, 1, __ATOMIC_RELAXED);
-	}
-	pthread_mutex_unlock(&registry.table_lock);
-	return added ? 0 : -ENOMEM;
+	if (rc == -ENOMEM)
+		return region_fail(err, rc, "device memory: %zu bytes and a margin of %llu "
+				   "requested, %zu free on device %d", mapped,
+				   (unsigned long long)region_margin(), fr, dev);
+	if (rc < 0)
+		return region_fail(err, rc, "device %d: free memory unknown (cuMemGetInfo "
+				   "failed), needed to keep the margin", dev);
+	return 0;
 }
 
-int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
+int region_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 		 struct region_err *err)
 {
 	const char *failed = "";
@@ -356,16 +560,22 @@ int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 	size_t gran;
 	int rc;
 
-	if (!tag_valid(tag) || size == 0)
-		return region_fail(err, -EINVAL, "bad tag or size");
+	if (!tag_valid(tag) || size == 0 || (flags & ~MEMCTL_REGION_STAGE_CPU))
+		return region_fail(err, -EINVAL, "bad tag, size or flags");
+	unfinished_tidy(0); /* stream-ordered frees that are due give memory back */
 	rc = granularity(dev, &gran);
 	if (rc < 0)
 		return region_fail(err, rc, "device %d: no allocation granularity", dev);
 	if (size > SIZE_MAX - gran)
 		return region_fail(err, -ENOMEM, "device memory: %zu bytes is too large", size);
-	a = alloc_new(tag, dev, size, gran);
+	a = alloc_new(tag, flags, dev, size, gran);
 	if (a == NULL)
 		return region_fail(err, -ENOMEM, "host memory: no room for a record");
+	rc = alloc_margin(dev, a->mapped, err);
+	if (rc < 0) {
+		alloc_destroy(a);
+		return rc;
+	}
 	rc = registry.ops->reserve(dev, a->mapped, gran, &a->va);
 	if (rc < 0) {
 		region_fail(err, rc, "device address space: cannot reserve %zu bytes",
@@ -377,6 +587,14 @@ int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 	pthread_mutex_lock(&a->lock);
 	rc = device_attach(a, &failed);
 	pthread_mutex_unlock(&a->lock);
+	if (rc == -ENOMEM && __atomic_load_n(&registry.unfinished_count, __ATOMIC_RELAXED) > 0) {
+		/* Memory freed in stream order but not given back yet: wait for
+		 * those streams, as the driver's pool would reuse it. */
+		unfinished_tidy(1);
+		pthread_mutex_lock(&a->lock);
+		rc = device_attach(a, &failed);
+		pthread_mutex_unlock(&a->lock);
+	}
 	if (rc < 0) {
 		region_fail(err, rc, "device memory: cannot map %zu bytes on device %d (%s failed)",
 			    a->mapped, dev, failed);
@@ -384,31 +602,36 @@ int region_alloc(const char *tag, int dev, size_t size, uint64_t *va,
 		return rc;
 	}
 	a->state = ALLOC_ACTIVE;
-	if (publish_live(a) < 0) {
-		region_fail(err, -ENOMEM, "host memory: no room to record the allocation");
+	PUBLISH(rc = live_add_locked(a));
+	if (rc < 0) {
+		region_fail(err, rc, "host memory: no room to record the allocation");
 		retire(a);
-		return -ENOMEM;
+		return rc;
 	}
 	*va = a->va;
 	return 0;
 }
 
-/* Find `va` among live records (taking it out of the table: the table's
- * reference becomes the caller's) or among unfinished frees (with a new
- * reference). *claimed: a request holds it. NULL if neither. */
-static struct alloc *take_for_free(uint64_t va, int *claimed)
+/* Find `va` among live records of `kind` (taking it out of the table:
+ * the table's reference becomes the caller's) or among unfinished frees
+ * (with a new reference). *claimed: a request holds it. NULL if neither.
+ * (A handle value is never an address cudaFree takes, nor the reverse.) */
+static struct alloc *take_for_free(uint64_t va, enum alloc_kind kind, int *claimed)
 {
 	struct alloc *a;
 
 	pthread_mutex_lock(&registry.table_lock);
 	HASH_FIND(hh, registry.live, &va, sizeof(va), a);
-	if (a != NULL) {
+	if (a != NULL && a->kind != kind) {
+		a = NULL;
+	} else if (a != NULL) {
 		HASH_DEL(registry.live, a);
 		__atomic_sub_fetch(&registry.live_count, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&a->freed, 1, __ATOMIC_RELEASE);
 	} else {
 		for (a = registry.unfinished; a != NULL; a = a->next_unfinished)
-			if (a->va == va && a->va_reserved)
+			if (a->va == va && a->kind == kind &&
+			    (a->va_reserved || kind == KIND_APP))
 				break;
 		if (a != NULL)
 			a->refs++;
@@ -419,15 +642,13 @@ static struct alloc *take_for_free(uint64_t va, int *claimed)
 	return a;
 }
 
-int region_free(uint64_t va)
+/* Give back what the driver holds for a record taken for freeing (the
+ * caller's reference goes with it). */
+static int finish_free(struct alloc *a, int claimed)
 {
 	const char *failed = "";
-	struct alloc *a;
-	int claimed = 0, rc;
+	int rc;
 
-	a = take_for_free(va, &claimed);
-	if (a == NULL)
-		return -ENOENT;
 	/* Waits only for the step a request may be doing on this record. */
 	pthread_mutex_lock(&a->lock);
 	rc = teardown(a, !claimed, &failed);
@@ -445,8 +666,164 @@ int region_free(uint64_t va)
 	/* Not right after a failure: the caller's retry of this same free
 	 * must find it still here. */
 	if (rc == 0)
-		unfinished_tidy();
+		unfinished_tidy(0);
 	return rc;
+}
+
+/* ---- staged contents, read in place ---------------------------------- */
+
+/* The live record whose bytes include va, with a new reference; NULL if
+ * none. A walk of the table: for a tensor inside a cached block, which
+ * starts anywhere in the allocation. */
+static struct alloc *take_containing(uint64_t va)
+{
+	struct alloc *a, *tmp, *hit = NULL;
+
+	pthread_mutex_lock(&registry.table_lock);
+	HASH_FIND(hh, registry.live, &va, sizeof(va), hit);
+	if (hit == NULL) {
+		HASH_ITER(hh, registry.live, a, tmp) {
+			if (va >= a->va && va - a->va < a->size) {
+				hit = a;
+				break;
+			}
+		}
+	}
+	if (hit != NULL)
+		hit->refs++;
+	pthread_mutex_unlock(&registry.table_lock);
+	return hit;
+}
+
+/* Why `a` (not staged) has no staged contents. */
+static int not_staged(const struct alloc *a, struct region_err *err)
+{
+	if (a->state == ALLOC_ACTIVE)
+		return region_fail(err, -EBUSY, "the allocation at 0x%llx ('%s') is active: "
+				   "its contents are on the device, not staged",
+				   (unsigned long long)a->va, a->tag);
+	return region_fail(err, -ENODATA, "the allocation at 0x%llx ('%s') was paused without "
+			   "staging: its contents are gone (allocations made in a region with "
+			   "staging keep them)", (unsigned long long)a->va, a->tag);
+}
+
+int region_host_copy(uint64_t va, size_t size, void *dst, void **host,
+		     struct region_err *err)
+{
+	struct alloc *a = take_containing(va);
+	size_t off;
+	int rc = 0;
+
+	if (a == NULL)
+		return region_fail(err, -ENOENT, "0x%llx is in no tagged allocation",
+				   (unsigned long long)va);
+	off = va - a->va;
+	/* The state and the buffer change only under this lock. */
+	pthread_mutex_lock(&a->lock);
+	if (alloc_freed(a))
+		rc = region_fail(err, -ENOENT, "the allocation at 0x%llx was freed",
+				 (unsigned long long)a->va);
+	else if (size > a->size - off)
+		rc = region_fail(err, -EINVAL, "%zu bytes at 0x%llx run past the end of the "
+				 "allocation at 0x%llx (%zu bytes)", size,
+				 (unsigned long long)va, (unsigned long long)a->va, a->size);
+	else if (a->state != ALLOC_STAGED)
+		rc = not_staged(a, err);
+	else if (dst != NULL)
+		memcpy(dst, (const char *)a->host + off, size);
+	else
+		*host = (char *)a->host + off;
+	pthread_mutex_unlock(&a->lock);
+	alloc_put(a);
+	return rc;
+}
+
+int region_free_key(uint64_t key, enum alloc_kind kind)
+{
+	struct alloc *a;
+	int claimed = 0;
+
+	a = take_for_free(key, kind, &claimed);
+	if (a == NULL)
+		return -ENOENT;
+	return finish_free(a, claimed);
+}
+
+int region_free(uint64_t va)
+{
+	return region_free_key(va, KIND_OWN);
+}
+
+int region_owns(uint64_t va)
+{
+	struct alloc *a;
+
+	if (region_count() == 0)
+		return 0;
+	pthread_mutex_lock(&registry.table_lock);
+	a = live_find_locked(va);
+	pthread_mutex_unlock(&registry.table_lock);
+	return a != NULL && a->kind == KIND_OWN;
+}
+
+/* The device of the live allocation at `va`; -ENOENT if none. */
+static int owner_device(uint64_t va)
+{
+	struct alloc *a;
+	int dev = -ENOENT;
+
+	pthread_mutex_lock(&registry.table_lock);
+	a = live_find_locked(va);
+	if (a != NULL && a->kind == KIND_OWN)
+		dev = a->dev;
+	pthread_mutex_unlock(&registry.table_lock);
+	return dev;
+}
+
+/* The stream got to the free (synchronised): give the memory back now,
+ * with no device-wide wait. */
+static int free_now(struct alloc *a, int claimed)
+{
+	pthread_mutex_lock(&a->lock);
+	if (stage_wait(a) == 0 && a->state == ALLOC_ACTIVE)
+		alloc_set_state(a, ALLOC_PAUSED);
+	pthread_mutex_unlock(&a->lock);
+	return finish_free(a, claimed);
+}
+
+int region_free_async(uint64_t va, void *stream)
+{
+	const struct drv_ops *ops = registry.ops;
+	int dev = owner_device(va), claimed = 0, rc;
+	struct alloc *a;
+	void *ev = NULL;
+
+	if (dev < 0)
+		return -ENOENT;
+	rc = ops->event_create(dev, &ev);
+	if (rc == 0 && (rc = ops->event_record(dev, ev, stream)) < 0) {
+		(void)ops->event_destroy(dev, ev);
+		ev = NULL;
+	}
+	/* No event (another context's stream): wait for the stream itself. */
+	if (rc < 0 && (rc = ops->stream_sync(dev, stream)) < 0)
+		return rc; /* nothing changed */
+	a = take_for_free(va, KIND_OWN, &claimed);
+	if (a == NULL) { /* freed by another thread meanwhile */
+		if (ev != NULL)
+			(void)ops->event_destroy(dev, ev);
+		return -ENOENT;
+	}
+	if (ev == NULL)
+		return free_now(a, claimed);
+	pthread_mutex_lock(&a->lock);
+	a->free_event = ev;
+	pthread_mutex_unlock(&a->lock);
+	/* Our reference becomes the list's. */
+	PUBLISH(if (a->on_unfinished) a->refs--; else park_locked(a);
+		pending_push_locked(a));
+	unfinished_tidy(0);
+	return 0;
 }
 
 /* ---- claims ------------------------------------------------------------ */
@@ -486,6 +863,7 @@ int claim(const struct tagset *ts, int (*want)(const struct alloc *, unsigned),
 			continue;
 		a->refs++;
 		a->claimed = 1;
+		a->dtoh_queued = 0;
 		c->had_host[c->n] = a->host != NULL;
 		c->list[c->n++] = a;
 	}
@@ -574,7 +952,7 @@ static void census_add(struct region_census *c, const struct alloc *a)
 {
 	c->handles += a->handle != 0;
 	c->handle_bytes += a->handle != 0 ? a->mapped : 0;
-	c->mappings += a->dev_mapped != 0;
+	c->mappings += a->kind == KIND_APP ? app_mappings(a) : a->dev_mapped != 0;
 	c->reservations += a->va_reserved != 0;
 	c->host_buffers += a->host != NULL;
 	c->host_pinned += a->host != NULL && a->host_pinned;
@@ -613,6 +991,7 @@ static void row_add(struct region_tag_stat *to, const struct region_tag_stat *fr
 	to->staged_bytes += from->staged_bytes;
 	to->host_bytes += from->host_bytes;
 	to->discarded += from->discarded;
+	to->resident_bytes += from->resident_bytes;
 }
 
 int region_tag_stats(struct region_tag_stat **rows, size_t *n)
@@ -645,6 +1024,8 @@ int region_tag_stats(struct region_tag_stat **rows, size_t *n)
 		row->discarded = a->state == ALLOC_PAUSED;
 		if (a->host != NULL)
 			row->host_bytes = a->host_size;
+		if (a->resident)
+			row->resident_bytes = a->mapped;
 	}
 	pthread_mutex_unlock(&registry.table_lock);
 	qsort(r, k, sizeof(*r), row_cmp);

@@ -117,7 +117,7 @@ static int request_begin(const struct region_req *rq, struct region_err *err)
 		region_append(err, "; nothing done");
 		return rc;
 	}
-	unfinished_tidy();
+	unfinished_tidy(1); /* stream-ordered frees: wait for their streams */
 	return 0;
 }
 
@@ -161,9 +161,13 @@ static int release_one(struct alloc *a, enum alloc_state to, unsigned char *chan
 	int rc = 0, was_active, held;
 
 	pthread_mutex_lock(&a->lock);
-	if (alloc_freed(a))
+	if (alloc_freed(a) || a->resident)
 		goto out;
 	was_active = a->state == ALLOC_ACTIVE;
+	/* Its contents must be on their way to the host: an application's
+	 * handle unmapped everywhere before its copy was queued stays. */
+	if (was_active && to == ALLOC_STAGED && !a->dtoh_queued)
+		goto out;
 	if (was_active && to == ALLOC_STAGED && (rc = stage_wait(a)) < 0) {
 		*failed = "cuEventSynchronize";
 		goto out;
@@ -227,8 +231,10 @@ static int queue_dtoh(struct alloc *a, void *batch)
 	int rc = 0;
 
 	pthread_mutex_lock(&a->lock);
-	if (!alloc_freed(a) && a->state == ALLOC_ACTIVE)
+	if (!alloc_freed(a) && (a->kind == KIND_OWN ? a->state == ALLOC_ACTIVE : app_pausable(a))) {
 		rc = stage_queue(batch, a, COPY_DTOH);
+		a->dtoh_queued = rc == 0;
+	}
 	pthread_mutex_unlock(&a->lock);
 	return rc;
 }
@@ -381,7 +387,9 @@ static int pause_staged(const struct region_req *rq, struct claim *c,
 static int pause_wants(const struct alloc *a, unsigned flags)
 {
 	(void)flags;
-	return a->state == ALLOC_ACTIVE || alloc_has_leftover(a);
+	if (alloc_has_leftover(a))
+		return 1;
+	return a->kind == KIND_OWN ? a->state == ALLOC_ACTIVE && !a->resident : app_pausable(a);
 }
 
 /* A staged pause must not pretend to keep contents already discarded. */
@@ -403,6 +411,44 @@ static int pause_check(const struct region_req *rq, struct region_err *err)
 			   count, (unsigned long long)bytes, names);
 }
 
+/* Move the allocations this pause stages to the front of the claim: all
+ * of them with MEMCTL_STAGE_CPU, else those made to be staged always
+ * (MEMCTL_REGION_STAGE_CPU). Returns how many. */
+static size_t stage_first(struct claim *c, unsigned flags)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < c->n; i++) {
+		struct alloc *a = c->list[i];
+		unsigned char had = c->had_host[i];
+
+		if (!(flags & MEMCTL_STAGE_CPU) && !a->stage_always)
+			continue;
+		c->list[i] = c->list[n];
+		c->had_host[i] = c->had_host[n];
+		c->list[n] = a;
+		c->had_host[n] = had;
+		n++;
+	}
+	return n;
+}
+
+/* The staged part first, all or nothing with its rollback; then the
+ * unstaged part, whose release cannot be undone. A failure of the first
+ * leaves the second untouched. */
+static int pause_mixed(const struct region_req *rq, struct claim *c,
+		       struct region_report *rep, struct region_err *err)
+{
+	size_t n = stage_first(c, rq->flags);
+	struct claim staged = { c->list, n, c->had_host, c->changed };
+	struct claim rest = { c->list + n, c->n - n, c->had_host + n, c->changed + n };
+	int rc;
+
+	if (staged.n > 0 && (rc = pause_staged(rq, &staged, rep, err)) < 0)
+		return rc;
+	return rest.n > 0 ? release_all(&rest, rep, err) : 0;
+}
+
 static int pause_claimed(const struct region_req *rq, struct claim *c,
 			 struct region_report *rep, struct region_err *err)
 {
@@ -421,9 +467,7 @@ static int pause_claimed(const struct region_req *rq, struct claim *c,
 		region_append(err, "; nothing released");
 		return rc;
 	}
-	if (!(rq->flags & MEMCTL_STAGE_CPU))
-		return release_all(c, rep, err); /* quick, and cannot be undone */
-	return pause_staged(rq, c, rep, err);
+	return pause_mixed(rq, c, rep, err);
 }
 
 /* ---- resume ---------------------------------------------------------- */
@@ -435,8 +479,9 @@ static int map_one(struct alloc *a, struct stage_batch *b, unsigned char *mapped
 	int rc = 0;
 
 	pthread_mutex_lock(&a->lock);
-	if (alloc_freed(a) || a->state == ALLOC_ACTIVE)
-		goto out;
+	if (alloc_freed(a) || a->state == ALLOC_ACTIVE ||
+	    (a->kind == KIND_APP && !app_resumable(a)))
+		goto out; /* an application's handle unmapped meanwhile stays */
 	rc = device_attach(a, failed);
 	if (rc < 0)
 		goto out;
@@ -584,13 +629,49 @@ static int drop_resumed_host(struct claim *c, struct region_report *rep,
  * that repeating a resume whose unpinning failed finishes the job. */
 static int resume_wants(const struct alloc *a, unsigned flags)
 {
-	return a->state != ALLOC_ACTIVE || ((flags & MEMCTL_RELEASE_HOST) && a->host != NULL);
+	if ((flags & MEMCTL_RELEASE_HOST) && a->state == ALLOC_ACTIVE && a->host != NULL)
+		return 1;
+	return a->state != ALLOC_ACTIVE && (a->kind == KIND_OWN || app_resumable(a));
+}
+
+/* Each device must keep the margin free beyond what this resume maps
+ * (region_set_margin); checked before anything is mapped. */
+static int resume_margin(struct claim *c, struct region_err *err)
+{
+	uint64_t need[REGION_MAX_DEV] = { 0 };
+	size_t i, fr;
+	int dev, rc;
+
+	if (region_margin() == 0)
+		return 0;
+	for (i = 0; i < c->n; i++)
+		if (c->list[i]->state != ALLOC_ACTIVE && c->list[i]->handle == 0)
+			need[c->list[i]->dev] += c->list[i]->mapped;
+	for (dev = 0; dev < REGION_MAX_DEV; dev++) {
+		if (need[dev] == 0)
+			continue;
+		rc = margin_short(dev, need[dev], &fr);
+		if (rc == -ENOMEM)
+			return region_fail(err, rc, "device memory: resume needs %llu bytes and a "
+					   "margin of %llu, %zu free on device %d; nothing "
+					   "resumed, staged contents kept",
+					   (unsigned long long)need[dev],
+					   (unsigned long long)region_margin(), fr, dev);
+		if (rc < 0)
+			return region_fail(err, rc, "device %d: free memory unknown (cuMemGetInfo "
+					   "failed), needed to keep the margin; nothing resumed",
+					   dev);
+	}
+	return 0;
 }
 
 static int resume_body(const struct region_req *rq, struct claim *c,
 		       struct region_report *rep, struct region_err *err)
 {
-	int rc = resume_claimed(rq, c, rep, err);
+	int rc = resume_margin(c, err);
+
+	if (rc == 0)
+		rc = resume_claimed(rq, c, rep, err);
 
 	if (rc == 0 && (rq->flags & MEMCTL_RELEASE_HOST))
 		rc = drop_resumed_host(c, rep, err);
@@ -602,7 +683,7 @@ static int resume_body(const struct region_req *rq, struct claim *c,
 static int prepare_wants(const struct alloc *a, unsigned flags)
 {
 	(void)flags;
-	return a->host == NULL;
+	return a->host == NULL && !a->resident && (a->kind == KIND_OWN || app_pausable(a));
 }
 
 static int prepare_body(const struct region_req *rq, struct claim *c,

@@ -402,12 +402,15 @@ static int batch_fail(struct stage_batch *b, int rc, const char *call)
 int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir)
 {
 	size_t off, chunk = staging.opts.chunk_bytes;
+	uint64_t base = alloc_window(a);
 	uint32_t used = 0;
 	void **streams;
 	int rc, k;
 
 	if (b->rc < 0)
 		return b->rc;
+	if (base == 0)
+		return batch_fail(b, -EINVAL, "(no mapping to copy through)");
 	if ((rc = streams_for(a->dev, &streams)) < 0)
 		return batch_fail(b, rc, "cuStreamCreate");
 	b->used |= 1u << a->dev;
@@ -417,10 +420,10 @@ int stage_queue(struct stage_batch *b, struct alloc *a, enum copy_dir dir)
 		k = (int)(b->turn++ % (unsigned)staging.opts.streams);
 		used |= 1u << k;
 		if (dir == COPY_DTOH)
-			rc = staging.ops->copy_dtoh(a->dev, (char *)a->host + off, a->va + off,
+			rc = staging.ops->copy_dtoh(a->dev, (char *)a->host + off, base + off,
 						    len, streams[k]);
 		else
-			rc = staging.ops->copy_htod(a->dev, a->va + off, (char *)a->host + off,
+			rc = staging.ops->copy_htod(a->dev, base + off, (char *)a->host + off,
 						    len, streams[k]);
 		if (rc < 0)
 			return batch_fail(b, rc, dir == COPY_DTOH ? "cuMemcpyDtoHAsync"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # make check: libmemctl.so exports only the interposed CUDA calls (the
-# allocation calls, the gated ways to submit GPU work, context creation), the
+# allocation calls, those of memory a program maps itself, the gated ways to
+# submit GPU work, context creation), the
 # entry-point lookups, dlsym and the memctl_* API (the list in
 # preload/memctl.map), calls nothing that exits or aborts, needs no CUDA
 # library, has no constructor doing work,
@@ -14,6 +15,11 @@ exports="cudaMalloc cudaFree cuMemAlloc_v2 cuMemAllocPitch_v2 cuMemFree_v2
 	cuGetProcAddress cuGetProcAddress_v2 cudaGetDriverEntryPoint
 	cudaGetDriverEntryPoint_ptsz cudaGetDriverEntryPointByVersion
 	cudaGetDriverEntryPointByVersion_ptsz dlsym
+	cuMemCreate cuMemRelease cuMemMap cuMemUnmap cuMemSetAccess cuMemAddressFree
+	cuMemRetainAllocationHandle cuMemGetAllocationPropertiesFromHandle
+	cuMemExportToShareableHandle cuMemGetAddressRange_v2 cuMemAllocAsync
+	cuMemAllocAsync_ptsz cuMemFreeAsync cuMemFreeAsync_ptsz cuMemAllocFromPoolAsync
+	cuMemAllocFromPoolAsync_ptsz cuMulticastBindMem cuMulticastBindAddr
 	cuCtxCreate_v2 cuCtxCreate_v3 cuCtxDestroy_v2
 	cuLaunch cuLaunchGrid cuLaunchGridAsync cuLaunchKernel cuLaunchKernel_ptsz
 	cuLaunchCooperativeKernel cuLaunchCooperativeKernel_ptsz
@@ -58,7 +64,9 @@ for s in $defined; do
 	echo "check: unexpected export: $s"; fail=1
 done
 for s in $exports memctl_pause memctl_resume memctl_stat memctl_strerror \
-	 memctl_region_begin memctl_region_end memctl_set_default_tag; do
+	 memctl_region_begin memctl_region_begin_flags memctl_region_end \
+	 memctl_set_default_tag memctl_set_default_tag_flags memctl_set_margin \
+	 memctl_host_copy memctl_host_read memctl_pool_alloc memctl_pool_free; do
 	echo "$defined" | grep -qx "$s" || { echo "check: $s is not exported"; fail=1; }
 done
 if readelf -V "$lib" | grep -q 'Version definition'; then

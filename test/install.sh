@@ -40,5 +40,34 @@ $(realpath -m "$D$P/lib/libmemctl.so")"
 else
 	bad "Python helper not installed under $P"
 fi
+# torch_memory_saver's name: never by make install, only when asked, and
+# never over another torch_memory_saver.
+[ -z "$(find "$D" -name torch_memory_saver)" ] && ok ||
+	bad "make install installed torch_memory_saver"
+if $MAKE --no-print-directory install-tms-compat DESTDIR="$D" PREFIX="$P" >"$D/.log" 2>&1; then
+	ok
+else
+	bad "make install-tms-compat DESTDIR=$D PREFIX=$P failed:"; cat "$D/.log"
+fi
+outside=$(find "$D" -type f ! -path "$D$P/*" ! -path "$D/.*")
+[ -z "$outside" ] && ok || bad "install-tms-compat installed outside PREFIX: $outside"
+if [ -n "$site" ]; then
+	got=$(cd / && env -u LD_PRELOAD PYTHONPATH="$site" $PYTHON -c \
+		'import torch_memory_saver as t; print(t.__file__); print(type(t.torch_memory_saver).__module__)' 2>&1)
+	want="$site/torch_memory_saver/__init__.py
+memctl.tms"
+	[ "$got" = "$want" ] && ok || bad "installed torch_memory_saver: got '$got', want '$want'"
+	# Installing again over its own files is fine; over another one is not.
+	$MAKE --no-print-directory install-tms-compat DESTDIR="$D" PREFIX="$P" >"$D/.log" 2>&1 &&
+		ok || bad "install-tms-compat over its own files failed"
+	printf 'real = True\n' >"$site/torch_memory_saver/__init__.py"
+	if $MAKE --no-print-directory install-tms-compat DESTDIR="$D" PREFIX="$P" >"$D/.log" 2>&1; then
+		bad "install-tms-compat replaced another torch_memory_saver"
+	else
+		grep -q "another torch_memory_saver" "$D/.log" && ok || bad "refusal unclear: $(cat "$D/.log")"
+	fi
+	[ "$(cat "$site/torch_memory_saver/__init__.py")" = "real = True" ] && ok ||
+		bad "the other torch_memory_saver was changed"
+fi
 echo "install: $pass passed, $fail failed"
 [ $fail -eq 0 ]

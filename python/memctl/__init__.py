@@ -15,8 +15,18 @@ Then::
 
 With PyTorch, ``region`` also routes the tag's allocations into a
 ``torch.cuda.MemPool`` of its own, so the caching allocator never hands a
-block of one tag to a tensor of another. Standard library only; torch is
-used only when the program has already imported it.
+block of one tag to a tensor of another. Where PyTorch has no MemPool
+(``PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync``) it tags without one,
+and says so once on stderr: that backend keeps no cache of its own, and
+memctl serves each tagged allocation itself, so no block is shared between
+tags. With ``expandable_segments:True`` (``PYTORCH_CUDA_ALLOC_CONF`` or
+``PYTORCH_ALLOC_CONF``) PyTorch's MemPools do not map memory themselves
+(recent versions refuse to), so ``region`` turns expandable segments off
+while the outermost region is open and on again after it: the tag's
+tensors then come from its pool, the rest of the program keeps its
+expandable segments (under ``MEMCTL_DEFAULT_TAG`` every segment PyTorch
+maps is tagged as it is). Standard library only; torch is used only when
+the program has already imported it.
 
 Contents of memory paused without ``stage=True`` are undefined after resume.
 
@@ -31,14 +41,17 @@ import errno as _errno
 import os
 import sys
 
-__all__ = ["MemctlError", "available", "region", "pause", "resume", "prepare",
-           "release_host", "stat", "library_path", "preload_env"]
+__all__ = ["MemctlError", "available", "preloaded", "region", "pause", "resume", "prepare",
+           "release_host", "stat", "set_margin", "library_path", "preload_env"]
 
 __version__ = "0.1.0"
 
 STAGE_CPU = 1
 RELEASE_HOST = 2
 GATE = 4
+# memctl_region_begin_flags
+REGION_STAGE_CPU = 1
+REGION_UNTAGGED = 2
 
 
 class MemctlError(OSError):
@@ -53,39 +66,64 @@ class _Stat(ctypes.Structure):
 
 _lib = None
 _pools = {}
+_said = set()
+_open_regions = 0  # with pools and expandable segments: the outermost toggles them
 
 
-def _load():
+def _say_once(key, msg):
+    if key not in _said:
+        _said.add(key)
+        sys.stderr.write("memctl: %s\n" % msg)
+
+
+def _declare(lib):
+    for name in ("memctl_region_begin", "memctl_set_default_tag", "memctl_prepare",
+                 "memctl_release_host"):
+        getattr(lib, name).argtypes = [ctypes.c_char_p]
+    lib.memctl_region_begin_flags.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    lib.memctl_set_default_tag_flags.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    lib.memctl_region_end.argtypes = []
+    lib.memctl_pause.argtypes = lib.memctl_resume.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    lib.memctl_stat.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Stat)]
+    lib.memctl_set_margin.argtypes = [ctypes.c_uint64]
+    lib.memctl_host_copy.argtypes = [ctypes.c_void_p, ctypes.c_size_t,
+                                     ctypes.POINTER(ctypes.c_void_p)]
+    lib.memctl_host_read.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    lib.memctl_strerror.argtypes = [ctypes.c_int]
+    lib.memctl_strerror.restype = ctypes.c_char_p
+
+
+def _load(open_library=False):
+    """The library's functions: from the process's global scope, where
+    LD_PRELOAD put it; with ``open_library``, loaded from library_path()
+    when it is not preloaded (for PyTorch's pluggable allocator, which
+    needs no preload)."""
     global _lib
     if _lib is not None:
         return _lib
     lib = ctypes.CDLL(None)  # the process's global scope: preloaded objects are there
-    try:
-        lib.memctl_pause
-    except AttributeError:
-        raise MemctlError(_errno.ENOSYS,
-                          "libmemctl.so is not preloaded in this process: start it with "
-                          "LD_PRELOAD=%s (memctl.preload_env() builds that environment)"
-                          % (library_path() or "/path/to/libmemctl.so")) from None
-    for name in ("memctl_region_begin", "memctl_set_default_tag", "memctl_prepare",
-                 "memctl_release_host"):
-        getattr(lib, name).argtypes = [ctypes.c_char_p]
-    lib.memctl_region_end.argtypes = []
-    lib.memctl_pause.argtypes = lib.memctl_resume.argtypes = [ctypes.c_char_p, ctypes.c_uint]
-    lib.memctl_stat.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Stat)]
-    lib.memctl_strerror.argtypes = [ctypes.c_int]
-    lib.memctl_strerror.restype = ctypes.c_char_p
+    if not hasattr(lib, "memctl_pause"):
+        path = library_path() if open_library else None
+        if path is None:
+            raise MemctlError(_errno.ENOSYS,
+                              "libmemctl.so is not preloaded in this process: start it with "
+                              "LD_PRELOAD=%s (memctl.preload_env() builds that environment)"
+                              % (library_path() or "/path/to/libmemctl.so"))
+        lib = ctypes.CDLL(path)
+    _declare(lib)
     _lib = lib
     return lib
 
 
+def preloaded():
+    """True when libmemctl.so is in the process's global scope (LD_PRELOAD)."""
+    return hasattr(ctypes.CDLL(None), "memctl_pause")
+
+
 def available():
-    """True when libmemctl.so is preloaded in this process."""
-    try:
-        _load()
-        return True
-    except MemctlError:
-        return False
+    """True when libmemctl.so is preloaded in this process (or was loaded by
+    memctl.tms for PyTorch's pluggable allocator)."""
+    return _lib is not None or preloaded()
 
 
 def _check(rc, what):
@@ -107,36 +145,85 @@ def _tags(tags):
     return tags.encode()
 
 
-def _torch_pool(tag):
-    """A MemPool for (tag, current device), when torch is already in use."""
+def _no_pool(why):
+    _say_once("pool", "region() tags without a torch.cuda.MemPool: %s; memctl serves each "
+              "tagged allocation itself, so no block is shared between tags" % why)
+    return None
+
+
+def _torch_pool(tag, stage=False):
+    """A MemPool for (tag, stage, current device), when torch is already in
+    use and its allocator has them; else None (said once)."""
     torch = sys.modules.get("torch")
     if torch is None or not hasattr(torch.cuda, "MemPool") or not torch.cuda.is_available():
         return None
-    key = (tag, torch.cuda.current_device())
+    backend = getattr(torch.cuda, "get_allocator_backend", lambda: "native")()
+    if backend != "native":
+        return _no_pool("PyTorch's %s allocator has none" % backend)
+    key = (tag, stage, torch.cuda.current_device())
     if key not in _pools:
-        _pools[key] = torch.cuda.MemPool()
+        try:
+            _pools[key] = torch.cuda.MemPool()
+        except (RuntimeError, TypeError, NotImplementedError) as e:
+            return _no_pool("this PyTorch refused one (%s)" % e)
     return _pools[key]
 
 
+def _expandable_segments():
+    conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or os.environ.get("PYTORCH_ALLOC_CONF") or ""
+    return "expandable_segments:True" in conf.replace(" ", "")
+
+
+def _set_expandable(torch, on):
+    try:
+        torch.cuda.memory._set_allocator_settings("expandable_segments:%s" % on)
+    except (AttributeError, RuntimeError) as e:
+        _say_once("expandable", "cannot switch expandable segments %s around a region (%s)"
+                  % ("on" if on else "off", e))
+
+
+def _pool_scope(stack, torch, mem_pool):
+    """Enter mem_pool on stack; expandable segments off meanwhile (outermost region)."""
+    global _open_regions
+    if _expandable_segments():
+        if _open_regions == 0:
+            _set_expandable(torch, False)
+        _open_regions += 1
+
+        def close():
+            global _open_regions
+            _open_regions -= 1
+            if _open_regions == 0:
+                _set_expandable(torch, True)
+        stack.callback(close)
+    try:
+        stack.enter_context(torch.cuda.use_mem_pool(mem_pool))
+    except (RuntimeError, NotImplementedError) as e:
+        _no_pool("this PyTorch would not use one (%s)" % e)
+
+
 @contextlib.contextmanager
-def region(tag, pool=True):
+def region(tag, pool=True, stage=False):
     """Tag the cudaMalloc calls of this thread inside the block.
 
     With torch imported and ``pool`` true, the block's tensors come from a
     MemPool of this tag, so the caching allocator keeps the tag's blocks to
     itself (without it, a freed weights block can be reused by any tensor,
     which pausing "weights" would then take away).
+
+    With ``stage=True`` the block's allocations keep their contents: every
+    pause stages them, ``stage=True`` or not (and they get a pool of their
+    own, apart from the tag's other blocks).
     """
     lib = _load()
-    _check(lib.memctl_region_begin(tag.encode()), "region(%r)" % tag)
+    _check(lib.memctl_region_begin_flags(tag.encode(), REGION_STAGE_CPU if stage else 0),
+           "region(%r)" % tag)
     try:
-        mem_pool = _torch_pool(tag) if pool else None
-        if mem_pool is None:
+        with contextlib.ExitStack() as stack:
+            mem_pool = _torch_pool(tag, stage) if pool else None
+            if mem_pool is not None:
+                _pool_scope(stack, sys.modules["torch"], mem_pool)
             yield
-        else:
-            import torch
-            with torch.cuda.use_mem_pool(mem_pool):
-                yield
     finally:
         lib.memctl_region_end()
 
@@ -176,6 +263,13 @@ def prepare(tags=None):
 def release_host(tags=None):
     """Give back kept host buffers (never those that hold staged contents)."""
     _check(_load().memctl_release_host(_tags(tags)), "release_host")
+
+
+def set_margin(nbytes):
+    """Device memory that tagged allocations and resumes must leave free (0: none)."""
+    if not 0 <= nbytes < 1 << 64:
+        raise ValueError("the margin is a number of bytes, not %r" % (nbytes,))
+    _check(_load().memctl_set_margin(nbytes), "set_margin")
 
 
 def stat(tags=None):

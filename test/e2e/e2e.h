@@ -28,14 +28,29 @@ struct memctl_api {
 	int (*release_host)(const char *);
 	int (*stat)(const char *, struct memctl_stat *);
 	const char *(*strerror)(int);
+	int (*region_begin_flags)(const char *, unsigned);
+	int (*set_default_tag_flags)(const char *, unsigned);
+	int (*set_margin)(uint64_t);
+	int (*host_copy)(const void *, size_t, void **);
+	int (*host_read)(const void *, size_t, void *);
+	void *(*pool_alloc)(size_t, int, void *);
+	void (*pool_free)(void *, size_t, int, void *);
 };
 
-/* Returns 0, or -1 when libmemctl.so is not preloaded. */
+/* Returns 0, or -1 when libmemctl.so is not preloaded (or lacks a call:
+ * the first missing one is said on stderr). */
 static inline int memctl_api_load(struct memctl_api *m)
 {
-#define LOAD(f) if ((*(void **)&m->f = dlsym(RTLD_DEFAULT, "memctl_" #f)) == NULL) return -1
+#define LOAD(f)                                                                  \
+	if ((*(void **)&m->f = dlsym(RTLD_DEFAULT, "memctl_" #f)) == NULL) {     \
+		fprintf(stderr, "memctl_" #f " not found: %s (LD_PRELOAD=%s)\n", \
+			dlerror(), getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : ""); \
+		return -1;                                                       \
+	}
 	LOAD(region_begin); LOAD(region_end); LOAD(set_default_tag); LOAD(pause);
 	LOAD(resume); LOAD(prepare); LOAD(release_host); LOAD(stat); LOAD(strerror);
+	LOAD(region_begin_flags); LOAD(set_default_tag_flags); LOAD(set_margin);
+	LOAD(host_copy); LOAD(host_read); LOAD(pool_alloc); LOAD(pool_free);
 #undef LOAD
 	return 0;
 }

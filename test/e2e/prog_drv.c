@@ -22,8 +22,22 @@
  *   stat TAG       -> "<rc> <allocations> <active> <paused> <host>" (memctl_stat)
  *   pause TAG [cpu], resume TAG -> "<rc>" of memctl_pause / memctl_resume
  *   quit           -> frees everything with cuMemFree, exits 0 (5 if a free failed)
+ *   drop N         -> frees weights N now (as quit does; "0" or the error)
+ *   count          -> "<handles> <mappings>" the simulated driver holds
  * Device memory is read and written with cuMemcpyHtoD/DtoH on a GPU and
  * directly on the simulated driver.
+ *
+ * PROG_ALLOC picks how memory is allocated (the CUDA layer underneath a
+ * framework):
+ *   plain  cuMemAlloc / cuMemAllocPitch (the default)
+ *   vmm    as PyTorch's expandable segments: one reservation per tag, each
+ *          buffer made of several handles (1, 2, 3 units of an eighth of
+ *          it, at least 2 MiB, and what is left) mapped side by
+ *          side, access granted over the whole buffer in one call; freed
+ *          by unmapping handle by handle and releasing each (even buffers)
+ *          or releasing every handle first and unmapping the whole buffer
+ *          in one call (odd ones); the reservations go at quit
+ *   async  cuMemAllocAsync / cuMemFreeAsync on a stream of its own
  */
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -44,7 +58,33 @@ static struct {
 	PFN_cuMemFree_v3020 free;
 	PFN_cuMemcpyHtoD_v3020 htod; /* NULL on the simulated driver */
 	PFN_cuMemcpyDtoH_v3020 dtoh;
+	PFN_cuMemAddressReserve_v10020 reserve;
+	PFN_cuMemAddressFree_v10020 unreserve;
+	PFN_cuMemCreate_v10020 create;
+	PFN_cuMemRelease_v10020 release;
+	PFN_cuMemMap_v10020 map;
+	PFN_cuMemUnmap_v10020 unmap;
+	PFN_cuMemSetAccess_v10020 access;
+	PFN_cuMemAllocAsync_v11020 alloc_async;
+	PFN_cuMemFreeAsync_v11020 free_async;
+	PFN_cuStreamCreate_v2000 stream_create;
+	PFN_cuStreamSynchronize_v2000 stream_sync;
 } D;
+
+enum mode { PLAIN, VMM, ASYNC };
+static enum mode mode;
+static CUstream stream; /* ASYNC */
+static void *driver = RTLD_DEFAULT; /* where the driver's symbols are found */
+
+#define GRAN (2ul << 20)
+#define HANDLES_MAX 64
+
+/* A tag's reservation (VMM). */
+struct space {
+	CUdeviceptr base;
+	size_t size, used;
+};
+static struct space spaces[2]; /* weights, kv_cache */
 
 static struct memctl_api M;
 static int fake;
@@ -53,6 +93,10 @@ struct buf {
 	CUdeviceptr p;
 	size_t bytes;
 	unsigned seed;
+	int freed;
+	CUmemGenericAllocationHandle h[HANDLES_MAX]; /* VMM: side by side from p */
+	size_t hsize[HANDLES_MAX];
+	int nh;
 };
 
 static struct buf w[MAXA], kv[MAXA];
@@ -68,6 +112,17 @@ static int resolve(void)
 	D.alloc = cuMemAlloc;
 	D.alloc_pitch = cuMemAllocPitch;
 	D.free = cuMemFree;
+	D.reserve = cuMemAddressReserve;
+	D.unreserve = cuMemAddressFree;
+	D.create = cuMemCreate;
+	D.release = cuMemRelease;
+	D.map = cuMemMap;
+	D.unmap = cuMemUnmap;
+	D.access = cuMemSetAccess;
+	D.alloc_async = cuMemAllocAsync;
+	D.free_async = cuMemFreeAsync;
+	D.stream_create = cuStreamCreate;
+	D.stream_sync = cuStreamSynchronize;
 	/* Copies the simulated driver lacks: found, not linked. */
 	*(void **)&D.htod = dlsym(RTLD_DEFAULT, "cuMemcpyHtoD_v2");
 	*(void **)&D.dtoh = dlsym(RTLD_DEFAULT, "cuMemcpyDtoH_v2");
@@ -98,6 +153,7 @@ static int resolve(void)
 
 	if (h == NULL)
 		return -1;
+	driver = h;
 	fake = dlsym(h, "fakecuda_used") != NULL;
 	if (env != NULL && strcmp(env, "v1") == 0) {
 		PFN_cuGetProcAddress_v11030 v1 =
@@ -116,7 +172,18 @@ static int resolve(void)
 	    lookup("cuCtxSetCurrent", (void **)&D.ctx_set) < 0 ||
 	    lookup("cuMemAlloc", (void **)&D.alloc) < 0 ||
 	    lookup("cuMemAllocPitch", (void **)&D.alloc_pitch) < 0 ||
-	    lookup("cuMemFree", (void **)&D.free) < 0)
+	    lookup("cuMemFree", (void **)&D.free) < 0 ||
+	    lookup("cuMemAddressReserve", (void **)&D.reserve) < 0 ||
+	    lookup("cuMemAddressFree", (void **)&D.unreserve) < 0 ||
+	    lookup("cuMemCreate", (void **)&D.create) < 0 ||
+	    lookup("cuMemRelease", (void **)&D.release) < 0 ||
+	    lookup("cuMemMap", (void **)&D.map) < 0 ||
+	    lookup("cuMemUnmap", (void **)&D.unmap) < 0 ||
+	    lookup("cuMemSetAccess", (void **)&D.access) < 0 ||
+	    lookup("cuMemAllocAsync", (void **)&D.alloc_async) < 0 ||
+	    lookup("cuMemFreeAsync", (void **)&D.free_async) < 0 ||
+	    lookup("cuStreamCreate", (void **)&D.stream_create) < 0 ||
+	    lookup("cuStreamSynchronize", (void **)&D.stream_sync) < 0)
 		return -1;
 	if (!fake && (lookup("cuMemcpyHtoD", (void **)&D.htod) < 0 ||
 		      lookup("cuMemcpyDtoH", (void **)&D.dtoh) < 0))
@@ -127,21 +194,120 @@ static int resolve(void)
 
 static int start(void)
 {
+	const char *m = getenv("PROG_ALLOC");
 	CUdevice dev;
 	CUcontext ctx;
 
+	mode = m == NULL || strcmp(m, "plain") == 0 ? PLAIN
+	       : strcmp(m, "vmm") == 0 ? VMM : strcmp(m, "async") == 0 ? ASYNC : (enum mode)-1;
+	if ((int)mode < 0)
+		return -1;
 	if (D.init(0) != CUDA_SUCCESS || D.device_get(&dev, 0) != CUDA_SUCCESS ||
 	    D.ctx_retain(&ctx, dev) != CUDA_SUCCESS || D.ctx_set(ctx) != CUDA_SUCCESS)
+		return -1;
+	if (mode == ASYNC && D.stream_create(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
 		return -1;
 	return 0;
 }
 
+static size_t round_up(size_t n)
+{
+	return (n + GRAN - 1) / GRAN * GRAN;
+}
+
+/* As PyTorch grows an expandable segment: handles created and mapped side
+ * by side, then access for the whole range in one call. */
+static int alloc_vmm(struct buf *b, size_t bytes, struct space *sp)
+{
+	CUmemAllocationProp prop;
+	CUmemAccessDesc acc;
+	size_t left = round_up(bytes), off = 0;
+
+	if (sp->used + left > sp->size)
+		return -1;
+	memset(&prop, 0, sizeof(prop));
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = 0;
+	b->p = sp->base + sp->used;
+	b->bytes = bytes;
+	/* Handles of one, two and three units side by side, a unit being an
+	 * eighth of the buffer (at least the granularity). */
+	size_t unit = round_up(left / 8);
+
+	for (b->nh = 0; left > 0 && b->nh < HANDLES_MAX; b->nh++) {
+		size_t n = unit * (size_t)(b->nh % 3 + 1);
+
+		n = n < left ? n : left;
+		if (D.create(&b->h[b->nh], n, &prop, 0) != CUDA_SUCCESS ||
+		    D.map(b->p + off, n, 0, b->h[b->nh], 0) != CUDA_SUCCESS)
+			return -1;
+		b->hsize[b->nh] = n;
+		off += n;
+		left -= n;
+	}
+	memset(&acc, 0, sizeof(acc));
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = 0;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if (left > 0 || D.access(b->p, off, &acc, 1) != CUDA_SUCCESS)
+		return -1;
+	sp->used += off;
+	return 0;
+}
+
+/* Even buffers: each handle unmapped and released in turn, last first.
+ * Odd ones: every handle released while still mapped, then one unmap over
+ * all of them. */
+static int free_vmm(struct buf *b, int i)
+{
+	int k, rc = 0;
+
+	if (i % 2 == 0) {
+		size_t off = b->bytes ? round_up(b->bytes) : 0;
+
+		for (k = b->nh - 1; k >= 0; k--) {
+			off -= b->hsize[k];
+			rc |= D.unmap(b->p + off, b->hsize[k]) != CUDA_SUCCESS;
+			rc |= D.release(b->h[k]) != CUDA_SUCCESS;
+		}
+		return rc;
+	}
+	for (k = 0; k < b->nh; k++)
+		rc |= D.release(b->h[k]) != CUDA_SUCCESS;
+	return rc | (D.unmap(b->p, round_up(b->bytes)) != CUDA_SUCCESS);
+}
+
+static int free_one(struct buf *b, int i)
+{
+	int rc;
+
+	if (b->freed)
+		return 0;
+	b->freed = 1;
+	if (mode == VMM)
+		return free_vmm(b, i);
+	if (mode == PLAIN)
+		return D.free(b->p) != CUDA_SUCCESS;
+	rc = D.free_async(b->p, stream) != CUDA_SUCCESS;
+	return rc | (D.stream_sync(stream) != CUDA_SUCCESS);
+}
+
 /* Every third allocation is pitched: rows of an odd width. */
-static int alloc_one(struct buf *b, size_t bytes, unsigned seed, int i)
+static int alloc_one(struct buf *b, size_t bytes, unsigned seed, int i, struct space *sp)
 {
 	size_t pitch = 0, width = 4096 + 100, height = bytes / width + 1;
 
 	b->seed = seed;
+	if (mode == VMM)
+		return alloc_vmm(b, bytes, sp);
+	if (mode == ASYNC) {
+		b->bytes = bytes;
+		if (D.alloc_async(&b->p, bytes, stream) != CUDA_SUCCESS)
+			return -1;
+		/* Usable once the allocation has run in stream order. */
+		return D.stream_sync(stream) == CUDA_SUCCESS ? 0 : -1;
+	}
 	if (i % 3 != 2) {
 		b->bytes = bytes;
 		return D.alloc(&b->p, bytes) == CUDA_SUCCESS ? 0 : -1;
@@ -206,14 +372,38 @@ static const char *probe(const struct buf *b)
 	return WIFSIGNALED(st) ? "released" : "mapped";
 }
 
+/* VMM: a reservation per tag, for all its buffers, made outside any region
+ * (reservations are not memory). */
+static int reserve_spaces(size_t wbytes, size_t kvbytes)
+{
+	size_t i, n[2] = { 0, 0 };
+	int t;
+
+	if (mode != VMM)
+		return 0;
+	for (i = 0; i < nw; i++)
+		n[0] += round_up(wbytes + i * 4097);
+	for (i = 0; i < nkv; i++)
+		n[1] += round_up(kvbytes + i * 4097);
+	for (t = 0; t < 2; t++) {
+		spaces[t].size = n[t];
+		if (D.reserve(&spaces[t].base, n[t], 0, 0, 0) != CUDA_SUCCESS)
+			return -1;
+	}
+	return 0;
+}
+
 static int allocate(size_t wbytes, size_t kvbytes, int regions)
 {
 	size_t i;
 
+	if (reserve_spaces(wbytes, kvbytes) < 0)
+		return -1;
 	if (regions)
 		M.region_begin("weights");
 	for (i = 0; i < nw; i++)
-		if (alloc_one(&w[i], wbytes + i * 4097, (unsigned)getpid() + (unsigned)i, (int)i) < 0 ||
+		if (alloc_one(&w[i], wbytes + i * 4097, (unsigned)getpid() + (unsigned)i, (int)i,
+			      &spaces[0]) < 0 ||
 		    put(&w[i]) < 0)
 			return -1;
 	if (regions) {
@@ -221,7 +411,7 @@ static int allocate(size_t wbytes, size_t kvbytes, int regions)
 		M.region_begin("kv_cache");
 	}
 	for (i = 0; i < nkv; i++)
-		if (alloc_one(&kv[i], kvbytes + i * 4097, 7u + (unsigned)i, (int)i) < 0 ||
+		if (alloc_one(&kv[i], kvbytes + i * 4097, 7u + (unsigned)i, (int)i, &spaces[1]) < 0 ||
 		    put(&kv[i]) < 0)
 			return -1;
 	if (regions)
@@ -235,7 +425,7 @@ static void check_all(void)
 	size_t i;
 
 	for (i = 0; i < nw && bad < 0; i++)
-		if ((bad = get(&w[i])) != -1)
+		if (!w[i].freed && (bad = get(&w[i])) != -1)
 			printf("bad weights %zu at %ld\n", i, bad);
 	for (i = 0; i < nkv && bad < 0; i++)
 		if ((bad = get(&kv[i])) != -1)
@@ -246,14 +436,29 @@ static void check_all(void)
 
 static int quit(void)
 {
-	int rc = 0;
+	int rc = 0, t;
 	size_t i;
 
 	for (i = 0; i < nw; i++)
-		rc |= D.free(w[i].p) != CUDA_SUCCESS;
+		rc |= free_one(&w[i], (int)i);
 	for (i = 0; i < nkv; i++)
-		rc |= D.free(kv[i].p) != CUDA_SUCCESS;
+		rc |= free_one(&kv[i], (int)i);
+	for (t = 0; mode == VMM && t < 2; t++)
+		rc |= D.unreserve(spaces[t].base, spaces[t].size) != CUDA_SUCCESS;
 	return rc ? 5 : 0;
+}
+
+/* What the simulated driver holds: "<handles> <mappings>" ("- -" on a GPU). */
+static void count(void)
+{
+	long (*handles)(void), (*mappings)(void);
+
+	*(void **)&handles = dlsym(driver, "fakecuda_live_handles");
+	*(void **)&mappings = dlsym(driver, "fakecuda_live_mappings");
+	if (handles == NULL || mappings == NULL)
+		printf("- -\n");
+	else
+		printf("%ld %ld\n", handles(), mappings());
 }
 
 static void command(const char *line)
@@ -276,6 +481,10 @@ static void command(const char *line)
 		printf("%d\n", M.pause(tag, strcmp(arg, "cpu") == 0 ? MEMCTL_STAGE_CPU : 0));
 	} else if (strncmp(line, "resume", 6) == 0 && n >= 1) {
 		printf("%d\n", M.resume(tag, 0));
+	} else if (strncmp(line, "drop", 4) == 0 && n >= 1 && strtoul(tag, NULL, 10) < nw) {
+		printf("%d\n", free_one(&w[strtoul(tag, NULL, 10)], (int)strtoul(tag, NULL, 10)));
+	} else if (strncmp(line, "count", 5) == 0) {
+		count();
 	} else {
 		printf("unknown command\n");
 	}

@@ -12,6 +12,8 @@
  *   more TAG -> one more allocation of 1 MiB tagged TAG; "more TAG"
  *   quit   -> frees everything, exits 0
  * usage: prog_tenant NWEIGHTS WEIGHT_BYTES NKV KV_BYTES
+ * With PROG_ASYNC=1 weights and KV cache are allocated with cudaMallocAsync
+ * and freed with cudaFreeAsync on the legacy stream.
  * Runs under LD_PRELOAD=libmemctl.so and links only libcudart.so.13.
  */
 #include <cuda_runtime_api.h>
@@ -30,9 +32,32 @@ static size_t size_of(size_t base, size_t i)
 	return base + i * 4097; /* mixed sizes */
 }
 
+static int async_alloc;
+
 static const char *probe(void *p)
 {
 	return released(p) ? "released" : "mapped";
+}
+
+/* Allocated (in stream order and waited for, with PROG_ASYNC=1). */
+static cudaError_t alloc(void **p, size_t n)
+{
+	cudaError_t e;
+
+	if (!async_alloc)
+		return cudaMalloc(p, n);
+	e = cudaMallocAsync(p, n, 0);
+	return e != cudaSuccess ? e : cudaStreamSynchronize(0);
+}
+
+static void release(void *p)
+{
+	if (!async_alloc) {
+		cudaFree(p);
+		return;
+	}
+	cudaFreeAsync(p, 0);
+	cudaStreamSynchronize(0);
 }
 
 int main(int argc, char **argv)
@@ -51,9 +76,10 @@ int main(int argc, char **argv)
 	if (nw > MAXA || nkv > MAXA || nw == 0 || nkv == 0)
 		return 2;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	async_alloc = getenv("PROG_ASYNC") != NULL && strcmp(getenv("PROG_ASYNC"), "1") == 0;
 	M.region_begin("weights");
 	for (i = 0; i < nw; i++) {
-		if (cudaMalloc(&w[i], size_of(wsz, i)) != cudaSuccess)
+		if (alloc(&w[i], size_of(wsz, i)) != cudaSuccess)
 			return 3;
 		if (dev_fill(w[i], size_of(wsz, i), (unsigned)(getpid() + (int)i)) < 0)
 			return 4;
@@ -61,7 +87,7 @@ int main(int argc, char **argv)
 	M.region_end();
 	M.region_begin("kv_cache");
 	for (i = 0; i < nkv; i++) {
-		if (cudaMalloc(&kv[i], size_of(kvsz, i)) != cudaSuccess)
+		if (alloc(&kv[i], size_of(kvsz, i)) != cudaSuccess)
 			return 3;
 		if (dev_fill(kv[i], size_of(kvsz, i), 7u + (unsigned)i) < 0)
 			return 4;
@@ -130,9 +156,9 @@ int main(int argc, char **argv)
 			for (i = 0; i < nmany; i++)
 				cudaFree(many[i]);
 			for (i = 0; i < nw; i++)
-				cudaFree(w[i]);
+				release(w[i]);
 			for (i = 0; i < nkv; i++)
-				cudaFree(kv[i]);
+				release(kv[i]);
 			return 0;
 		}
 	}

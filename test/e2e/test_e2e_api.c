@@ -366,6 +366,169 @@ Test(api, strerror_texts)
 	cr_assert(not(eq(ptr, strstr(M.strerror(-ENOENT), "nope"), NULL)));
 }
 
+/* ---- per-allocation staging, untagged regions, margin, host copies -- */
+
+/* cudaMalloc of n bytes inside a region of `tag` with `flags`. */
+static void *tagged_flags(const char *tag, unsigned flags, size_t n)
+{
+	void *p = NULL;
+
+	cr_assert(eq(int, M.region_begin_flags(tag, flags), 0));
+	cr_assert(eq(int, cudaMalloc(&p, n), cudaSuccess));
+	cr_assert(eq(int, M.region_end(), 0));
+	return p;
+}
+
+Test(api, a_plain_pause_keeps_what_a_staging_region_made_and_drops_the_rest)
+{
+	void *keep = tagged_flags("shared", MEMCTL_REGION_STAGE_CPU, 3 * MiB + 1);
+	void *drop = tagged("shared", 5 * MiB);
+	size_t free0 = dev_free();
+	struct memctl_stat st;
+
+	cr_assert(eq(int, dev_fill(keep, 3 * MiB + 1, 21), 0));
+	cr_assert(eq(int, dev_fill(drop, 5 * MiB, 22), 0));
+	cr_assert(eq(int, M.pause("shared", 0), 0), "%s", M.strerror(-1));
+	assert_near(dev_free() - free0, rounded(3 * MiB + 1) + rounded(5 * MiB));
+	cr_assert(eq(int, M.stat("shared", &st), 0));
+	cr_assert(eq(u64, st.staged_bytes, 3 * MiB + 4096));
+	cr_assert(released(keep));
+	cr_assert(released(drop));
+	cr_assert(eq(int, M.resume("shared", 0), 0), "%s", M.strerror(-1));
+	cr_assert(eq(long, dev_check(keep, 3 * MiB + 1, 21), -1));
+	cr_assert(eq(int, cudaFree(keep), cudaSuccess));
+	cr_assert(eq(int, cudaFree(drop), cudaSuccess));
+}
+
+Test(api, an_untagged_region_passes_through_inside_a_region_and_under_a_default_tag)
+{
+	void *p = NULL, *q = NULL, *r = NULL;
+	struct memctl_stat st;
+
+	cr_assert(eq(int, M.set_default_tag("dflt"), 0));
+	cr_assert(eq(int, M.region_begin("outer"), 0));
+	cr_assert(eq(int, M.region_begin_flags(NULL, MEMCTL_REGION_UNTAGGED), 0));
+	cr_assert(eq(int, cudaMalloc(&p, MiB), cudaSuccess));
+	cr_assert(eq(int, M.region_end(), 0));
+	cr_assert(eq(int, cudaMalloc(&q, MiB), cudaSuccess));
+	cr_assert(eq(int, M.region_end(), 0));
+	cr_assert(eq(int, M.region_begin_flags(NULL, MEMCTL_REGION_UNTAGGED), 0));
+	cr_assert(eq(int, cudaMalloc(&r, MiB), cudaSuccess));
+	cr_assert(eq(int, M.region_end(), 0));
+	cr_assert(eq(int, M.set_default_tag(NULL), 0));
+	cr_assert(eq(int, M.stat("all", &st), 0));
+	cr_assert(eq(u64, st.allocations, 1)); /* q alone */
+	cr_assert(eq(int, M.stat("outer", &st), 0));
+	cr_assert(eq(int, M.pause("all", 0), 0));
+	cr_assert(not(released(p)));
+	cr_assert(released(q));
+	cr_assert(not(released(r)));
+	cr_assert(eq(int, M.resume("all", 0), 0));
+	cr_assert(eq(int, M.region_begin_flags("x", MEMCTL_REGION_UNTAGGED), -EINVAL));
+	cr_assert(eq(int, M.region_begin_flags(NULL, 0), -EINVAL));
+	cr_assert(eq(int, M.region_begin_flags(NULL, MEMCTL_REGION_UNTAGGED |
+						     MEMCTL_REGION_STAGE_CPU), -EINVAL));
+	cr_assert(eq(int, M.region_begin_flags("x", 0x40), -EINVAL));
+	cr_assert(eq(int, M.region_end(), -EINVAL));
+	cr_assert(eq(int, cudaFree(p), cudaSuccess));
+	cr_assert(eq(int, cudaFree(q), cudaSuccess));
+	cr_assert(eq(int, cudaFree(r), cudaSuccess));
+}
+
+Test(api, a_default_tag_can_keep_contents_too)
+{
+	void *p = NULL;
+
+	cr_assert(eq(int, M.set_default_tag_flags("dflt", MEMCTL_REGION_STAGE_CPU), 0));
+	cr_assert(eq(int, cudaMalloc(&p, 2 * MiB + 3), cudaSuccess));
+	cr_assert(eq(int, M.set_default_tag(NULL), 0));
+	cr_assert(eq(int, dev_fill(p, 2 * MiB + 3, 31), 0));
+	cr_assert(eq(int, M.pause("dflt", 0), 0));
+	cr_assert(released(p));
+	cr_assert(eq(int, M.resume("dflt", 0), 0));
+	cr_assert(eq(long, dev_check(p, 2 * MiB + 3, 31), -1));
+	cr_assert(eq(int, M.set_default_tag_flags(NULL, MEMCTL_REGION_STAGE_CPU), -EINVAL));
+	cr_assert(eq(int, M.set_default_tag_flags("dflt", MEMCTL_REGION_UNTAGGED), -EINVAL));
+	cr_assert(eq(int, cudaFree(p), cudaSuccess));
+}
+
+Test(api, the_margin_fails_allocations_and_resumes_cleanly_and_a_retry_succeeds)
+{
+	void *p = NULL, *w = tagged_flags("w", MEMCTL_REGION_STAGE_CPU, 64 * MiB);
+	size_t fr;
+
+	cr_assert(eq(int, dev_fill(w, 64 * MiB, 41), 0));
+	/* An allocation that would eat into the margin is out of memory. */
+	cr_assert(eq(int, M.set_margin(dev_free() - 4 * MiB), 0));
+	cr_assert(eq(int, M.region_begin("m"), 0));
+	cr_assert(eq(int, cudaMalloc(&p, 64 * MiB), cudaErrorMemoryAllocation));
+	cr_assert(eq(int, M.region_end(), 0));
+	cr_assert(eq(int, M.stat("m", &(struct memctl_stat){ 0 }), -ENOENT));
+	cr_assert(eq(int, M.set_margin(0), 0));
+	/* A resume that would is refused before it maps anything. */
+	cr_assert(eq(int, M.pause("w", 0), 0));
+	fr = dev_free();
+	cr_assert(eq(int, M.set_margin(fr - 32 * MiB), 0));
+	cr_assert(eq(int, M.resume("w", 0), -ENOMEM));
+	cr_assert(not(eq(ptr, strstr(M.strerror(-ENOMEM), "margin"), NULL)), "%s",
+		  M.strerror(-ENOMEM));
+	assert_near(dev_free(), fr);
+	cr_assert(released(w));
+	cr_assert(eq(int, M.set_margin(0), 0));
+	cr_assert(eq(int, M.resume("w", 0), 0), "%s", M.strerror(-1));
+	cr_assert(eq(long, dev_check(w, 64 * MiB, 41), -1));
+	cr_assert(eq(int, cudaFree(w), cudaSuccess));
+}
+
+Test(api, staged_contents_are_read_in_host_memory_while_paused)
+{
+	char *p = tagged_flags("w", MEMCTL_REGION_STAGE_CPU, 6 * MiB);
+	unsigned char *got = malloc(MiB);
+	void *host = NULL;
+	size_t i;
+
+	cr_assert(eq(int, dev_fill(p, 6 * MiB, 51), 0));
+	cr_assert(eq(int, M.host_read(p, 16, got), -EBUSY));
+	cr_assert(eq(int, M.pause("w", 0), 0));
+	cr_assert(eq(int, M.host_read(p + 5 * MiB, MiB, got), 0), "%s", M.strerror(-1));
+	for (i = 0; i < MiB; i++)
+		cr_assert(eq(u8, got[i], pattern(5 * MiB + i, 51)), "byte %zu", i);
+	cr_assert(eq(int, M.host_copy(p + 3, 6 * MiB - 3, &host), 0), "%s", M.strerror(-1));
+	cr_assert(eq(long, check((char *)host - 3, 6 * MiB, 51), -1));
+	cr_assert(eq(int, M.host_copy(p + 3, 6 * MiB, &host), -EINVAL));
+	cr_assert(eq(int, M.host_copy(got, 1, &host), -ENOENT));
+	cr_assert(eq(int, M.host_copy(p, 1, NULL), -EINVAL));
+	cr_assert(eq(int, M.host_read(p, 1, NULL), -EINVAL));
+	cr_assert(eq(int, M.resume("w", 0), 0));
+	cr_assert(eq(long, dev_check(p, 6 * MiB, 51), -1));
+	free(got);
+	cr_assert(eq(int, cudaFree(p), cudaSuccess));
+}
+
+Test(api, the_pluggable_allocator_tags_as_cudaMalloc_does)
+{
+	struct memctl_stat st;
+	void *p, *q;
+
+	cr_assert(eq(int, M.region_begin_flags("pool", MEMCTL_REGION_STAGE_CPU), 0));
+	p = M.pool_alloc(3 * MiB, 0, NULL);
+	cr_assert(eq(int, M.region_end(), 0));
+	q = M.pool_alloc(MiB, 0, NULL);
+	cr_assert(not(eq(ptr, p, NULL)));
+	cr_assert(not(eq(ptr, q, NULL)));
+	cr_assert(eq(int, M.stat("all", &st), 0));
+	cr_assert(eq(u64, st.allocations, 1));
+	cr_assert(eq(int, dev_fill(p, 3 * MiB, 61), 0));
+	cr_assert(eq(int, M.pause("pool", 0), 0));
+	cr_assert(released(p));
+	cr_assert(eq(int, M.resume("pool", 0), 0));
+	cr_assert(eq(long, dev_check(p, 3 * MiB, 61), -1));
+	M.pool_free(p, 3 * MiB, 0, NULL);
+	M.pool_free(q, MiB, 0, NULL);
+	cr_assert(eq(int, M.stat("all", &st), -ENOENT));
+	cr_assert(eq(ptr, M.pool_alloc(0, 0, NULL), NULL));
+}
+
 /* ---- nothing the application does waits for a request -------------- */
 
 /* The simulated driver's holds, found at run time (a GPU has none). */

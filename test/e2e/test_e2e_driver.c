@@ -432,3 +432,100 @@ Test(driver, threads_looking_up_and_allocating_at_first_use_all_get_memctls_func
 	cr_assert(eq(int, M.stat(NULL, &st), -ENOENT));
 	cr_assert(eq(long, fakecuda_live_handles(), handles));
 }
+
+/* ---- memory the application maps itself, called directly ------------- */
+
+static CUmemGenericAllocationHandle mapped(const char *tag, CUdeviceptr at, size_t n)
+{
+	CUmemAllocationProp prop = { .type = CU_MEM_ALLOCATION_TYPE_PINNED,
+				     .requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR,
+				     .location = { CU_MEM_LOCATION_TYPE_DEVICE, 0 } };
+	CUmemAccessDesc acc = { .location = { CU_MEM_LOCATION_TYPE_DEVICE, 0 },
+				.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
+	CUmemGenericAllocationHandle h;
+
+	cr_assert(eq(int, M.region_begin(tag), 0));
+	cr_assert(eq(int, cuMemCreate(&h, n, &prop, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, M.region_end(), 0));
+	cr_assert(eq(int, cuMemMap(at, n, 0, h, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, cuMemSetAccess(at, n, &acc, 1), CUDA_SUCCESS));
+	return h;
+}
+
+Test(driver, memory_another_process_or_device_may_map_stays_resident_and_is_not_shared_paused)
+{
+	CUmulticastObjectProp mp = { .numDevices = 1, .size = GRAN };
+	CUmemGenericAllocationHandle h[4], mc;
+	CUdeviceptr base, own = 0;
+	struct memctl_stat st;
+	int fd = -1, i;
+
+	cr_assert(eq(int, cuMemAddressReserve(&base, 16 * MiB, 0, 0, 0), CUDA_SUCCESS));
+	for (i = 0; i < 4; i++) {
+		h[i] = mapped("w", base + (uint64_t)i * GRAN, GRAN);
+		fill(host(base + (uint64_t)i * GRAN), GRAN, 20u + (unsigned)i);
+	}
+	own = drv_tagged("w", MiB); /* memctl's own allocation, cuMemAlloc */
+	cr_assert(eq(int, cuMulticastCreate(&mc, &mp), CUDA_SUCCESS));
+	/* Handle 0 bound by value, handle 1 exported, cuMemAlloc'ed memory
+	 * bound by address: each translated for the driver (which refuses
+	 * memctl's own values) and resident from now on. */
+	cr_assert(eq(int, cuMulticastBindMem(mc, 0, h[0], 0, GRAN, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, cuMemExportToShareableHandle(&fd, h[1],
+						       CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+		     CUDA_SUCCESS));
+	cr_assert(ge(int, fd, 0));
+	close(fd);
+	cr_assert(eq(int, cuMulticastBindAddr(mc, 0, own, MiB, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, M.pause("w", MEMCTL_STAGE_CPU), 0));
+	cr_assert(eq(int, M.stat("w", &st), 0));
+	cr_assert(eq(u64, st.active_bytes, 3 * GRAN), "the three stay");
+	cr_assert(eq(u64, st.paused_bytes, 2 * GRAN));
+	cr_assert(eq(long, check(host(base), GRAN, 20), -1));
+	cr_assert(released(host(base + 2 * GRAN)));
+	/* Paused memory cannot be shared: it does not exist now. */
+	cr_assert(eq(int, cuMemExportToShareableHandle(&fd, h[2],
+						       CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+		     CUDA_ERROR_NOT_PERMITTED));
+	cr_assert(eq(int, cuMulticastBindMem(mc, 0, h[3], 0, GRAN, 0), CUDA_ERROR_NOT_PERMITTED));
+	cr_assert(eq(int, M.resume("w", 0), 0));
+	for (i = 0; i < 4; i++)
+		cr_assert(eq(long, check(host(base + (uint64_t)i * GRAN), GRAN, 20u + (unsigned)i), -1));
+	for (i = 0; i < 4; i++) {
+		cr_assert(eq(int, cuMemUnmap(base + (uint64_t)i * GRAN, GRAN), CUDA_SUCCESS));
+		cr_assert(eq(int, cuMemRelease(h[i]), CUDA_SUCCESS));
+	}
+	cr_assert(eq(int, cuMemAddressFree(base, 16 * MiB), CUDA_SUCCESS));
+	cr_assert(eq(int, cuMemFree(own), CUDA_SUCCESS));
+	cr_assert(eq(int, M.stat("w", &st), -ENOENT));
+	cr_assert(eq(long, fakecuda_live_handles(), 0));
+}
+
+Test(driver, handle_values_the_application_holds_are_translated_in_every_call)
+{
+	CUdeviceptr base, b = 0;
+	CUmemGenericAllocationHandle h, again = 0;
+	CUmemAllocationProp got;
+	size_t n = 0;
+
+	cr_assert(eq(int, cuMemAddressReserve(&base, 8 * MiB, 0, 0, 0), CUDA_SUCCESS));
+	h = mapped("w", base, 2 * GRAN);
+	cr_assert(eq(int, cuMemRetainAllocationHandle(&again, (void *)(uintptr_t)(base + 12345)),
+		     CUDA_SUCCESS));
+	cr_assert(eq(u64, (uint64_t)again, (uint64_t)h));
+	cr_assert(eq(int, cuMemRelease(again), CUDA_SUCCESS));
+	cr_assert(eq(int, M.pause("w", MEMCTL_STAGE_CPU), 0));
+	/* While paused: the driver has nothing, memctl answers. */
+	cr_assert(eq(int, cuMemGetAllocationPropertiesFromHandle(&got, h), CUDA_SUCCESS));
+	cr_assert(eq(int, got.requestedHandleTypes, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR));
+	cr_assert(eq(int, cuMemGetAddressRange(&b, &n, base + 5), CUDA_SUCCESS));
+	cr_assert(eq(u64, (uint64_t)b, (uint64_t)base));
+	cr_assert(eq(sz, n, 2 * GRAN));
+	cr_assert(eq(int, M.resume("w", 0), 0));
+	cr_assert(eq(int, cuMemGetAddressRange(&b, &n, base + 5), CUDA_SUCCESS));
+	cr_assert(eq(sz, n, 2 * GRAN), "the driver's own answer now");
+	cr_assert(eq(int, cuMemRelease(h), CUDA_SUCCESS));
+	cr_assert(eq(int, cuMemUnmap(base, 2 * GRAN), CUDA_SUCCESS));
+	cr_assert(eq(int, cuMemAddressFree(base, 8 * MiB), CUDA_SUCCESS));
+	cr_assert(eq(long, fakecuda_live_handles(), 0));
+}

@@ -270,3 +270,166 @@ Test(lookup, the_first_driver_allocation_activates_memctl)
 		finish(&t);
 	}
 }
+
+/* ---- memory the application maps itself, stream-ordered allocation ---- */
+
+/* Bytes of prog_drv's 4 weights in the modes that do not pitch (vmm,
+ * async): wbytes + i * 4097 each, rounded up to the granularity. */
+static uint64_t weight_bytes_unpitched(size_t wbytes)
+{
+	uint64_t sum = 0;
+	size_t i;
+
+	for (i = 0; i < 4; i++)
+		sum += (wbytes + i * 4097 + GRAN - 1) / GRAN * GRAN;
+	return sum;
+}
+
+Test(lookup, a_program_mapping_memory_itself_like_expandable_segments_is_paused_bit_identical)
+{
+	static const char *progs[] = { "prog_drv", "prog_drv_link" };
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		struct tenant t = spawn(progs[i], 3 * MiB, "ready", "PROG_ALLOC=vmm", NULL);
+		char out[8192], line[128];
+
+		ask(&t, "stat weights", line, sizeof(line));
+		/* 4 buffers of 4 MiB, each two handles side by side. */
+		cr_assert(eq(str, line, "0 8 16777216 0 0"), "%s", line);
+		cli_roundtrip(&t, "weights", weight_bytes_unpitched(3 * MiB),
+			      "weights=released kv_cache=mapped");
+		api_roundtrip(&t, "weights");
+		cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 0), "%s", out);
+		cr_assert(not(eq(ptr, strstr(out, "weights"), NULL)), "%s", out);
+		finish(&t);
+	}
+}
+
+Test(lookup, handles_the_program_unmaps_and_releases_while_paused_or_resumed_leak_nothing)
+{
+	struct tenant t = spawn("prog_drv", 3 * MiB, "ready", "PROG_ALLOC=vmm", NULL);
+	char out[8192], line[128];
+
+	ask(&t, "count", line, sizeof(line));
+	cr_assert(eq(str, line, "11 11"), "8 handles of weights, 3 of kv_cache: %s", line);
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --stage cpu -p %d", t.pid),
+		     0), "%s", out);
+	ask(&t, "count", line, sizeof(line));
+	cr_assert(eq(str, line, "3 3"), "%s", line);
+	/* Buffer 0: each handle unmapped and released in turn; buffer 1:
+	 * released while mapped, then one unmap over both handles. */
+	ask(&t, "drop 0", line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	ask(&t, "drop 1", line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights -p %d", t.pid), 0), "%s",
+		  out);
+	ask(&t, "count", line, sizeof(line));
+	cr_assert(eq(str, line, "7 7"), "only what is still the program's comes back: %s", line);
+	ask(&t, "check", line, sizeof(line));
+	cr_assert(eq(str, line, "ok"));
+	/* Resumed memory given back in both orders too. */
+	ask(&t, "drop 2", line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	ask(&t, "drop 3", line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	ask(&t, "count", line, sizeof(line));
+	cr_assert(eq(str, line, "3 3"), "%s", line);
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights -p %d", t.pid), 1),
+		  "nothing of weights is left: %s", out);
+	finish(&t);
+}
+
+Test(lookup, under_the_default_tag_mapped_and_stream_ordered_memory_is_tagged)
+{
+	static const char *modes[] = { "PROG_ALLOC=vmm", "PROG_ALLOC=async" };
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		struct tenant t = spawn("prog_drv", 3 * MiB, "ready", "PROG_REGIONS=0",
+					"MEMCTL_DEFAULT_TAG=model", modes[i], NULL);
+
+		cli_roundtrip(&t, "model", weight_bytes_unpitched(3 * MiB) + 3 * GRAN,
+			      "weights=released kv_cache=released");
+		finish(&t);
+	}
+}
+
+Test(lookup, stream_ordered_allocations_are_paused_and_freed_while_paused)
+{
+	struct tenant t = spawn("prog_drv_link", 3 * MiB, "ready", "PROG_ALLOC=async", NULL);
+	char out[8192], line[128];
+	uint64_t used;
+
+	cli_roundtrip(&t, "weights", weight_bytes_unpitched(3 * MiB),
+		      "weights=released kv_cache=mapped");
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --stage cpu -p %d", t.pid),
+		     0), "%s", out);
+	used = fakecuda_used();
+	/* cuMemFreeAsync of paused memory, then the stream synchronised. */
+	ask(&t, "drop 0", line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	cr_assert(eq(u64, fakecuda_used(), used), "paused memory was already given back");
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights -p %d", t.pid), 0), "%s",
+		  out);
+	cr_assert(eq(u64, fakecuda_used(), used + 3 * 4 * MiB));
+	ask(&t, "check", line, sizeof(line));
+	cr_assert(eq(str, line, "ok"));
+	finish(&t);
+}
+
+/* The figure `status` gives for what a pause would not touch. */
+static uint64_t json_u64(const char *json, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(json, pat);
+	cr_assert(p != NULL, "%s not in %s", key, json);
+	return strtoull(p + strlen(pat), NULL, 10);
+}
+
+Test(lookup, status_shows_the_device_memory_memctl_does_not_control_by_call)
+{
+	/* Untagged (no region, no default tag): everything is left alone
+	 * and counted, by the call that made it. */
+	static const struct { const char *mode, *key; } cases[] = {
+		{ "PROG_ALLOC=plain", "alloc_bytes" },
+		{ "PROG_ALLOC=vmm", "create_bytes" },
+		{ "PROG_ALLOC=async", "async_bytes" },
+	};
+	char out[8192], line[128];
+	uint64_t want;
+	size_t i, k;
+
+	for (i = 0; i < 3; i++) {
+		struct tenant t = spawn("prog_drv", 3 * MiB, "ready", "PROG_REGIONS=0",
+					cases[i].mode, NULL);
+
+		/* What the program asked for (vmm: its whole handles). */
+		want = 0;
+		for (k = 0; k < 4; k++)
+			want += i == 1 ? (3 * MiB + k * 4097 + GRAN - 1) / GRAN * GRAN
+				: k % 3 == 2 && i == 0 ? (((3 * MiB + k * 4097) / 4196 + 1) * 4608)
+				: 3 * MiB + k * 4097;
+		for (k = 0; k < 3; k++)
+			want += i == 1 ? GRAN
+				: k % 3 == 2 && i == 0 ? ((MiB + k * 4097) / 4196 + 1) * 4608
+				: MiB + k * 4097;
+		cr_assert(eq(int, cli(out, sizeof(out), "status --json -p %d", t.pid), 0), "%s",
+			  out);
+		cr_assert(eq(u64, json_u64(out, "uncontrolled_bytes"), want), "%s", out);
+		cr_assert(eq(u64, json_u64(out, cases[i].key), want), "%s", out);
+		/* Freed memory leaves the figure. */
+		ask(&t, "drop 0", line, sizeof(line));
+		cr_assert(eq(str, line, "0"));
+		cr_assert(eq(int, cli(out, sizeof(out), "status --json -p %d", t.pid), 0), "%s",
+			  out);
+		cr_assert(lt(u64, json_u64(out, "uncontrolled_bytes"), want), "%s", out);
+		cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 0), "%s", out);
+		cr_assert(not(eq(ptr, strstr(out, "not controlled"), NULL)), "%s", out);
+		finish(&t);
+	}
+}

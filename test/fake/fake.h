@@ -30,11 +30,16 @@ enum range_kind {
 	RANGE_ASYNC,    /* cuMemAllocAsync / cuMemAllocFromPoolAsync */
 };
 
+#define PHYS_MAGIC 0x50485953u
+
 struct phys {
+	uint32_t magic;        /* PHYS_MAGIC: a handle value, not anything else */
 	int fd;
 	size_t size;
 	int maps;
-	int released;
+	int refs;              /* cuMemCreate / import, retains, less releases */
+	int imported;          /* cuMemImportFromShareableHandle: no capacity */
+	CUmemAllocationProp prop;
 };
 
 struct fpool;
@@ -44,7 +49,9 @@ struct range {
 	uint64_t va;
 	size_t size;
 	struct phys *phys;  /* RANGE_MAPPED */
+	size_t offset;      /* RANGE_MAPPED: into phys */
 	int access;         /* RANGE_MAPPED: cuMemSetAccess granted */
+	unsigned char flags[DEVICES_MAX]; /* RANGE_MAPPED: per device, as set */
 	int live;           /* RANGE_ASYNC: allocated in stream order by now */
 	int freeing;        /* RANGE_ASYNC: its free is queued */
 	struct fpool *pool; /* RANGE_ASYNC */
@@ -132,6 +139,7 @@ struct fpool {
 	int is_default;
 	int destroyed;
 	long live;
+	size_t bytes;   /* of its live allocations */
 };
 
 enum async_mode { ASYNC_LAZY, ASYNC_DELAY, ASYNC_EAGER };
@@ -163,6 +171,7 @@ struct sim {
 	struct fctx ctxs[CTX_MAX];
 	struct fstream *retired; /* destroyed and empty: events may name them */
 	struct fpool default_pool[DEVICES_MAX];
+	struct fpool *current_pool[DEVICES_MAX]; /* cuDeviceSetMemPool; NULL: default */
 };
 
 extern struct sim sim;
@@ -252,6 +261,6 @@ void kernel_started(const struct op *op, int delta);
 void pool_alloc_run_locked(struct op *op);
 void pool_free_run_locked(struct op *op);
 /* An allocation of pool p is gone (cuMemFree). */
-void pool_forget_locked(struct fpool *p);
+void pool_forget_locked(struct fpool *p, size_t bytes);
 
 #endif /* FAKE_H */

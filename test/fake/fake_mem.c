@@ -17,9 +17,11 @@
  * never synchronises here: the real one "may" (its documentation), which
  * is no promise to build on.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fake.h"
@@ -167,12 +169,23 @@ void check_unused_locked(const char *call, uint64_t va, size_t n, const struct o
 		      (void *)op->stream);
 }
 
+/* The physical allocation a handle names, or NULL when the value names
+ * none (a value the driver never handed out is refused, not followed). */
+static struct phys *phys_of(CUmemGenericAllocationHandle handle)
+{
+	struct phys *p = (struct phys *)(uintptr_t)handle;
+
+	return p != NULL && p->magic == PHYS_MAGIC ? p : NULL;
+}
+
 static void phys_put_locked(struct phys *p)
 {
-	if (!p->released || p->maps > 0)
+	if (p->refs > 0 || p->maps > 0)
 		return;
+	p->magic = 0;
 	close(p->fd);
-	sim_give(p->size);
+	if (!p->imported)
+		sim_give(p->size);
 	free(p);
 }
 
@@ -269,7 +282,9 @@ EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 
 	ENTER_LIVE("cuMemCreate");
 	(void)flags;
-	if (handle == NULL || size == 0 || size % GRANULARITY || prop == NULL)
+	if (handle == NULL || size == 0 || size % GRANULARITY || prop == NULL ||
+	    prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (prop->location.id < 0 || prop->location.id >= sim.devices)
 		return CUDA_ERROR_INVALID_DEVICE;
@@ -289,7 +304,10 @@ EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
+	p->magic = PHYS_MAGIC;
 	p->size = size;
+	p->refs = 1;
+	p->prop = *prop;
 	sim.live_handles++;
 	*handle = (CUmemGenericAllocationHandle)(uintptr_t)p;
 out:
@@ -297,45 +315,50 @@ out:
 	return r;
 }
 
-/* The memory goes when it is also unmapped; an unmap checks for work. */
+/* One reference fewer; the memory goes once it is also unmapped
+ * everywhere (an unmap checks for queued work). */
 EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 {
-	struct phys *p = (struct phys *)(uintptr_t)handle;
+	struct phys *p = phys_of(handle);
 
 	ENTER_LIVE("cuMemRelease");
 	if (p == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	LOCK();
-	if (p->released) {
+	if (p->refs <= 0) {
 		UNLOCK();
 		return CUDA_ERROR_INVALID_VALUE;
 	}
-	p->released = 1;
-	sim.live_handles--;
-	phys_put_locked(p);
+	if (--p->refs == 0) {
+		sim.live_handles--;
+		phys_put_locked(p);
+	}
 	UNLOCK();
 	return CUDA_SUCCESS;
 }
 
+/* Bytes [offset, offset+size) of the handle at ptr, inside a reservation
+ * and over nothing mapped; no access until cuMemSetAccess. */
 EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 			 CUmemGenericAllocationHandle handle, unsigned long long flags)
 {
-	struct phys *p = (struct phys *)(uintptr_t)handle;
+	struct phys *p = phys_of(handle);
 	struct range *m;
 	CUresult r = CUDA_SUCCESS;
 
 	ENTER_LIVE("cuMemMap");
-	(void)flags;
-	if (p == NULL || offset != 0 || size != p->size)
+	if (p == NULL || flags != 0 || size == 0 || size % GRANULARITY ||
+	    offset % GRANULARITY || ptr % GRANULARITY)
 		return CUDA_ERROR_INVALID_VALUE;
 	LOCK();
-	if (p->released || containing_locked(RANGE_RESERVED, ptr, size) == NULL ||
+	if (p->refs <= 0 || offset > p->size || size > p->size - offset ||
+	    containing_locked(RANGE_RESERVED, ptr, size) == NULL ||
 	    overlaps_locked(RANGE_MAPPED, ptr, size)) {
 		r = CUDA_ERROR_INVALID_VALUE;
 		goto out;
 	}
 	if (mmap((void *)(uintptr_t)ptr, size, PROT_NONE, MAP_SHARED | MAP_FIXED,
-		 p->fd, 0) == MAP_FAILED) {
+		 p->fd, (off_t)offset) == MAP_FAILED) {
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
@@ -347,62 +370,320 @@ EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
 		goto out;
 	}
 	m->phys = p;
+	m->offset = offset;
 	p->maps++;
 out:
 	UNLOCK();
 	return r;
 }
 
+/* The mapping that starts at `va` and ends by `end`, or NULL. */
+static struct range *mapping_at_locked(uint64_t va, uint64_t end)
+{
+	struct range *m = range_find_locked(RANGE_MAPPED, va);
+
+	return m != NULL && m->va + m->size <= end ? m : NULL;
+}
+
+/*
+ * Whether [va, va+n) is made of whole mappings and nothing else. The real
+ * driver accepts a range over several mappings in one call and refuses
+ * part of one; a range with gaps we refuse too (the strict reading).
+ */
+static int whole_mappings_locked(uint64_t va, size_t n)
+{
+	uint64_t at = va, end = va + n;
+	const struct range *m;
+
+	if (n == 0)
+		return 0;
+	for (; at < end; at += m->size)
+		if ((m = mapping_at_locked(at, end)) == NULL)
+			return 0;
+	return 1;
+}
+
 EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
 {
-	struct range *m;
-	struct phys *p;
+	uint64_t at, end = ptr + size;
 	CUresult r = CUDA_SUCCESS;
 
 	ENTER_LIVE("cuMemUnmap");
 	LOCK();
-	m = range_find_locked(RANGE_MAPPED, ptr);
-	if (m != NULL && m->size == size)
+	if (whole_mappings_locked(ptr, size))
 		check_unused_locked("cuMemUnmap", ptr, size, NULL);
 	UNLOCK();
 	/* Work that runs right now finishes first; later work finds it gone. */
 	pthread_rwlock_wrlock(&sim.mem);
 	LOCK();
-	m = range_find_locked(RANGE_MAPPED, ptr);
-	if (m == NULL || m->size != size) {
+	if (!whole_mappings_locked(ptr, size)) {
 		r = CUDA_ERROR_INVALID_VALUE;
 		goto out;
 	}
-	/* Back to a bare reservation: any touch now faults. */
-	mmap((void *)(uintptr_t)ptr, size, PROT_NONE,
-	     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
-	p = m->phys;
-	range_del_locked(m);
-	p->maps--;
-	phys_put_locked(p);
+	for (at = ptr; at < end;) {
+		struct range *m = mapping_at_locked(at, end);
+		struct phys *p = m->phys;
+		size_t len = m->size;
+
+		/* Back to a bare reservation: any touch now faults. */
+		mmap((void *)(uintptr_t)at, len, PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+		range_del_locked(m);
+		p->maps--;
+		phys_put_locked(p);
+		at += len;
+	}
 out:
 	UNLOCK();
 	pthread_rwlock_unlock(&sim.mem);
 	return r;
 }
 
+/* Access of each device named, over whole mappings (one or several).
+ * Read-only access is simulated as read/write; CU_MEM_ACCESS_FLAGS_PROT_NONE
+ * takes it away. */
 EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
 			       size_t count)
 {
-	struct range *m;
+	uint64_t at, end = ptr + size;
 	CUresult r = CUDA_SUCCESS;
+	size_t i;
 
 	ENTER_LIVE("cuMemSetAccess");
 	if (desc == NULL || count == 0)
 		return CUDA_ERROR_INVALID_VALUE;
+	for (i = 0; i < count; i++)
+		if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+		    desc[i].location.id < 0 || desc[i].location.id >= sim.devices ||
+		    desc[i].flags > CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+			return CUDA_ERROR_INVALID_VALUE;
 	LOCK();
-	m = containing_locked(RANGE_MAPPED, ptr, size);
-	if (m == NULL || mprotect((void *)(uintptr_t)ptr, size, PROT_READ | PROT_WRITE) < 0)
+	if (!whole_mappings_locked(ptr, size)) {
 		r = CUDA_ERROR_INVALID_VALUE;
-	else
-		m->access = 1;
+		goto out;
+	}
+	for (at = ptr; at < end;) {
+		struct range *m = mapping_at_locked(at, end);
+		int any = 0, d;
+
+		for (i = 0; i < count; i++)
+			m->flags[desc[i].location.id] = (unsigned char)desc[i].flags;
+		for (d = 0; d < sim.devices; d++)
+			any |= m->flags[d] != CU_MEM_ACCESS_FLAGS_PROT_NONE;
+		if (mprotect((void *)(uintptr_t)at, m->size,
+			     any ? PROT_READ | PROT_WRITE : PROT_NONE) < 0) {
+			r = CUDA_ERROR_INVALID_VALUE;
+			goto out;
+		}
+		m->access = any;
+		at += m->size;
+	}
+out:
 	UNLOCK();
 	return r;
+}
+
+EXPORT CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocation *location,
+			       CUdeviceptr ptr)
+{
+	struct range *m;
+	CUresult r = CUDA_SUCCESS;
+
+	ENTER_LIVE("cuMemGetAccess");
+	if (flags == NULL || location == NULL || location->type != CU_MEM_LOCATION_TYPE_DEVICE ||
+	    location->id < 0 || location->id >= sim.devices)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	m = containing_locked(RANGE_MAPPED, ptr, 1);
+	if (m == NULL)
+		r = CUDA_ERROR_INVALID_VALUE;
+	else
+		*flags = m->flags[location->id];
+	UNLOCK();
+	return r;
+}
+
+/* The handle mapped at addr (any address inside the mapping), with one
+ * more reference that cuMemRelease must give back. */
+EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
+{
+	struct range *m;
+	CUresult r = CUDA_SUCCESS;
+
+	ENTER_LIVE("cuMemRetainAllocationHandle");
+	if (handle == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	m = containing_locked(RANGE_MAPPED, (uint64_t)(uintptr_t)addr, 1);
+	if (m == NULL) {
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		m->phys->refs++;
+		*handle = (CUmemGenericAllocationHandle)(uintptr_t)m->phys;
+	}
+	UNLOCK();
+	return r;
+}
+
+EXPORT CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop,
+						       CUmemGenericAllocationHandle handle)
+{
+	struct phys *p = phys_of(handle);
+
+	ENTER_LIVE("cuMemGetAllocationPropertiesFromHandle");
+	if (prop == NULL || p == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	if (p->refs > 0)
+		*prop = p->prop;
+	UNLOCK();
+	return p->refs > 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+/* A file descriptor of the memory, for a handle created to allow it. */
+EXPORT CUresult cuMemExportToShareableHandle(void *out, CUmemGenericAllocationHandle handle,
+					     CUmemAllocationHandleType type,
+					     unsigned long long flags)
+{
+	struct phys *p = phys_of(handle);
+	CUresult r = CUDA_SUCCESS;
+	int fd;
+
+	ENTER_LIVE("cuMemExportToShareableHandle");
+	if (out == NULL || p == NULL || flags != 0 ||
+	    type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	if (p->refs <= 0 || !(p->prop.requestedHandleTypes & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR))
+		r = CUDA_ERROR_INVALID_VALUE;
+	else if ((fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	else
+		*(int *)out = fd;
+	UNLOCK();
+	return r;
+}
+
+/* A handle of memory another process (or this one) exported: the same
+ * pages, not counted again against the capacity. */
+EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle,
+					       void *os_handle, CUmemAllocationHandleType type)
+{
+	int fd = (int)(intptr_t)os_handle;
+	struct phys *p;
+	struct stat st;
+
+	ENTER_LIVE("cuMemImportFromShareableHandle");
+	if (handle == NULL || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR ||
+	    fstat(fd, &st) < 0 || st.st_size <= 0 || (size_t)st.st_size % GRANULARITY)
+		return CUDA_ERROR_INVALID_VALUE;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL || (p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		free(p);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	p->magic = PHYS_MAGIC;
+	p->size = (size_t)st.st_size;
+	p->refs = 1;
+	p->imported = 1;
+	p->prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	p->prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	p->prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+	LOCK();
+	sim.live_handles++;
+	UNLOCK();
+	*handle = (CUmemGenericAllocationHandle)(uintptr_t)p;
+	return CUDA_SUCCESS;
+}
+
+/* ---- multicast objects: only what binding needs ---------------------- */
+
+#define MC_MAGIC 0x4d43415au
+
+struct mcast {
+	uint32_t magic;
+	size_t size;
+};
+
+EXPORT CUresult cuMulticastCreate(CUmemGenericAllocationHandle *mc,
+				  const CUmulticastObjectProp *prop)
+{
+	struct mcast *m;
+
+	ENTER_LIVE("cuMulticastCreate");
+	if (mc == NULL || prop == NULL || prop->size == 0 || prop->size % GRANULARITY)
+		return CUDA_ERROR_INVALID_VALUE;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	m->magic = MC_MAGIC;
+	m->size = prop->size;
+	*mc = (CUmemGenericAllocationHandle)(uintptr_t)m;
+	return CUDA_SUCCESS;
+}
+
+static struct mcast *mcast_of(CUmemGenericAllocationHandle h)
+{
+	struct mcast *m = (struct mcast *)(uintptr_t)h;
+
+	return m != NULL && m->magic == MC_MAGIC ? m : NULL;
+}
+
+/* Bound memory must be a live handle (by value) or mapped memory (by
+ * address); nothing more is modelled. */
+EXPORT CUresult cuMulticastBindMem(CUmemGenericAllocationHandle mc, size_t mc_offset,
+				   CUmemGenericAllocationHandle mem, size_t mem_offset, size_t size,
+				   unsigned long long flags)
+{
+	struct mcast *m = mcast_of(mc);
+	struct phys *p = phys_of(mem);
+	CUresult r = CUDA_SUCCESS;
+
+	ENTER_LIVE("cuMulticastBindMem");
+	if (m == NULL || p == NULL || flags != 0 || mc_offset + size > m->size)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	if (p->refs <= 0 || mem_offset + size > p->size)
+		r = CUDA_ERROR_INVALID_VALUE;
+	UNLOCK();
+	return r;
+}
+
+EXPORT CUresult cuMulticastBindAddr(CUmemGenericAllocationHandle mc, size_t mc_offset,
+				    CUdeviceptr memptr, size_t size, unsigned long long flags)
+{
+	struct mcast *m = mcast_of(mc);
+	CUresult r = CUDA_SUCCESS;
+
+	ENTER_LIVE("cuMulticastBindAddr");
+	if (m == NULL || flags != 0 || mc_offset + size > m->size)
+		return CUDA_ERROR_INVALID_VALUE;
+	LOCK();
+	if (inaccessible_locked(memptr, size) != 0)
+		r = CUDA_ERROR_INVALID_VALUE;
+	UNLOCK();
+	return r;
+}
+
+/* The allocation (cuMemAlloc, stream-ordered) or mapping holding dptr. */
+EXPORT CUresult cuMemGetAddressRange(CUdeviceptr *base, size_t *size, CUdeviceptr dptr)
+{
+	static const enum range_kind kinds[] = { RANGE_ALLOC, RANGE_ASYNC, RANGE_MAPPED };
+	const struct range *r = NULL;
+	size_t k;
+
+	ENTER_LIVE("cuMemGetAddressRange");
+	LOCK();
+	for (k = 0; k < 3 && r == NULL; k++)
+		r = containing_locked(kinds[k], dptr, 1);
+	if (r != NULL) {
+		if (base != NULL)
+			*base = r->va;
+		if (size != NULL)
+			*size = r->size;
+	}
+	UNLOCK();
+	return r != NULL ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
 }
 
 /* ---- host registration and plain allocation: a context is needed ---- */
@@ -516,7 +797,7 @@ EXPORT CUresult cuMemFree(CUdeviceptr ptr)
 		res = CUDA_ERROR_INVALID_VALUE;
 	} else {
 		if (r->pool != NULL)
-			pool_forget_locked(r->pool);
+			pool_forget_locked(r->pool, r->size);
 		munmap((void *)(uintptr_t)ptr, r->size);
 		sim_give(r->size);
 		range_del_locked(r);

@@ -32,9 +32,18 @@ static struct fpool *default_pool_locked(int dev)
 	return p;
 }
 
-/* One allocation fewer; a destroyed pool goes with its last one. */
-static void pool_put_locked(struct fpool *p)
+/* The pool cuMemAllocAsync takes from (cuDeviceSetMemPool). */
+static struct fpool *current_pool_locked(int dev)
 {
+	struct fpool *p = sim.current_pool[dev];
+
+	return p != NULL && !p->destroyed ? p : default_pool_locked(dev);
+}
+
+/* One allocation fewer; a destroyed pool goes with its last one. */
+static void pool_put_locked(struct fpool *p, size_t bytes)
+{
+	p->bytes -= bytes;
 	if (--p->live == 0 && p->destroyed && !p->is_default) {
 		p->magic = 0;
 		free(p);
@@ -91,8 +100,10 @@ EXPORT CUresult cuMemPoolDestroy(CUmemoryPool h)
 	p = pool_of(h);
 	if (p != NULL && !p->is_default) {
 		p->destroyed = 1;
+		if (sim.current_pool[p->dev] == p)
+			sim.current_pool[p->dev] = NULL;
 		p->live++;
-		pool_put_locked(p);
+		pool_put_locked(p, 0);
 		r = CUDA_SUCCESS;
 	}
 	UNLOCK();
@@ -135,7 +146,7 @@ static CUresult alloc_async(const char *what, CUdeviceptr *dptr, size_t size,
 	if (res == CUDA_SUCCESS && s->capture != NULL)
 		res = CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	if (res == CUDA_SUCCESS) {
-		pool = h != NULL ? pool_of(h) : default_pool_locked(s->ctx->dev);
+		pool = h != NULL ? pool_of(h) : current_pool_locked(s->ctx->dev);
 		if (pool == NULL)
 			res = CUDA_ERROR_INVALID_VALUE;
 	}
@@ -155,6 +166,7 @@ static CUresult alloc_async(const char *what, CUdeviceptr *dptr, size_t size,
 	}
 	r->pool = pool;
 	pool->live++;
+	pool->bytes += rounded;
 	op->u.mem.va = (uint64_t)(uintptr_t)p;
 	res = submit_locked(s, op);
 	UNLOCK();
@@ -171,6 +183,69 @@ EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t size, CUstream hs)
 {
 	ENTER_LIVE("cuMemAllocAsync");
 	return alloc_async("cuMemAllocAsync", dptr, size, NULL, hs);
+}
+
+/* The per-thread default stream is the legacy one here: the _ptsz
+ * variants differ only in name. cuda.h declares them only for per-thread
+ * builds. */
+CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t size, CUstream hs);
+CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hs);
+
+EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t size, CUstream hs)
+{
+	ENTER_LIVE("cuMemAllocAsync");
+	return alloc_async("cuMemAllocAsync", dptr, size, NULL, hs);
+}
+
+EXPORT CUresult cuDeviceGetMemPool(CUmemoryPool *out, CUdevice dev)
+{
+	ENTER_LIVE("cuDeviceGetMemPool");
+	if (out == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (dev < 0 || dev >= sim.devices)
+		return CUDA_ERROR_INVALID_DEVICE;
+	LOCK();
+	*out = (CUmemoryPool)(void *)current_pool_locked(dev);
+	UNLOCK();
+	return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceSetMemPool(CUdevice dev, CUmemoryPool h)
+{
+	struct fpool *p;
+	CUresult r = CUDA_ERROR_INVALID_VALUE;
+
+	ENTER_LIVE("cuDeviceSetMemPool");
+	if (dev < 0 || dev >= sim.devices)
+		return CUDA_ERROR_INVALID_DEVICE;
+	LOCK();
+	p = pool_of(h);
+	if (p != NULL && p->dev == dev) {
+		sim.current_pool[dev] = p->is_default ? NULL : p;
+		r = CUDA_SUCCESS;
+	}
+	UNLOCK();
+	return r;
+}
+
+/* The pools keep nothing cached: reserved is what is allocated. */
+EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool h, CUmemPool_attribute attr, void *value)
+{
+	struct fpool *p;
+	CUresult r = CUDA_ERROR_INVALID_VALUE;
+
+	ENTER_LIVE("cuMemPoolGetAttribute");
+	if (value == NULL)
+		return r;
+	LOCK();
+	p = pool_of(h);
+	if (p != NULL && (attr == CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT ||
+			  attr == CU_MEMPOOL_ATTR_USED_MEM_CURRENT)) {
+		*(cuuint64_t *)value = p->bytes;
+		r = CUDA_SUCCESS;
+	}
+	UNLOCK();
+	return r;
 }
 
 EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t size, CUmemoryPool pool,
@@ -211,9 +286,14 @@ EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hs)
 	return res;
 }
 
-void pool_forget_locked(struct fpool *p)
+EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hs)
 {
-	pool_put_locked(p);
+	return cuMemFreeAsync(dptr, hs);
+}
+
+void pool_forget_locked(struct fpool *p, size_t bytes)
+{
+	pool_put_locked(p, bytes);
 }
 
 void pool_alloc_run_locked(struct op *op)
@@ -241,7 +321,7 @@ void pool_free_run_locked(struct op *op)
 		munmap((void *)(uintptr_t)r->va, r->size);
 		sim_give(r->size);
 		if (r->pool != NULL)
-			pool_put_locked(r->pool);
+			pool_put_locked(r->pool, r->size);
 		range_del_locked(r);
 	}
 	UNLOCK();

@@ -39,6 +39,11 @@ struct proc {
 };
 
 #define P(name, since, fn) { name, since, 0, (void *)(fn) }
+#define PT(name, since, fn) { name, since, 1, (void *)(fn) }
+
+/* Declared by cuda.h only for per-thread builds. */
+CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t size, CUstream hs);
+CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hs);
 
 static const struct proc procs[] = {
 	P("cuGetProcAddress", 11030, cuGetProcAddress),
@@ -118,9 +123,24 @@ static const struct proc procs[] = {
 	P("cuMemPoolSetAttribute", 11020, cuMemPoolSetAttribute),
 	P("cuMemPoolTrimTo", 11020, cuMemPoolTrimTo),
 	P("cuPointerGetAttribute", 4000, cuPointerGetAttribute),
+	PT("cuMemAllocAsync", 11020, cuMemAllocAsync_ptsz),
+	PT("cuMemFreeAsync", 11020, cuMemFreeAsync_ptsz),
+	P("cuDeviceGetMemPool", 11020, cuDeviceGetMemPool),
+	P("cuDeviceSetMemPool", 11020, cuDeviceSetMemPool),
+	P("cuMemPoolGetAttribute", 11020, cuMemPoolGetAttribute),
+	P("cuMemGetAccess", 10020, cuMemGetAccess),
+	P("cuMemRetainAllocationHandle", 11000, cuMemRetainAllocationHandle),
+	P("cuMemGetAllocationPropertiesFromHandle", 10020, cuMemGetAllocationPropertiesFromHandle),
+	P("cuMemExportToShareableHandle", 10020, cuMemExportToShareableHandle),
+	P("cuMemImportFromShareableHandle", 10020, cuMemImportFromShareableHandle),
+	P("cuMemGetAddressRange", 3020, cuMemGetAddressRange_v2),
+	P("cuMulticastCreate", 12010, cuMulticastCreate),
+	P("cuMulticastBindMem", 12010, cuMulticastBindMem),
+	P("cuMulticastBindAddr", 12010, cuMulticastBindAddr),
 };
 
 #undef P
+#undef PT
 
 /* The variant a lookup gets, or NULL with *status saying why not. */
 static const struct proc *lookup(const char *symbol, int version, cuuint64_t flags,

@@ -6,7 +6,9 @@
 # TENANT is a program in BUILD_DIR/gpu with prog_tenant's interface:
 # prog_tenant (the shared runtime, the default), prog_tenant_static (the
 # runtime linked statically), prog_drv (the driver found only through
-# cuGetProcAddress), prog_drv_link (cuMemAlloc, linked).
+# cuGetProcAddress), prog_drv_link (cuMemAlloc, linked). The tenant's own
+# variables pass through: PROG_ALLOC=vmm|async (prog_drv), PROG_ASYNC=1
+# (prog_tenant: cudaMallocAsync).
 set -u
 B=$(cd "${1:-build}" && pwd)
 tenant=${2:-prog_tenant}

@@ -58,14 +58,34 @@ run "CLI against the same, 11.3 cuGetProcAddress" env PROG_LOOKUP=v1 \
 	sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_drv
 run "CLI against nvcc -cudart static (cudaMalloc)" sh "$(dirname "$0")/cli_on_gpu.sh" "$B" \
 	prog_tenant_static
+# Memory the program maps itself, and stream-ordered allocation.
+run "CLI against a program mapping memory itself (cuMemCreate/cuMemMap, by lookup)" \
+	env PROG_ALLOC=vmm sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_drv
+run "CLI against the same, linked" env PROG_ALLOC=vmm sh "$(dirname "$0")/cli_on_gpu.sh" "$B" \
+	prog_drv_link
+run "CLI against cuMemAllocAsync (driver API)" env PROG_ALLOC=async \
+	sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_drv
+run "CLI against cudaMallocAsync (shared runtime)" env PROG_ASYNC=1 LD_LIBRARY_PATH="$CLIB" \
+	sh "$(dirname "$0")/cli_on_gpu.sh" "$B"
+run "CLI against cudaMallocAsync (nvcc -cudart static)" env PROG_ASYNC=1 \
+	sh "$(dirname "$0")/cli_on_gpu.sh" "$B" prog_tenant_static
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
 	run "PyTorch: regions, CUDA graph, default tag, group" python3 "$(dirname "$0")/test_torch.py" "$B"
 	run "PyTorch driven through memctl serve (HTTP)" python3 "$(dirname "$0")/test_http_torch.py" "$B"
+	run "torch_memory_saver's API: RL loop bit-identical, CLI from outside" \
+		python3 "$(dirname "$0")/test_tms.py" "$B"
+	run "PyTorch: expandable segments, cudaMallocAsync (driver layer)" \
+		python3 "$(dirname "$0")/test_torch_driver.py" "$B"
 	# The gate (issue 11): GPU work waits while paused, groups all-or-nothing.
 	run "gate: NCCL all-reduces on two GPUs, group pause all-or-nothing" \
 		python3 "$(dirname "$0")/test_gate_nccl.py" "$B"
 else
-	results="$results\n  SKIP  PyTorch (torch with CUDA not importable)"
+	results="$results\n  SKIP  PyTorch and torch_memory_saver (torch with CUDA not importable)"
+fi
+if python3 -c "import jax; assert jax.default_backend() == 'gpu'" 2>/dev/null; then
+	run "JAX: default tag, preallocation on and off" python3 "$(dirname "$0")/test_jax.py" "$B"
+else
+	results="$results\n  SKIP  JAX (jax with a GPU backend not importable)"
 fi
 if python3 -c "import torch, transformers; assert torch.cuda.is_available()" 2>/dev/null; then
 	run "gate: transformers generating while the CLI pauses and resumes 20 times" \

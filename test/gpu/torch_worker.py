@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """A small decoder-only transformer server for the GPU suite.
 
-Random bf16 weights (about 4.6 GiB; no downloads) built inside
-memctl.region("weights"), a KV cache inside memctl.region("kv_cache"), one
-decode step captured in a CUDA graph. With --no-import it never imports
-memctl: run it with MEMCTL_DEFAULT_TAG instead.
+Random bf16 weights (about 4.6 GiB with the default 10 layers; no
+downloads) built inside memctl.region("weights"), a KV cache inside
+memctl.region("kv_cache"), one decode step captured in a CUDA graph. With
+--no-import it never imports memctl: run it with MEMCTL_DEFAULT_TAG
+instead. --layers N sets the depth; --no-pool opens the regions without a
+per-tag MemPool (memory PyTorch maps itself is then tagged as it is mapped).
 
 stdin commands, one JSON line answered to each:
   check  re-run the prefill (the KV cache is scratch), replay the graph,
@@ -21,17 +23,25 @@ import sys
 import torch
 
 USE_MEMCTL = "--no-import" not in sys.argv
+USE_POOL = "--no-pool" not in sys.argv
 if USE_MEMCTL:
     import memctl
 
-H, LAYERS, HEADS, FFN, VOCAB = 4096, 10, 32, 11008, 32000
+
+def flag_value(name, default):
+    if name in sys.argv and sys.argv.index(name) + 1 < len(sys.argv):
+        return int(sys.argv[sys.argv.index(name) + 1])
+    return default
+
+
+H, LAYERS, HEADS, FFN, VOCAB = 4096, flag_value("--layers", 10), 32, 11008, 32000
 BATCH, SEQ, PROMPT = 8, 256, 16
 HD = H // HEADS
 
 
 def region(tag):
     if USE_MEMCTL:
-        return memctl.region(tag)
+        return memctl.region(tag, pool=USE_POOL)
     import contextlib
     return contextlib.nullcontext()
 

@@ -281,6 +281,10 @@ def test_metrics_pass_promtool_and_count_every_client():
             assert sample(text, "memctl_requests_total", pid=t.pid, verb="resume", result="ok") == 1
             assert sample(text, "memctl_request_duration_seconds_count", pid=t.pid, verb="resume") == 1
             assert sample(text, "memctl_device_total_bytes", pid=t.pid, device=0) == 8 << 30
+            # Everything the tenant allocates is tagged: nothing uncontrolled.
+            assert sample(text, "memctl_uncontrolled_bytes", pid=t.pid) == 0
+            assert sample(text, "memctl_untagged_bytes", pid=t.pid, call="cuMemAlloc") == 0
+            assert sample(text, "memctl_tag_resident_bytes", pid=t.pid, tag="weights") == 0
         assert sample(text, "memctl_requests_total", pid=a.pid, verb="pause", result="ok") == 2
         assert sample(text, "memctl_requests_total", pid=b.pid, verb="pause", result="ok") == 1
         assert sample(text, "memctl_tag_paused_bytes", pid=a.pid, tag="kv_cache") > 0

@@ -56,6 +56,27 @@ class Helper(unittest.TestCase):
         self.assertEqual(self.get(p, len(data)), data)
         self.glob.cudaFree(p)
 
+    def test_a_staging_region_keeps_contents_across_a_plain_pause(self):
+        data = os.urandom(2 * MiB)
+        with memctl.region("py_keep", stage=True):
+            p = self.alloc(len(data))
+        with memctl.region("py_keep"):
+            q = self.alloc(MiB)
+        self.put(p, data)
+        memctl.pause("py_keep")  # no stage=True: the region asked for it
+        st = memctl.stat("py_keep")
+        self.assertEqual((st["active_bytes"], st["staged_bytes"]), (0, 2 * MiB))
+        memctl.resume("py_keep")
+        self.assertEqual(self.get(p, len(data)), data)
+        self.glob.cudaFree(p)
+        self.glob.cudaFree(q)
+
+    def test_set_margin_refuses_what_is_not_a_byte_count(self):
+        for bad in (-1, 1 << 64):
+            with self.assertRaises(ValueError):
+                memctl.set_margin(bad)
+        memctl.set_margin(0)
+
     def test_gate_makes_other_threads_copies_wait_for_resume(self):
         import threading
         data = os.urandom(MiB)
@@ -134,6 +155,125 @@ class Helper(unittest.TestCase):
         self.assertIn("/x/other.so", env["LD_PRELOAD"])
         self.assertEqual(env["MEMCTL_DEFAULT_TAG"], "model")
         self.assertEqual(env["MEMCTL_GROUP"], "g")
+
+    def test_region_tags_without_a_pool_where_torch_has_none_and_says_so_once(self):
+        # PyTorch with backend:cudaMallocAsync: no MemPool. A stand-in torch
+        # whose MemPool raises as that one does.
+        import contextlib
+        import io
+        import types
+
+        class Cuda:
+            backend = "cudaMallocAsync"
+
+            @staticmethod
+            def is_available():
+                return True
+
+            @staticmethod
+            def current_device():
+                return 0
+
+            @classmethod
+            def get_allocator_backend(cls):
+                return cls.backend
+
+            class MemPool:
+                def __init__(self):
+                    raise RuntimeError("MemPool is not supported by this allocator")
+
+            @staticmethod
+            def use_mem_pool(pool):
+                raise RuntimeError("no pools")
+
+        fake = types.ModuleType("torch")
+        fake.cuda = Cuda
+        old = sys.modules.get("torch")
+        sys.modules["torch"] = fake
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                for backend in ("cudaMallocAsync", "native"):
+                    Cuda.backend = backend
+                    memctl._said.clear()
+                    for _ in range(3):
+                        with memctl.region("py_nopool"):
+                            p = self.alloc(MiB)
+                        self.glob.cudaFree(p)
+                    with memctl.region("py_nopool"):
+                        q = self.alloc(MiB)
+                    self.assertEqual(memctl.stat("py_nopool")["allocations"], 1)
+                    self.glob.cudaFree(q)
+        finally:
+            memctl._pools.clear()
+            if old is None:
+                del sys.modules["torch"]
+            else:
+                sys.modules["torch"] = old
+        said = err.getvalue().splitlines()
+        self.assertEqual(len(said), 2, said)  # once per backend above
+        self.assertIn("cudaMallocAsync", said[0])
+        self.assertIn("refused", said[1])
+
+    def test_expandable_segments_are_off_while_the_outermost_region_with_a_pool_is_open(self):
+        import types
+        calls = []
+
+        class Memory:
+            @staticmethod
+            def _set_allocator_settings(s):
+                calls.append(s)
+
+        class Cuda:
+            memory = Memory
+
+            @staticmethod
+            def is_available():
+                return True
+
+            @staticmethod
+            def current_device():
+                return 0
+
+            @staticmethod
+            def get_allocator_backend():
+                return "native"
+
+            class MemPool:
+                pass
+
+            @staticmethod
+            def use_mem_pool(pool):
+                calls.append("pool")
+                import contextlib
+                return contextlib.nullcontext()
+
+        fake = types.ModuleType("torch")
+        fake.cuda = Cuda
+        old, conf = sys.modules.get("torch"), os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
+        sys.modules["torch"] = fake
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "garbage_collection_threshold:0.6,expandable_segments:True"
+        try:
+            with memctl.region("py_outer"):
+                with memctl.region("py_inner"):
+                    pass
+            self.assertEqual(calls, ["expandable_segments:False", "pool", "pool",
+                                     "expandable_segments:True"])
+            del calls[:]
+            os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:False"
+            with memctl.region("py_outer"):
+                pass
+            self.assertEqual(calls, ["pool"])
+        finally:
+            memctl._pools.clear()
+            if old is None:
+                del sys.modules["torch"]
+            else:
+                sys.modules["torch"] = old
+            if conf is None:
+                del os.environ["PYTORCH_CUDA_ALLOC_CONF"]
+            else:
+                os.environ["PYTORCH_CUDA_ALLOC_CONF"] = conf
 
     def test_not_preloaded_is_a_clear_error(self):
         env = dict(os.environ)

@@ -360,7 +360,7 @@ static CUdeviceptr tagged_alloc(size_t n)
 	uint64_t va;
 
 	(void)dev_alloc(1); /* a current context for this thread's launches */
-	cr_assert(eq(int, region_alloc("weights", 0, n, &va, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_alloc("weights", 0, 0, n, &va, &err), 0), "%s", err.msg);
 	return (CUdeviceptr)va;
 }
 

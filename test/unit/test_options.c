@@ -31,21 +31,21 @@ Test(options, defaults_and_valid_values)
 	struct options o;
 
 	setenv("MEMCTL_DEFAULT_TAG", "weights", 1);
+	setenv("MEMCTL_DEFAULT_STAGE", "1", 1);
 	setenv("MEMCTL_CHUNK", "16M", 1);
 	setenv("MEMCTL_STREAMS", "8", 1);
 	setenv("MEMCTL_GROUP", "server", 1);
 	setenv("MEMCTL_RUNTIME_DIR", "/tmp/x", 1);
 	setenv("MEMCTL_PREPARE", "weights,kv_cache", 1);
-	setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True", 1);
 	options_load(&o);
 	cr_assert(eq(str, o.default_tag, "weights"));
+	cr_assert(eq(int, o.default_stage, 1));
 	cr_assert(eq(sz, o.chunk_bytes, 16u << 20));
 	cr_assert(eq(int, o.streams, 8));
 	cr_assert(eq(str, o.group, "server"));
 	cr_assert(eq(str, o.runtime_dir, "/tmp/x"));
 	cr_assert(eq(str, o.prepare, "weights,kv_cache"));
 	cr_assert(eq(int, o.socket, 1));
-	cr_assert(eq(int, o.expandable_segments, 1));
 }
 
 Test(options, invalid_values_fall_back_to_defaults)
@@ -53,6 +53,7 @@ Test(options, invalid_values_fall_back_to_defaults)
 	struct options o;
 
 	setenv("MEMCTL_DEFAULT_TAG", "bad tag", 1);
+	setenv("MEMCTL_DEFAULT_STAGE", "yes", 1);
 	setenv("MEMCTL_CHUNK", "12", 1);
 	setenv("MEMCTL_STREAMS", "99", 1);
 	setenv("MEMCTL_LOG", "loud", 1);
@@ -62,6 +63,7 @@ Test(options, invalid_values_fall_back_to_defaults)
 	unsetenv("XDG_RUNTIME_DIR");
 	options_load(&o);
 	cr_assert(eq(str, o.default_tag, ""));
+	cr_assert(eq(int, o.default_stage, 0));
 	cr_assert(eq(sz, o.chunk_bytes, 32u << 20));
 	cr_assert(eq(int, o.streams, 4));
 	cr_assert(eq(int, o.log_level, 1));

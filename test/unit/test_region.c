@@ -37,7 +37,7 @@ static uint64_t alloc(const char *tag, size_t size)
 	struct region_err err;
 	uint64_t va = 0;
 
-	cr_assert(eq(int, region_alloc(tag, 0, size, &va, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_alloc(tag, 0, 0, size, &va, &err), 0), "%s", err.msg);
 	return va;
 }
 
@@ -147,7 +147,7 @@ Test(region, an_allocation_the_registry_cannot_record_fails_and_leaks_nothing)
 
 	for (k = 0; rc == -ENOMEM; k++) {
 		__atomic_store_n(&allocs_left, k, __ATOMIC_RELEASE);
-		rc = region_alloc("weights", 0, MiB, &va, &err);
+		rc = region_alloc("weights", 0, 0, MiB, &va, &err);
 		__atomic_store_n(&allocs_left, -1, __ATOMIC_RELEASE);
 		if (rc == 0)
 			break;
@@ -1163,7 +1163,7 @@ static int staged_pause_in_cgroup(const char *cg, const char *limit_file)
 	/* A forked child cannot use the driver its parent started (neither
 	 * can a GPU's): this child is the one that starts it. */
 	fixture_setup();
-	if (region_alloc("w", 0, 64 * MiB, &va, &err) < 0)
+	if (region_alloc("w", 0, 0, 64 * MiB, &va, &err) < 0)
 		return 1;
 	fill(va, 64 * MiB, 3);
 	snprintf(path, sizeof(path), "%s/%s", cg, strcmp(limit_file, "memory.max") == 0
@@ -1203,4 +1203,181 @@ Test(cgroup, a_real_memory_cgroup_limit_gives_enomem_not_the_oom_killer, .timeou
 	cr_assert(eq(int, WIFSIGNALED(st) ? WTERMSIG(st) : 0, 0),
 		  "the child was killed by a signal (the OOM killer sends 9)");
 	cr_assert(eq(int, WEXITSTATUS(st), 0), "the staged pause did not fail with ENOMEM");
+}
+
+/* ---- per-allocation staging, the margin, reading staged contents ------ */
+
+static uint64_t alloc_flags(const char *tag, unsigned flags, size_t size)
+{
+	struct region_err err;
+	uint64_t va = 0;
+
+	cr_assert(eq(int, region_alloc(tag, flags, 0, size, &va, &err), 0), "%s", err.msg);
+	return va;
+}
+
+Test(region, a_plain_pause_stages_exactly_the_allocations_made_to_be_staged)
+{
+	struct region_err err;
+	struct region_report rep;
+	struct memctl_stat st;
+	struct tagset t = tags("t");
+	uint64_t keep[2], drop[2], used0;
+	int i;
+
+	/* Two regions of one tag, one with staging, interleaved. */
+	for (i = 0; i < 2; i++) {
+		keep[i] = alloc_flags("t", MEMCTL_REGION_STAGE_CPU, 3 * MiB + 7);
+		drop[i] = alloc_flags("t", 0, 2 * MiB);
+		fill(keep[i], 3 * MiB + 7, (unsigned)i);
+		fill(drop[i], 2 * MiB, 10u + (unsigned)i);
+	}
+	used0 = fakecuda_used();
+	cr_assert(eq(int, region_pause(REQ(t, 0), &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(u64, rep.allocations, 4));
+	cr_assert(eq(u64, rep.copied_bytes, 2 * (3 * MiB + 7)));
+	cr_assert(eq(u64, used0 - fakecuda_used(), 2 * 4 * MiB + 2 * 2 * MiB));
+	cr_assert(eq(int, region_stat(&t, &st), 0));
+	cr_assert(eq(u64, st.active_bytes, 0));
+	cr_assert(eq(u64, st.staged_bytes, 2 * (3 * MiB + 4096)));
+	cr_assert(eq(long, fakecuda_live_host_registrations(), 2));
+	for (i = 0; i < 2; i++)
+		cr_assert(faults(keep[i]) && faults(drop[i]));
+	/* The unstaged ones were paused without staging: a staged pause of
+	 * the tag now refuses, as for any discarded contents. */
+	cr_assert(eq(int, do_pause("t", MEMCTL_STAGE_CPU, &err), -ENODATA));
+	cr_assert(eq(int, do_resume("t", 0, &err), 0), "%s", err.msg);
+	for (i = 0; i < 2; i++)
+		cr_assert(same(keep[i], 3 * MiB + 7, (unsigned)i), "allocation %d differs", i);
+	/* A pause asked to stage stages the others as well. */
+	for (i = 0; i < 2; i++)
+		fill(drop[i], 2 * MiB, 20u + (unsigned)i);
+	cr_assert(eq(int, region_pause(REQ(t, MEMCTL_STAGE_CPU), &rep, &err), 0), "%s", err.msg);
+	cr_assert(eq(u64, rep.copied_bytes, 2 * (3 * MiB + 7) + 2 * 2 * MiB));
+	cr_assert(eq(int, do_resume("t", 0, &err), 0), "%s", err.msg);
+	for (i = 0; i < 2; i++)
+		cr_assert(same(keep[i], 3 * MiB + 7, (unsigned)i) &&
+			  same(drop[i], 2 * MiB, 20u + (unsigned)i), "allocation %d differs", i);
+}
+
+Test(region, a_plain_pause_whose_staging_fails_releases_nothing_at_all)
+{
+	struct region_err err;
+	struct memctl_stat st;
+	struct tagset t = tags("t");
+	uint64_t keep = alloc_flags("t", MEMCTL_REGION_STAGE_CPU, 4 * MiB);
+	uint64_t drop = alloc_flags("t", 0, 4 * MiB), used0 = fakecuda_used();
+
+	fill(keep, 4 * MiB, 1);
+	fill(drop, 4 * MiB, 2);
+	fakecuda_set_fail("cuMemHostRegister:1");
+	cr_assert(eq(int, do_pause("t", 0, &err), -ENOMEM));
+	cr_assert(not(eq(ptr, strstr(err.msg, "nothing released"), NULL)), "%s", err.msg);
+	cr_assert(eq(u64, fakecuda_used(), used0));
+	cr_assert(eq(int, region_stat(&t, &st), 0));
+	cr_assert(eq(u64, st.active_bytes, 8 * MiB));
+	cr_assert(same(keep, 4 * MiB, 1) && same(drop, 4 * MiB, 2));
+	fakecuda_set_fail(NULL);
+	cr_assert(eq(int, do_pause("t", 0, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, do_resume("t", 0, &err), 0), "%s", err.msg);
+	cr_assert(same(keep, 4 * MiB, 1));
+}
+
+Test(region, an_unknown_allocation_flag_is_einval)
+{
+	struct region_err err;
+	uint64_t va = 0;
+
+	cr_assert(eq(int, region_alloc("t", 0x10, 0, MiB, &va, &err), -EINVAL));
+	cr_assert(eq(int, region_alloc("t", MEMCTL_REGION_UNTAGGED, 0, MiB, &va, &err), -EINVAL));
+	cr_assert(eq(u64, region_count(), 0));
+}
+
+Test(region, an_allocation_that_would_eat_into_the_margin_fails_and_leaves_nothing)
+{
+	struct region_err err;
+	uint64_t fr = fakecuda_capacity() - fakecuda_used(), va = 0;
+
+	region_set_margin(fr - 8 * MiB);
+	cr_assert(eq(int, region_alloc("t", 0, 0, 8 * MiB + 1, &va, &err), -ENOMEM));
+	cr_assert(not(eq(ptr, strstr(err.msg, "margin"), NULL)), "%s", err.msg);
+	cr_assert(eq(u64, fakecuda_used(), 0));
+	cr_assert(eq(long, fakecuda_live_reservations(), 0));
+	cr_assert(eq(int, region_alloc("t", 0, 0, 8 * MiB, &va, &err), 0), "%s", err.msg);
+	region_set_margin(0);
+	cr_assert(eq(int, region_free(va), 0));
+}
+
+Test(region, a_resume_short_of_its_margin_changes_nothing_and_a_retry_succeeds)
+{
+	struct region_err err;
+	struct memctl_stat st;
+	struct tagset w = tags("w");
+	uint64_t va[3], used, fr;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		va[i] = alloc_flags("w", MEMCTL_REGION_STAGE_CPU, 5 * MiB);
+		fill(va[i], 5 * MiB, (unsigned)i);
+	}
+	cr_assert(eq(int, do_pause("w", 0, &err), 0), "%s", err.msg);
+	used = fakecuda_used();
+	fr = fakecuda_capacity() - used;
+	/* Mapping 18 MiB back would leave one byte less than the margin. */
+	region_set_margin(fr - 18 * MiB + 1);
+	cr_assert(eq(int, do_resume("w", 0, &err), -ENOMEM));
+	cr_assert(not(eq(ptr, strstr(err.msg, "resume needs 18874368 bytes and a margin"), NULL)),
+		  "%s", err.msg);
+	cr_assert(eq(u64, fakecuda_used(), used));
+	cr_assert(eq(long, fakecuda_live_handles(), 0));
+	cr_assert(eq(int, region_stat(&w, &st), 0));
+	cr_assert(eq(u64, st.active_bytes, 0));
+	cr_assert(eq(u64, st.staged_bytes, 3 * 5 * MiB));
+	region_set_margin(fr - 18 * MiB);
+	cr_assert(eq(int, do_resume("w", 0, &err), 0), "%s", err.msg);
+	region_set_margin(0);
+	for (i = 0; i < 3; i++)
+		cr_assert(same(va[i], 5 * MiB, (unsigned)i), "allocation %d differs", i);
+}
+
+Test(region, staged_contents_are_read_in_place_or_copied_out_only_while_staged)
+{
+	struct region_err err;
+	unsigned char out[4096];
+	const unsigned char *dev;
+	uint64_t keep = alloc_flags("k", MEMCTL_REGION_STAGE_CPU, 6 * MiB + 9);
+	uint64_t drop = alloc_flags("d", 0, MiB);
+	void *host = NULL;
+
+	fill(keep, 6 * MiB + 9, 4);
+	dev = (const unsigned char *)(uintptr_t)keep;
+	cr_assert(eq(int, region_host_copy(keep, 16, out, NULL, &err), -EBUSY));
+	cr_assert(not(eq(ptr, strstr(err.msg, "is active"), NULL)), "%s", err.msg);
+	{
+		unsigned char want[4096];
+
+		memcpy(want, dev + 5 * MiB, sizeof(want));
+		cr_assert(eq(int, do_pause("k,d", 0, &err), 0), "%s", err.msg);
+		/* Anywhere inside, up to the last byte. */
+		cr_assert(eq(int, region_host_copy(keep + 5 * MiB, sizeof(out), out, NULL, &err),
+			     0), "%s", err.msg);
+		cr_assert(eq(int, memcmp(out, want, sizeof(out)), 0));
+	}
+	cr_assert(eq(int, region_host_copy(keep + 5 * MiB, 16, NULL, &host, &err), 0));
+	cr_assert(eq(int, region_host_copy(keep, 6 * MiB + 9, NULL, &host, &err), 0));
+	cr_assert(eq(int, region_host_copy(keep + 1, 6 * MiB + 9, NULL, &host, &err), -EINVAL));
+	cr_assert(eq(int, region_host_copy(keep + 6 * MiB + 9, 0, NULL, &host, &err), -ENOENT));
+	cr_assert(eq(int, region_host_copy(drop, 1, out, NULL, &err), -ENODATA));
+	cr_assert(not(eq(ptr, strstr(err.msg, "without staging"), NULL)), "%s", err.msg);
+	cr_assert(eq(int, region_host_copy(0x1000, 1, out, NULL, &err), -ENOENT));
+	/* The pointer shows the staged bytes; a resume that keeps host
+	 * memory keeps them readable, a resume that gives it back ends it. */
+	cr_assert(eq(int, region_host_copy(keep, 1, NULL, &host, &err), 0));
+	cr_assert(eq(int, do_resume("k", 0, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, memcmp(host, dev, 6 * MiB + 9), 0));
+	cr_assert(eq(int, region_host_copy(keep, 1, out, NULL, &err), -EBUSY));
+	cr_assert(eq(int, do_pause("k", 0, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, do_resume("k", MEMCTL_RELEASE_HOST, &err), 0), "%s", err.msg);
+	cr_assert(faults((uint64_t)(uintptr_t)host));
+	cr_assert(same(keep, 6 * MiB + 9, 4));
 }

@@ -3,8 +3,9 @@
  * test_region_faults.c - every driver call of every path, failed in turn.
  *
  * For each path (allocate, free in each state, pause, staged pause with new
- * and with kept buffers, resume from staged and from paused, prepare,
- * release_host) and each driver entry point, the k-th call is failed for
+ * and with kept buffers, a pause staging only the allocations made to be
+ * staged, resume from staged and from paused, allocation and resume under
+ * a margin, prepare, release_host) and each driver entry point, the k-th call is failed for
  * k = 1, 2, ... until the path no longer makes a k-th call (the simulated
  * driver says whether the fault fired). Each run is a fresh child process,
  * so calls made once per process (granularity, streams, the primary
@@ -69,18 +70,33 @@ static const struct { const char *fn, *err; } calls[] = {
 enum path {
 	P_ALLOC, P_FREE_ACTIVE, P_FREE_PAUSED, P_FREE_STAGED, P_PAUSE, P_PAUSE_STAGED,
 	P_PAUSE_KEPT, P_RESUME_STAGED, P_RESUME_PAUSED, P_PREPARE, P_RELEASE_HOST,
+	P_PAUSE_MIXED, P_ALLOC_MARGIN, P_RESUME_MARGIN,
 };
 
 static const char *const path_names[] = {
 	"alloc", "free active", "free paused", "free staged", "pause", "staged pause",
 	"staged pause into kept buffers", "resume staged (release host)", "resume paused",
-	"prepare", "release_host",
+	"prepare", "release_host", "pause staging the allocations made to be staged",
+	"alloc under a margin", "resume under a margin",
 };
 
 /* Three allocations of one, four and one chunk, each with its own tag. */
 static const size_t msize[N] = { MiB, 3 * MiB + 100, 64 << 10 };
 static const char *const mtag[N] = { "m0", "m1", "m2" };
 static uint64_t mva[N];
+
+/* The mixed path: the first and the last are made to be staged by every
+ * pause, the middle one is not. */
+static unsigned mflags(enum path p, int i)
+{
+	return p == P_PAUSE_MIXED && i != 1 ? MEMCTL_REGION_STAGE_CPU : 0;
+}
+
+/* Whether allocation i keeps its bytes across the path's pause. */
+static int kept(enum path p, int i)
+{
+	return p != P_PAUSE_MIXED || i != 1;
+}
 
 static char *why;
 static size_t why_len;
@@ -146,15 +162,19 @@ static int setup(enum path p)
 	struct region_err err = { 0, "" };
 	int i, rc = 0;
 
-	if (p == P_ALLOC)
+	/* A margin well inside the simulated 1G, so that each allocation
+	 * and resume reads free memory (and that read can fail). */
+	region_set_margin(p == P_ALLOC_MARGIN || p == P_RESUME_MARGIN ? 64 * MiB : 0);
+	if (p == P_ALLOC || p == P_ALLOC_MARGIN)
 		return 0;
 	for (i = 0; i < N; i++) {
-		CHECK(region_alloc(mtag[i], 0, msize[i], &mva[i], &err) == 0, "setup: %s", err.msg);
+		CHECK(region_alloc(mtag[i], mflags(p, i), 0, msize[i], &mva[i], &err) == 0,
+		      "setup: %s", err.msg);
 		fill(mva[i], msize[i], (unsigned)i);
 	}
 	if (p == P_FREE_PAUSED || p == P_RESUME_PAUSED)
 		rc = request(region_pause, 0, &err);
-	else if (p == P_FREE_STAGED || p == P_RESUME_STAGED)
+	else if (p == P_FREE_STAGED || p == P_RESUME_STAGED || p == P_RESUME_MARGIN)
 		rc = request(region_pause, MEMCTL_STAGE_CPU, &err);
 	else if (p == P_PAUSE_KEPT || p == P_RELEASE_HOST)
 		rc = request(region_prepare, 0, &err);
@@ -167,19 +187,21 @@ static int run_path(enum path p, struct region_err *err)
 	int i, rc;
 
 	switch (p) {
-	case P_ALLOC:
+	case P_ALLOC: case P_ALLOC_MARGIN:
 		for (i = 0; i < N; i++)
 			if (mva[i] == 0 &&
-			    (rc = region_alloc(mtag[i], 0, msize[i], &mva[i], err)) < 0)
+			    (rc = region_alloc(mtag[i], 0, 0, msize[i], &mva[i], err)) < 0)
 				return rc;
 		return 0;
 	case P_FREE_ACTIVE: case P_FREE_PAUSED: case P_FREE_STAGED:
 		snprintf(err->msg, sizeof(err->msg), "region_free");
 		return region_free(mva[1]);
-	case P_PAUSE:
+	case P_PAUSE: case P_PAUSE_MIXED:
 		return request(region_pause, 0, err);
 	case P_PAUSE_STAGED: case P_PAUSE_KEPT:
 		return request(region_pause, MEMCTL_STAGE_CPU, err);
+	case P_RESUME_MARGIN:
+		return request(region_resume, 0, err);
 	case P_RESUME_STAGED:
 		return request(region_resume, MEMCTL_RELEASE_HOST, err);
 	case P_RESUME_PAUSED:
@@ -237,7 +259,7 @@ static int truth(enum path p)
 			continue;
 		act = is_active(i);
 		CHECK(act >= 0, "allocation %d lost from the registry", i);
-		if (act && p != P_ALLOC && p != P_RESUME_PAUSED)
+		if (act && p != P_ALLOC && p != P_ALLOC_MARGIN && p != P_RESUME_PAUSED)
 			CHECK(same(mva[i], msize[i], (unsigned)i), "active allocation %d differs", i);
 		else if (act)
 			(void)*(volatile const char *)(uintptr_t)mva[i];
@@ -247,7 +269,9 @@ static int truth(enum path p)
 	return 0;
 }
 
-static int all_active(int want, int intact)
+/* Every allocation active (want 1) or not; with `intact`, those the path
+ * keeps (kept()) hold their bytes. */
+static int all_active(enum path p, int want, int intact)
 {
 	int i;
 
@@ -256,7 +280,7 @@ static int all_active(int want, int intact)
 			continue;
 		CHECK(is_active(i) == want, "allocation %d: active %d, expected %d", i,
 		      is_active(i), want);
-		if (intact)
+		if (intact && kept(p, i))
 			CHECK(same(mva[i], msize[i], (unsigned)i), "allocation %d differs", i);
 	}
 	return 0;
@@ -277,24 +301,26 @@ static int finished(enum path p)
 		mva[1] = 0;
 		if (p != P_FREE_ACTIVE)
 			CHECK(request(region_resume, 0, &err) == 0, "resume: %s", err.msg);
-		return all_active(1, p != P_FREE_PAUSED);
+		return all_active(p, 1, p != P_FREE_PAUSED);
 	}
 	switch (p) {
 	case P_PAUSE:
-		return all_active(0, 0);
-	case P_PAUSE_STAGED: case P_PAUSE_KEPT:
-		if (all_active(0, 0) < 0)
+		return all_active(p, 0, 0);
+	case P_PAUSE_STAGED: case P_PAUSE_KEPT: case P_PAUSE_MIXED:
+		if (all_active(p, 0, 0) < 0)
 			return -1;
 		CHECK(request(region_resume, 0, &err) == 0, "resume: %s", err.msg);
-		return all_active(1, 1);
+		return all_active(p, 1, 1);
 	case P_RESUME_STAGED: case P_RELEASE_HOST:
 		CHECK(c.host_buffers == 0, "%llu host buffers left", (unsigned long long)c.host_buffers);
-		return all_active(1, 1);
+		return all_active(p, 1, 1);
+	case P_RESUME_MARGIN:
+		return all_active(p, 1, 1);
 	case P_PREPARE:
 		CHECK(c.host_pinned == N, "%llu pinned buffers", (unsigned long long)c.host_pinned);
-		return all_active(1, 1);
+		return all_active(p, 1, 1);
 	default:
-		return all_active(1, 0);
+		return all_active(p, 1, 0);
 	}
 }
 
@@ -387,6 +413,7 @@ ParameterizedTestParameters(faults, every_driver_call)
 	static enum path paths[] = {
 		P_ALLOC, P_FREE_ACTIVE, P_FREE_PAUSED, P_FREE_STAGED, P_PAUSE, P_PAUSE_STAGED,
 		P_PAUSE_KEPT, P_RESUME_STAGED, P_RESUME_PAUSED, P_PREPARE, P_RELEASE_HOST,
+		P_PAUSE_MIXED, P_ALLOC_MARGIN, P_RESUME_MARGIN,
 	};
 	return cr_make_param_array(enum path, paths, sizeof(paths) / sizeof(paths[0]));
 }

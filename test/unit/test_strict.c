@@ -86,7 +86,7 @@ static uint64_t tagged(const char *tag, size_t n)
 	struct region_err err;
 	uint64_t va = 0;
 
-	cr_assert(eq(int, region_alloc(tag, 0, n, &va, &err), 0), "%s", err.msg);
+	cr_assert(eq(int, region_alloc(tag, 0, 0, n, &va, &err), 0), "%s", err.msg);
 	return va;
 }
 
