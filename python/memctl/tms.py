@@ -236,18 +236,24 @@ class TorchMemorySaver:
 
     @contextlib.contextmanager
     def disable(self):
-        """Allocations inside are not tagged, even within a region (and come
-        from a MemPool of their own, dropped afterwards, as
-        torch_memory_saver does)."""
+        """Allocations inside are not tagged, even within a region, and come
+        from a MemPool of their own, apart from every tagged pool. That pool
+        is kept for the life of the process, not dropped after the block as
+        torch_memory_saver drops its own: PyTorch aborts the process when a
+        MemPool is destroyed while a CUDA graph is being captured, and
+        Python's collector may destroy a dropped pool at any moment (seen
+        with torch 2.11 on an H200: a capture after disable() aborted)."""
         self._ensure()
         torch = sys.modules.get("torch")
         pool = None
         if torch is not None and hasattr(torch.cuda, "MemPool") and torch.cuda.is_available():
-            pool = torch.cuda.MemPool()
+            key = ("", "untagged", torch.cuda.current_device())
+            if key not in self._pools:
+                self._pools[key] = torch.cuda.MemPool()
+            pool = self._pools[key]
         with self._tagged(None, REGION_UNTAGGED, "disable()"):
             with self._using(pool):
                 yield
-        del pool
 
     # ---- pause and resume ---------------------------------------------
 
