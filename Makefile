@@ -133,9 +133,11 @@ $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
 
 # Unit suites link the real objects and the simulated driver. The registry
 # suite wraps malloc and calloc, to fail the registry's own allocations,
-# and free, to stop a thread inside one.
+# and free, to stop a thread inside one; the server suite wraps free, to
+# stop its socket thread inside one.
 $(BUILD)/test/test_region $(BUILD)/test/test_region-san: \
 	UNIT_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=free
+$(BUILD)/test/test_server $(BUILD)/test/test_server-san: UNIT_LDFLAGS := -Wl,--wrap=free
 $(BUILD)/test/test_%: test/unit/test_%.c $(UNIT_OBJ) $(FAKE_CUDA)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itest/fake -o $@ $< $(UNIT_OBJ) $(UNIT_LDFLAGS) \

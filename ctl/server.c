@@ -630,12 +630,18 @@ void ctl_server_after_fork(void)
 	if (server.listen_fd >= 0)
 		close(server.listen_fd);
 	server.listen_fd = -1;
-	for (i = 0; i < MAX_CLIENTS; i++)
-		if (server.clients[i].fd >= 0) {
-			close(server.clients[i].fd);
-			server.clients[i].fd = -1;
-			server.clients[i].job = NULL;
-		}
+	for (i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &server.clients[i];
+
+		if (c->fd >= 0)
+			close(c->fd);
+		/* The socket thread may have been growing or freeing a reply
+		 * buffer when the parent forked: forget the buffers (a few
+		 * bytes left behind) rather than free them, as the registry
+		 * and the worker forget theirs. */
+		memset(c, 0, sizeof(*c));
+		c->fd = -1;
+	}
 	worker_after_fork();
 	__atomic_store_n(&server.started, 0, __ATOMIC_RELEASE);
 }
