@@ -36,6 +36,9 @@ int gate_fenced = 1; /* until membarrier is known to work */
 __thread struct gate_slot *gate_self __attribute__((tls_model("initial-exec")));
 static __thread struct gate_slot own_slot __attribute__((tls_model("initial-exec")));
 
+/* What keeps the gate closed (drains, tags paused with gating, a group
+ * pause's lease) and who waits at it: the slow paths' state, under its
+ * lock. gate_word mirrors whether it is closed for the fast path. */
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t opened;    /* broadcast whenever the gate may have opened */
@@ -46,7 +49,7 @@ static struct {
 	unsigned lease_id, next_lease;
 	int waiting;
 	uint64_t waits;
-} G = { .lock = PTHREAD_MUTEX_INITIALIZER, .opened = PTHREAD_COND_INITIALIZER };
+} gate_state = { .lock = PTHREAD_MUTEX_INITIALIZER, .opened = PTHREAD_COND_INITIALIZER };
 
 static struct {
 	pthread_mutex_t lock;
@@ -100,16 +103,16 @@ static void init_cond(void)
 
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&G.opened, &attr);
+	pthread_cond_init(&gate_state.opened, &attr);
 	pthread_condattr_destroy(&attr);
 }
 
 static void init(void)
 {
 	/* Under the lock: ungate may broadcast on it meanwhile. */
-	pthread_mutex_lock(&G.lock);
+	pthread_mutex_lock(&gate_state.lock);
 	init_cond();
-	pthread_mutex_unlock(&G.lock);
+	pthread_mutex_unlock(&gate_state.lock);
 	(void)pthread_key_create(&slot_key, unlist);
 #ifdef MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED
 	if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
@@ -147,9 +150,9 @@ static int held_empty(const struct tagset *ts)
 /* Why it is closed now (0: open); a lease that ran out ends here. */
 static int closed_locked(long long now)
 {
-	if (G.lease_until != 0 && now >= G.lease_until)
-		G.lease_until = 0;
-	return G.draining > 0 || !held_empty(&G.held) || G.lease_until != 0;
+	if (gate_state.lease_until != 0 && now >= gate_state.lease_until)
+		gate_state.lease_until = 0;
+	return gate_state.draining > 0 || !held_empty(&gate_state.held) || gate_state.lease_until != 0;
 }
 
 /* Store the gate word after a change; wake the waiters when it opened. */
@@ -159,31 +162,31 @@ static void publish_locked(void)
 
 	__atomic_store_n(&gate_word, closed, __ATOMIC_SEQ_CST);
 	if (!closed)
-		pthread_cond_broadcast(&G.opened);
+		pthread_cond_broadcast(&gate_state.opened);
 }
 
 static void wait_open(void)
 {
 	long long now;
 
-	pthread_mutex_lock(&G.lock);
-	G.waiting++;
-	G.waits++;
+	pthread_mutex_lock(&gate_state.lock);
+	gate_state.waiting++;
+	gate_state.waits++;
 	while (closed_locked(now = now_ms())) {
-		if (G.draining == 0 && held_empty(&G.held)) {
+		if (gate_state.draining == 0 && held_empty(&gate_state.held)) {
 			/* Only a lease keeps it closed: it may run out with
 			 * nobody else to notice. */
-			struct timespec ts = { .tv_sec = (time_t)(G.lease_until / 1000),
-					       .tv_nsec = (long)(G.lease_until % 1000) * 1000000 };
+			struct timespec ts = { .tv_sec = (time_t)(gate_state.lease_until / 1000),
+					       .tv_nsec = (long)(gate_state.lease_until % 1000) * 1000000 };
 
-			pthread_cond_timedwait(&G.opened, &G.lock, &ts);
+			pthread_cond_timedwait(&gate_state.opened, &gate_state.lock, &ts);
 		} else {
-			pthread_cond_wait(&G.opened, &G.lock);
+			pthread_cond_wait(&gate_state.opened, &gate_state.lock);
 		}
 	}
 	publish_locked(); /* a lease that ran out opened it */
-	G.waiting--;
-	pthread_mutex_unlock(&G.lock);
+	gate_state.waiting--;
+	pthread_mutex_unlock(&gate_state.lock);
 }
 
 void gate_wait(struct gate_slot *s)
@@ -203,46 +206,46 @@ static void hold_tags_locked(const struct tagset *ts)
 {
 	int i, k;
 
-	G.held_gen++;
-	if (ts->all || G.held.all) {
-		G.held.all = 1;
-		G.held.n = 0;
+	gate_state.held_gen++;
+	if (ts->all || gate_state.held.all) {
+		gate_state.held.all = 1;
+		gate_state.held.n = 0;
 		return;
 	}
 	for (i = 0; i < ts->n; i++) {
-		for (k = 0; k < G.held.n; k++)
-			if (strcmp(G.held.names[k], ts->names[i]) == 0)
+		for (k = 0; k < gate_state.held.n; k++)
+			if (strcmp(gate_state.held.names[k], ts->names[i]) == 0)
 				break;
-		if (k < G.held.n)
+		if (k < gate_state.held.n)
 			continue;
-		if (G.held.n == TAGSET_MAX) { /* no room: closed until all resume */
-			G.held.all = 1;
-			G.held.n = 0;
+		if (gate_state.held.n == TAGSET_MAX) { /* no room: closed until all resume */
+			gate_state.held.all = 1;
+			gate_state.held.n = 0;
 			return;
 		}
-		memcpy(G.held.names[G.held.n++], ts->names[i], TAG_MAX);
+		memcpy(gate_state.held.names[gate_state.held.n++], ts->names[i], TAG_MAX);
 	}
 }
 
 void gate_drain_begin(void)
 {
 	pthread_once(&init_once, init);
-	pthread_mutex_lock(&G.lock);
-	G.draining++;
+	pthread_mutex_lock(&gate_state.lock);
+	gate_state.draining++;
 	publish_locked();
-	pthread_mutex_unlock(&G.lock);
+	pthread_mutex_unlock(&gate_state.lock);
 }
 
 void gate_drain_end(const struct tagset *held, int end_lease)
 {
-	pthread_mutex_lock(&G.lock);
-	G.draining--;
+	pthread_mutex_lock(&gate_state.lock);
+	gate_state.draining--;
 	if (held != NULL)
 		hold_tags_locked(held);
 	if (end_lease)
-		G.lease_until = 0;
+		gate_state.lease_until = 0;
 	publish_locked();
-	pthread_mutex_unlock(&G.lock);
+	pthread_mutex_unlock(&gate_state.lock);
 }
 
 unsigned gate_lease(long long until_ms)
@@ -250,13 +253,13 @@ unsigned gate_lease(long long until_ms)
 	unsigned id;
 
 	pthread_once(&init_once, init);
-	pthread_mutex_lock(&G.lock);
-	if (++G.next_lease == LEASE_ANY)
-		G.next_lease++;
-	id = G.lease_id = G.next_lease;
-	G.lease_until = until_ms;
+	pthread_mutex_lock(&gate_state.lock);
+	if (++gate_state.next_lease == LEASE_ANY)
+		gate_state.next_lease++;
+	id = gate_state.lease_id = gate_state.next_lease;
+	gate_state.lease_until = until_ms;
 	publish_locked();
-	pthread_mutex_unlock(&G.lock);
+	pthread_mutex_unlock(&gate_state.lock);
 	return id;
 }
 
@@ -264,20 +267,20 @@ int gate_lease_current(unsigned id)
 {
 	int current;
 
-	pthread_mutex_lock(&G.lock);
+	pthread_mutex_lock(&gate_state.lock);
 	(void)closed_locked(now_ms()); /* ends it if it ran out */
-	current = G.lease_id == id && G.lease_until != 0;
-	pthread_mutex_unlock(&G.lock);
+	current = gate_state.lease_id == id && gate_state.lease_until != 0;
+	pthread_mutex_unlock(&gate_state.lock);
 	return current;
 }
 
 void gate_lease_end(unsigned id)
 {
-	pthread_mutex_lock(&G.lock);
-	if (id == LEASE_ANY || G.lease_id == id)
-		G.lease_until = 0;
+	pthread_mutex_lock(&gate_state.lock);
+	if (id == LEASE_ANY || gate_state.lease_id == id)
+		gate_state.lease_until = 0;
 	publish_locked();
-	pthread_mutex_unlock(&G.lock);
+	pthread_mutex_unlock(&gate_state.lock);
 }
 
 void gate_ungate(void)
@@ -311,23 +314,23 @@ void gate_forget_resumed(int (*paused)(const struct tagset *ts))
 		struct tagset held, keep;
 		unsigned gen;
 
-		pthread_mutex_lock(&G.lock);
-		held = G.held;
-		gen = G.held_gen;
-		pthread_mutex_unlock(&G.lock);
+		pthread_mutex_lock(&gate_state.lock);
+		held = gate_state.held;
+		gen = gate_state.held_gen;
+		pthread_mutex_unlock(&gate_state.lock);
 		if (held_empty(&held))
 			return;
 		/* Asked without the gate's lock: the registry has its own. A
 		 * gated pause that ends meanwhile bumps held_gen: ask again. */
 		still_paused(&held, paused, &keep);
-		pthread_mutex_lock(&G.lock);
-		if (gen == G.held_gen) {
-			G.held = keep;
+		pthread_mutex_lock(&gate_state.lock);
+		if (gen == gate_state.held_gen) {
+			gate_state.held = keep;
 			publish_locked();
-			pthread_mutex_unlock(&G.lock);
+			pthread_mutex_unlock(&gate_state.lock);
 			return;
 		}
-		pthread_mutex_unlock(&G.lock);
+		pthread_mutex_unlock(&gate_state.lock);
 	}
 }
 
@@ -378,16 +381,16 @@ void gate_view(struct gate_view *v)
 	long long now = now_ms();
 
 	memset(v, 0, sizeof(*v));
-	pthread_mutex_lock(&G.lock);
+	pthread_mutex_lock(&gate_state.lock);
 	v->closed = closed_locked(now);
-	v->waiting = G.waiting;
-	v->draining = G.draining;
-	tagset_format(&G.held, v->held, sizeof(v->held));
-	if (held_empty(&G.held))
+	v->waiting = gate_state.waiting;
+	v->draining = gate_state.draining;
+	tagset_format(&gate_state.held, v->held, sizeof(v->held));
+	if (held_empty(&gate_state.held))
 		v->held[0] = '\0';
-	v->lease_ms = G.lease_until ? G.lease_until - now : 0;
-	v->waits = G.waits;
-	pthread_mutex_unlock(&G.lock);
+	v->lease_ms = gate_state.lease_until ? gate_state.lease_until - now : 0;
+	v->waits = gate_state.waits;
+	pthread_mutex_unlock(&gate_state.lock);
 }
 
 void gate_after_fork(void)
@@ -396,12 +399,12 @@ void gate_after_fork(void)
 
 	/* The parent's other threads do not exist here, and their locks may
 	 * have been held: start over with this thread alone. */
-	pthread_mutex_init(&G.lock, NULL);
+	pthread_mutex_init(&gate_state.lock, NULL);
 	pthread_mutex_init(&slots.lock, NULL);
 	init_cond();
-	G.draining = G.waiting = 0;
-	memset(&G.held, 0, sizeof(G.held));
-	G.lease_until = 0;
+	gate_state.draining = gate_state.waiting = 0;
+	memset(&gate_state.held, 0, sizeof(gate_state.held));
+	gate_state.lease_until = 0;
 	__atomic_store_n(&gate_word, 0, __ATOMIC_SEQ_CST);
 	/* membarrier registration does not survive fork. */
 	__atomic_store_n(&gate_fenced, 1, __ATOMIC_SEQ_CST);
