@@ -739,6 +739,50 @@ Test(ctl, a_stale_socket_whose_pid_was_reused_is_removed_and_never_listed)
 	cr_assert(eq(int, cli(out, sizeof(out), "ls"), 3), "%s", out);
 }
 
+/* A socket nobody listens on, with its .info naming `group`, left by an
+ * earlier process whose pid is now ours (we are alive). */
+static void plant_stale(const char *group, char *sock, size_t len)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char info[200];
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	FILE *f;
+
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", dir, (int)getpid());
+	cr_assert(eq(int, bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0));
+	close(fd);
+	snprintf(sock, len, "%s", addr.sun_path);
+	snprintf(info, sizeof(info), "%s/%d.info", dir, (int)getpid());
+	f = fopen(info, "w");
+	cr_assert(not(eq(ptr, f, NULL)));
+	fprintf(f, "group=%s\ncommand=gone\n", group);
+	fclose(f);
+}
+
+/* The group pause gates every process first, all or nothing: a stale
+ * socket in the group failed that first phase and put every live process
+ * back. It is no process of the group: removed, and the pause goes on. */
+Test(ctl, a_stale_socket_in_a_group_is_removed_and_the_group_pause_goes_on)
+{
+	struct tenant t = spawn("tp", 2, MiB);
+	char out[4096], line[128], sock[200], info[200];
+
+	plant_stale("tp", sock, sizeof(sock));
+	snprintf(info, sizeof(info), "%s/%d.info", dir, (int)getpid());
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --group tp --tags weights"), 0), "%s", out);
+	cr_assert(eq(int, lines_in(out), 1), "%s", out);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=released kv_cache=mapped"));
+	cr_assert(ne(int, access(sock, F_OK), 0), "%s left behind", sock);
+	cr_assert(ne(int, access(info, F_OK), 0), "%s left behind", info);
+	cr_assert(eq(int, cli(out, sizeof(out), "resume --group tp --tags weights"), 0), "%s", out);
+	finish(&t);
+	/* A group of nothing but a stale socket has no process to pause. */
+	plant_stale("tp", sock, sizeof(sock));
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --group tp --tags weights"), 3), "%s", out);
+	cr_assert(ne(int, access(sock, F_OK), 0), "%s left behind", sock);
+}
+
 /* A tag with staged allocations and allocations paused without staging
  * was shown as "staged", which promises contents kept in host memory. */
 Test(ctl, a_tag_partly_staged_and_partly_discarded_is_not_shown_as_staged)
