@@ -494,6 +494,51 @@ def test_no_target():
         a.quit()
 
 
+def plant_stale(group):
+    """A socket nobody listens on, with its .info naming `group`, left by
+    an earlier process whose pid is now ours (we are alive)."""
+    sock = os.path.join(RUN, "%d.sock" % os.getpid())
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(sock)
+    s.close()
+    info = os.path.join(RUN, "%d.info" % os.getpid())
+    with open(info, "w") as f:
+        f.write("group=%s\ncommand=gone\n" % group)
+    return sock, info
+
+
+def test_a_stale_socket_is_no_target():
+    # It failed every endpoint (ECONNREFUSED): status 502, and no change
+    # could be sent to the live processes.
+    a = Tenant("g")
+    s = Serve("--group", "g")
+    try:
+        sock, info = plant_stale("g")
+        code, r, _ = get(s, "/status")
+        assert (code, r["targets"]) == (200, 1), r
+        assert not os.path.exists(sock) and not os.path.exists(info)
+        plant_stale("g")
+        code, r, _ = post(s, "/release_memory_occupation", {"tags": ["weights"]})
+        assert (code, r["targets"]) == (200, 1), r
+        assert a.probe() == "weights=released kv_cache=mapped"
+        plant_stale("g")
+        code, text, _ = get(s, "/metrics")
+        assert code == 200 and sample(text, "memctl_serve_targets") == 1, text
+        assert sample(text, "memctl_up", pid=os.getpid()) is None, text
+        assert post(s, "/resume_memory_occupation", {"tags": ["weights"]})[0] == 200
+        a.quit()
+        plant_stale("g")
+        code, r, _ = post(s, "/resume_memory_occupation")
+        assert (code, r["error"]) == (503, "no_target"), r
+        assert not os.path.exists(sock)
+        s.stop()
+    finally:
+        a.quit()
+        for left in ("%d.sock" % os.getpid(), "%d.info" % os.getpid()):
+            if os.path.exists(os.path.join(RUN, left)):
+                os.unlink(os.path.join(RUN, left))
+
+
 def test_a_socket_directory_others_may_write_is_refused():
     a = Tenant()
     s = Serve()
