@@ -10,6 +10,8 @@
  *   forkexit -> a child forks and exits normally; "forked"
  *   tags N -> N more allocations of 1 MiB, tagged t000, t001, ...; "tagged N"
  *   more TAG -> one more allocation of 1 MiB tagged TAG; "more TAG"
+ *   held FN -> how many calls of FN the simulated driver holds open now
+ *             (FAKECUDA_HOLD); -1 on a real driver
  *   quit   -> frees everything, exits 0
  * usage: prog_tenant NWEIGHTS WEIGHT_BYTES NKV KV_BYTES
  * With PROG_ASYNC=1 weights and KV cache are allocated with cudaMallocAsync
@@ -152,6 +154,12 @@ int main(int argc, char **argv)
 				return 3;
 			M.region_end();
 			printf("more %s\n", line + 5);
+		} else if (strncmp(line, "held ", 5) == 0) {
+			int (*held)(const char *) = (int (*)(const char *))dlsym(RTLD_DEFAULT,
+										 "fakecuda_held");
+
+			line[strcspn(line, "\n")] = '\0';
+			printf("%d\n", held != NULL ? held(line + 5) : -1);
 		} else if (strncmp(line, "quit", 4) == 0) {
 			for (i = 0; i < nmany; i++)
 				cudaFree(many[i]);

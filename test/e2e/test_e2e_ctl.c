@@ -434,6 +434,20 @@ static const char *wait_hello(pid_t pid, const char *needle)
 	}
 }
 
+/* Until the tenant's simulated driver holds a call of `fn` open. */
+static void wait_held(struct tenant *t, const char *fn)
+{
+	char cmd[64], line[32];
+
+	snprintf(cmd, sizeof(cmd), "held %s", fn);
+	for (;;) {
+		ask(t, cmd, line, sizeof(line));
+		if (atoi(line) > 0)
+			return;
+		usleep(5000);
+	}
+}
+
 Test(ctl, protocol_rejects_bad_requests_and_keeps_serving)
 {
 	struct tenant t = spawn(NULL, 2, MiB);
@@ -536,6 +550,9 @@ Test(ctl, a_client_that_leaves_mid_command_does_not_corrupt_it)
 	fd = raw_connect(t.pid);
 	send_req(fd, "pause tags=weights stage=cpu\n");
 	wait_hello(t.pid, "\"request\":\"pause tags=weights stage=cpu");
+	/* In its copies, not before them: a request whose client leaves
+	 * earlier stops at the next safe point, never reaching the hold. */
+	wait_held(&t, "cuMemcpyDtoHAsync");
 	close(fd);
 	wait_hello(t.pid, "\"client_waiting\":false");
 	hold_off();
