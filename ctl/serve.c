@@ -217,7 +217,14 @@ static int parse_options(int argc, char **argv, struct serve_config *cfg,
 	while (rc == 0 && (ch = getopt_long(argc, argv, "+:l:g:t:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l': listen = optarg; break;
-		case 'g': cfg->group = optarg; break;
+		case 'g':
+			/* As the CLI's -g: an empty name would serve every
+			 * process started without a group. */
+			if (!tag_valid(optarg))
+				rc = usage_error("-g takes a group name (letters, digits, '_', "
+						 "'.', '-'), not '%s'", optarg);
+			cfg->group = optarg;
+			break;
 		case 't':
 			if (cli_parse_seconds(optarg, &cfg->timeout_s) < 0)
 				rc = usage_error("-t takes seconds, 0.001 to 86400, not '%s'", optarg);

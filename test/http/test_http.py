@@ -600,6 +600,10 @@ def test_listening_is_careful():
     refused(["--token-file", path], env={"MEMCTL_SERVE_TOKEN": "u"}, want="give one")
     refused(["--listen", "localhost:80"], want="numeric")
     refused(["--level1-stage", ""], want="--level1-stage")
+    # As the CLI's: an empty group would serve every process started
+    # without one (a script's unset variable).
+    refused(["--group", ""], want="group name")
+    refused(["-g", "a/b"], want="group name")
     s = Serve("--listen", "0.0.0.0:0", MEMCTL_SERVE_TOKEN="t")
     port = s.url.rsplit(":", 1)[1]
     code, _, _ = curl("http://127.0.0.1:%s/status" % port, headers=["Authorization: Bearer t"])
