@@ -132,11 +132,13 @@ $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
 	ln -sf libcudart.so.13 $(BUILD)/fake/libcudart.so
 
 # Unit suites link the real objects and the simulated driver. The registry
-# suite wraps malloc and calloc, to fail the registry's own allocations,
-# and free, to stop a thread inside one; the server suite wraps free, to
-# stop its socket thread inside one.
+# suites wrap malloc and calloc, to fail the registry's own allocations
+# (test/unit/failalloc.h), test_region free too, to stop a thread inside
+# one; the server suite wraps free, to stop its socket thread inside one.
 $(BUILD)/test/test_region $(BUILD)/test/test_region-san: \
 	UNIT_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=free
+$(BUILD)/test/test_region_app $(BUILD)/test/test_region_app-san: \
+	UNIT_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc
 $(BUILD)/test/test_server $(BUILD)/test/test_server-san: UNIT_LDFLAGS := -Wl,--wrap=free
 $(BUILD)/test/test_%: test/unit/test_%.c $(UNIT_OBJ) $(FAKE_CUDA)
 	@mkdir -p $(@D)

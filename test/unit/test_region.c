@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "failalloc.h"
 #include "fixture.h"
 
 #define MiB (1ull << 20)
@@ -106,35 +107,6 @@ Test(region, alloc_rounds_to_granularity_and_counts_device_memory)
 	cr_assert(eq(long, fakecuda_live_handles(), 0));
 }
 
-/* The suite links with -Wl,--wrap=malloc,--wrap=calloc: while
- * `allocs_left` is not negative, that many more allocations of memctl's
- * objects (and of this file) succeed and the ones after return NULL. */
-static int allocs_left = -1;
-void *__real_malloc(size_t n);
-void *__wrap_malloc(size_t n);
-void *__real_calloc(size_t k, size_t n);
-void *__wrap_calloc(size_t k, size_t n);
-
-static int alloc_may(void)
-{
-	int left = __atomic_load_n(&allocs_left, __ATOMIC_ACQUIRE);
-
-	while (left > 0 && !__atomic_compare_exchange_n(&allocs_left, &left, left - 1, 0,
-							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		;
-	return left != 0;
-}
-
-void *__wrap_malloc(size_t n)
-{
-	return alloc_may() ? __real_malloc(n) : NULL;
-}
-
-void *__wrap_calloc(size_t k, size_t n)
-{
-	return alloc_may() ? __real_calloc(k, n) : NULL;
-}
-
 /* Host memory runs out at each allocation a tagged allocation makes in
  * turn (its record, the registry's hash): it fails cleanly, leaving
  * nothing behind, never ending the process (uthash's default on a failed
@@ -160,6 +132,29 @@ Test(region, an_allocation_the_registry_cannot_record_fails_and_leaks_nothing)
 	cr_assert(ge(int, k, 2), "the record and the hash were both failed");
 	cr_assert(eq(u64, region_count(), 1));
 	cr_assert(eq(int, region_free(va), 0));
+}
+
+/* The figures of untagged memory, when host memory runs out at the entry
+ * or at the ledger's hash: less exact, never the end of the process
+ * (untagged.c included uthash without its non-fatal handler, whose
+ * default is exit). */
+Test(region, untagged_memory_it_cannot_record_is_left_out_of_the_figures)
+{
+	uint64_t bytes[UNTAGGED_KINDS];
+	int k;
+
+	for (k = 0; k < 3; k++) {
+		__atomic_store_n(&allocs_left, k, __ATOMIC_RELEASE);
+		region_untagged_add(UNTAGGED_ALLOC, 0x1000, MiB);
+		__atomic_store_n(&allocs_left, -1, __ATOMIC_RELEASE);
+		region_untagged_totals(bytes);
+		cr_assert(eq(u64, bytes[UNTAGGED_ALLOC], 0), "recorded with %d allocations", k);
+		cr_assert(eq(int, region_untagged_drop(0x1000), -ENOENT));
+	}
+	region_untagged_add(UNTAGGED_ALLOC, 0x1000, MiB);
+	region_untagged_totals(bytes);
+	cr_assert(eq(u64, bytes[UNTAGGED_ALLOC], MiB));
+	cr_assert(eq(int, region_untagged_drop(0x1000), 0));
 }
 
 /* While `free_holding`, the frees of thread `free_hold` are counted: the

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include "failalloc.h"
 #include "fixture.h"
 
 #define MiB (1ull << 20)
@@ -100,6 +101,52 @@ static CUdeviceptr reserve(size_t size)
 
 	cr_assert(eq(int, D.reserve(&va, size, 0, 0, 0), CUDA_SUCCESS));
 	return va;
+}
+
+/* Host memory runs out at each allocation that adopting a handle, then
+ * mapping it, makes in turn (the record and its handle's data, the
+ * registry's hash; the mapping, the hash of mappings): each fails with
+ * ENOMEM and leaves nothing of memctl's behind, the handle the caller's
+ * and no mapping. A full hash used to go unnoticed: the handle looked
+ * adopted but was in no table (uthash's own handler would have exited). */
+Test(app, a_handle_or_mapping_the_registry_cannot_record_fails_and_leaks_nothing)
+{
+	CUmemAllocationProp p = prop_of(0, 0);
+	CUmemGenericAllocationHandle h;
+	CUdeviceptr va = reserve(GRAN);
+	struct region_err err;
+	uint64_t id = 0;
+	int k, rc = -ENOMEM;
+
+	for (k = 0; rc == -ENOMEM; k++) {
+		cr_assert(eq(int, D.create(&h, GRAN, &p, 0), CUDA_SUCCESS));
+		__atomic_store_n(&allocs_left, k, __ATOMIC_RELEASE);
+		rc = region_app_adopt("weights", 0, 0, GRAN, &p, sizeof(p), (uint64_t)h, &id, &err);
+		__atomic_store_n(&allocs_left, -1, __ATOMIC_RELEASE);
+		if (rc == 0)
+			break;
+		cr_assert(eq(int, rc, -ENOMEM), "allocation %d failed: %s", k, err.msg);
+		cr_assert(eq(u64, region_app_count(), 0));
+		cr_assert(eq(u64, region_count(), 0));
+		cr_assert(eq(int, D.release(h), CUDA_SUCCESS), "the handle is still the caller's");
+	}
+	cr_assert(ge(int, k, 3), "the record, its data and the hash were all failed");
+	for (k = 0, rc = -ENOMEM; rc == -ENOMEM; k++) {
+		__atomic_store_n(&allocs_left, k, __ATOMIC_RELEASE);
+		rc = region_app_map(id, va, GRAN, 0);
+		__atomic_store_n(&allocs_left, -1, __ATOMIC_RELEASE);
+		if (rc == 0)
+			break;
+		cr_assert(eq(int, rc, -ENOMEM), "allocation %d", k);
+		cr_assert(eq(long, fakecuda_live_mappings(), 0), "mapped though it failed");
+	}
+	cr_assert(ge(int, k, 2), "the mapping and the hash were both failed");
+	cr_assert(eq(long, fakecuda_live_mappings(), 1));
+	cr_assert(eq(int, region_app_unmap(va, GRAN), 0));
+	cr_assert(eq(int, region_app_release(id), 0));
+	cr_assert(eq(int, D.unreserve(va, GRAN), CUDA_SUCCESS));
+	cr_assert(eq(long, fakecuda_live_handles(), 0));
+	cr_assert(eq(u64, region_app_count(), 0));
 }
 
 static void grant(uint64_t va, size_t size, int dev)
