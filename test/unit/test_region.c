@@ -228,6 +228,41 @@ Test(region, a_child_forked_mid_change_of_the_table_forgets_it_and_lives)
 	cr_assert(eq(long, fakecuda_live_reservations(), 0));
 }
 
+static void *drop_main(void *arg)
+{
+	free_hold = pthread_self();
+	__atomic_store_n(&free_holding, 1, __ATOMIC_RELEASE);
+	return (void *)(intptr_t)region_untagged_drop(*(uint64_t *)arg);
+}
+
+/* The same for the ledger of untagged memory, deleting its last entry:
+ * the child forgets it without walking it. */
+Test(region, a_child_forked_mid_change_of_the_untagged_ledger_forgets_it_and_lives)
+{
+	uint64_t key = 0x2000, bytes[UNTAGGED_KINDS];
+	pthread_t t;
+	void *rc;
+	pid_t pid;
+	int st;
+
+	region_untagged_add(UNTAGGED_ALLOC, key, MiB);
+	free_hold_at = 2; /* the hash's buckets go first, then its table */
+	cr_assert(eq(int, pthread_create(&t, NULL, drop_main, &key), 0));
+	while (!__atomic_load_n(&free_held, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	pid = fork();
+	if (pid == 0) {
+		region_forget_all();
+		region_untagged_totals(bytes);
+		_exit(double_frees ? 2 : bytes[UNTAGGED_ALLOC] == 0 ? 0 : 1);
+	}
+	waitpid(pid, &st, 0);
+	__atomic_store_n(&free_holding, 0, __ATOMIC_RELEASE);
+	pthread_join(t, &rc);
+	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st), 0));
+	cr_assert(eq(int, (int)(intptr_t)rc, 0));
+}
+
 Test(region, free_of_unknown_pointer_is_enoent)
 {
 	cr_assert(eq(int, region_free(0x1234), -ENOENT));
