@@ -33,6 +33,7 @@ import errno as _errno
 import os
 import re
 import sys
+import threading
 import weakref
 
 import memctl
@@ -83,6 +84,76 @@ def _tag_name(tag, what):
 def _tag_filter(tag, what):
     """pause/resume's tag: None or "" is every tag, as torch_memory_saver reads it."""
     return None if not tag else _tag_name(tag, what)
+
+
+# Per thread, per device: the MemPools memctl.tms has routed allocations
+# to, innermost last (only the innermost is open in PyTorch).
+_routes = threading.local()
+
+
+def _route_calls(torch):
+    """The calls torch.cuda.use_mem_pool makes (PyTorch 2.8 on): route this
+    thread's allocations on a device to a pool, end that, and drop the pool
+    reference the first took. None where PyTorch routes otherwise."""
+    names = ("_cuda_beginAllocateCurrentThreadToPool", "_cuda_endAllocateToPool",
+             "_cuda_releasePool")
+    if hasattr(torch._C, "_MemPoolContext") or not all(hasattr(torch._C, n) for n in names):
+        return None
+    return tuple(getattr(torch._C, n) for n in names)
+
+
+def _reopen(calls, device, pool):
+    """Route to `pool` again, holding the one reference it held before."""
+    begin, _, release = calls
+    begin(device, pool.id)
+    release(device, pool.id)
+
+
+@contextlib.contextmanager
+def _routed_to(pool):
+    """Allocations of this thread on the current device come from `pool`
+    inside, also within another region's or disable()'s pool. While two
+    pools are open, PyTorch's caching allocator takes the one opened first
+    (c10's get_pool, before its LIFO change): nested use_mem_pool blocks
+    would hand a cached block of the outer region, made under the outer
+    tag, to a tensor of the inner region or of disable(), which a pause
+    of the outer tag then takes away. So the outer pool is closed while
+    the inner one is open, and reopened after it. (use_mem_pool's hold on
+    a pool during a graph capture is not needed: this module keeps its
+    pools for the life of the process.)"""
+    if pool is None:
+        yield
+        return
+    import torch
+    calls = _route_calls(torch)
+    if calls is None:
+        with torch.cuda.use_mem_pool(pool):
+            yield
+        return
+    begin, end, release = calls
+    device = torch.cuda.current_device()
+    stacks = getattr(_routes, "stacks", None)
+    if stacks is None:
+        stacks = _routes.stacks = {}
+    stack = stacks.setdefault(device, [])
+    outer = stack[-1] if stack else None
+    if outer is not None:
+        end(device, outer.id)  # its reference stays, dropped when its block ends
+    try:
+        begin(device, pool.id)
+    except BaseException:
+        if outer is not None:
+            _reopen(calls, device, outer)
+        raise
+    stack.append(pool)
+    try:
+        yield
+    finally:
+        stack.pop()
+        end(device, pool.id)
+        release(device, pool.id)
+        if outer is not None:
+            _reopen(calls, device, outer)
 
 
 class _Process:
@@ -190,16 +261,6 @@ class TorchMemorySaver:
                 self._pools[key] = torch.cuda.MemPool()
         return self._pools[key]
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _using(pool):
-        if pool is None:
-            yield
-            return
-        import torch
-        with torch.cuda.use_mem_pool(pool):
-            yield
-
     @contextlib.contextmanager
     def region(self, tag=_TAG_DEFAULT, enable_cpu_backup=False, enable_disk_backup=False,
                cpu_backup_backend=None):
@@ -211,7 +272,7 @@ class TorchMemorySaver:
         flags = REGION_STAGE_CPU if enable_cpu_backup else 0
         what = "region(tag=%r)" % (tag,)
         self._ensure()
-        with self._using(self._pool((tag, bool(enable_cpu_backup)))):
+        with _routed_to(self._pool((tag, bool(enable_cpu_backup)))):
             with self._tagged(tag, flags, what):
                 yield
 
@@ -252,7 +313,7 @@ class TorchMemorySaver:
                 self._pools[key] = torch.cuda.MemPool()
             pool = self._pools[key]
         with self._tagged(None, REGION_UNTAGGED, "disable()"):
-            with self._using(pool):
+            with _routed_to(pool):
                 yield
 
     # ---- pause and resume ---------------------------------------------

@@ -5,14 +5,17 @@ slime use it; test/gpu/test_tms.py runs it on memctl.
 The inference engine keeps its weights in region("weights",
 enable_cpu_backup=True), its KV cache in a nested region("kv_cache") (no
 backup: rebuilt for every rollout), a lookup table made under disable()
-(never paused), and its decode step in a CUDA graph captured with
-cuda_graph(tag="cuda_graph"). The trainer keeps its parameters, gradients
-and optimizer state in region("train", enable_cpu_backup=True). Each
-iteration: rollout (engine active, trainer paused) -> pause the engine's
-weights, KV cache and graph -> resume the trainer, train in the freed
-memory -> pause the trainer -> resume the engine -> push the trained
-weights into the engine. Prints one JSON line of results, which must be
-bit-identical to a run that never paused.
+after a freed temporary of the weights' region (never paused: read while
+the engine is paused), and its decode step in a CUDA graph captured with
+cuda_graph(tag="cuda_graph"). The trainer keeps its parameters and
+optimizer state in region("train", enable_cpu_backup=True). Each
+iteration, in verl's order: rollout (engine active, trainer paused) ->
+pause the engine's weights, KV cache and graph -> resume the trainer,
+train in the freed memory -> resume the engine's weights, push the
+trained weights into them -> pause the trainer (not before: the push
+reads its weights, and paused memory faults, as with torch_memory_saver)
+-> resume the KV cache and graph. Prints one JSON line of results, which
+must be bit-identical to a run that never paused.
 
 Environment (set by the runner):
   TMS_WORKLOAD_NO_PAUSE=1    the reference: the same work, never paused
@@ -23,8 +26,13 @@ Environment (set by the runner):
                              graph is then captured with torch.cuda.graph
                              (torch_memory_saver too refuses a pauseable
                              graph in that mode)
+  TMS_WORKLOAD_DIAG=1        diagnostics: before each step, print where
+                             memctl has the memory of the tensors the step
+                             reads (untagged, active, paused), and exit 3
+                             instead of reading paused memory
 """
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -39,6 +47,7 @@ from torch_memory_saver import torch_memory_saver  # noqa: E402
 NO_PAUSE = os.environ.get("TMS_WORKLOAD_NO_PAUSE") == "1"
 HANDSHAKE = os.environ.get("TMS_WORKLOAD_HANDSHAKE") == "1"
 TORCH_MODE = os.environ.get("TMS_WORKLOAD_HOOK_MODE") == "torch"
+DIAG = os.environ.get("TMS_WORKLOAD_DIAG") == "1"
 if TORCH_MODE:
     torch_memory_saver.hook_mode = "torch"
 
@@ -69,6 +78,29 @@ def resume(tag):
         torch_memory_saver.resume(tag)
 
 
+def where(t):
+    """Where memctl has t's memory (diagnostics only)."""
+    import memctl
+    host = ctypes.c_void_p()
+    rc = memctl._load().memctl_host_copy(t.data_ptr(), 1, ctypes.byref(host))
+    return {0: "paused(staged)", -errno.ENODATA: "paused(dropped)", -errno.EBUSY: "active",
+            -errno.ENOENT: "untagged"}.get(rc, "error %d" % rc)
+
+
+def guard(step, **tensors):
+    """With TMS_WORKLOAD_DIAG=1: say where the tensors `step` reads are, and
+    exit 3 rather than read paused memory (which faults, and the fault
+    surfaces later, at some unrelated call)."""
+    if not DIAG:
+        return
+    states = {name: where(t) for name, t in tensors.items()}
+    print("diag %s: %s" % (step, " ".join("%s=%s" % kv for kv in states.items())), flush=True)
+    paused = [name for name, state in states.items() if state.startswith("paused")]
+    if paused:
+        print("diag FAIL: %s reads paused memory: %s" % (step, ", ".join(paused)), flush=True)
+        sys.exit(3)
+
+
 def rand(*shape, dtype=torch.bfloat16, scale=0.02):
     return torch.empty(*shape, device="cuda", dtype=dtype).normal_(0.0, scale, generator=gen)
 
@@ -90,18 +122,25 @@ def warm_cublas():
 
 
 warm_cublas()
+if DIAG:
+    import memctl.tms
+    print("diag torch %s; memctl.tms routes its MemPools itself: %s" % (
+        torch.__version__, memctl.tms._route_calls(torch) is not None), flush=True)
 
 # ---- the engine -----------------------------------------------------------
 with torch_memory_saver.region(tag="weights", enable_cpu_backup=True):
     W = {"emb": rand(VOCAB, H), "head": rand(H, VOCAB)}
     with torch_memory_saver.region(tag="kv_cache"):            # nested: no backup
         KV = torch.zeros(LAYERS, BATCH, STEPS, H, device="cuda", dtype=torch.bfloat16)
+    scratch = torch.empty(VOCAB, device="cuda", dtype=torch.int64)  # a loader's
+    del scratch                                                # temporary, cached
     with torch_memory_saver.disable():                         # untagged
         LUT = torch.arange(VOCAB, device="cuda", dtype=torch.int64).flip(0).contiguous()
     for l in range(LAYERS):                                    # "weights" again
         W["w1_%d" % l] = rand(H, F)
         W["w2_%d" % l] = rand(F, H)
 LUT_REF = LUT.clone()
+guard("engine made", LUT=LUT, KV=KV, head=W["head"])
 static_in = torch.zeros(BATCH, H, device="cuda", dtype=torch.bfloat16)
 
 
@@ -135,6 +174,7 @@ warm_cublas()
 
 
 def rollout(prompt):
+    guard("rollout", KV=KV, emb=W["emb"], head=W["head"], LUT=LUT, logits=static_logits)
     KV.zero_()                        # the cache holds nothing across rollouts
     tok, out = prompt, [prompt]
     for t in range(STEPS - 1):
@@ -156,6 +196,7 @@ with torch_memory_saver.region(tag="train", enable_cpu_backup=True):
 
 
 def train(tokens):
+    guard("train", T_in=T_in, T_out=T_out, tokens=tokens)
     losses = []
     with torch_memory_saver.region(tag="train", enable_cpu_backup=True):
         x = torch.nn.functional.one_hot(tokens[:, :-1].reshape(-1), VOCAB).float()
@@ -172,6 +213,7 @@ def train(tokens):
 
 def push_weights():
     """The trained weights into the engine (update_weights_from_tensor)."""
+    guard("push_weights", T_out=T_out, head=W["head"])
     with torch.no_grad():
         W["head"].add_((T_out.detach() * 1e-2).to(torch.bfloat16))
 
@@ -213,17 +255,22 @@ for it in range(ITERATIONS):
     report["released"].append(free_bytes() - before)
     if it == 0:
         checkpoint("engine_paused", released=report["released"][0])
+    guard("the engine paused", LUT=LUT)
+    lut_ok = lut_ok and torch.equal(LUT, LUT_REF)  # untagged: never paused
     resume("train")
     all_losses += train(tokens)
-    pause("train")
-    for tag in ENGINE_TAGS:
-        resume(tag)
-    push_weights()
+    resume("weights")                 # verl's order: the weights first,
+    push_weights()                    # the trained weights into them,
+    pause("train")                    # then the trainer out
+    resume("kv_cache")
+    resume("cuda_graph")
+    guard("the engine resumed", LUT=LUT, KV=KV, head=W["head"])
     lut_ok = lut_ok and torch.equal(LUT, LUT_REF)
     prompt = tokens[:, -1]
 
 torch.cuda.synchronize()
 resume("train")
+guard("digests", T_in=T_in, T_out=T_out, emb=W["emb"], head=W["head"])
 report.update(
     tokens=digest(all_tokens),
     losses=all_losses,

@@ -410,6 +410,90 @@ def _raised(fn, *args):
     raise AssertionError("%s did not raise" % fn)
 
 
+class CachedBlocks(Base):
+    """PyTorch's caching allocator reuses freed blocks of the pool it routes
+    to; a block keeps the tag of the region that made its segment. With
+    nested regions or disable() inside a region, each allocation must
+    still come from the innermost one's pool (test/python/fake_torch.py
+    models the allocator's choice, in a child with the stand-in torch)."""
+
+    PRELUDE = """
+        import fake_torch
+        torch = fake_torch.install(Cuda(), lifo=%r, route_calls=%r)
+        alloc, free = torch.cuda.caching_allocator_alloc, torch.cuda.caching_allocator_delete
+        from torch_memory_saver import torch_memory_saver as tms
+        import memctl
+        n = 1 << 20
+        def balanced():
+            # every pool back to the one reference its MemPool holds, none open
+            return (torch.allocator.routes == [] and
+                    all(u == 1 for u in torch.allocator.uses.values()))
+        """
+
+    def run_child(self, code, lifo=False, route_calls=True):
+        return child(textwrap.dedent(self.PRELUDE % (lifo, route_calls)) + textwrap.dedent(code))
+
+    DISABLE = """
+        with tms.region(tag="weights", enable_cpu_backup=True):
+            scratch = alloc(n)     # a loader's temporary, freed: cached in
+            free(scratch)          # the region's pool, tagged "weights"
+            with tms.disable():
+                lut = alloc(n)     # must not get that block
+        tms.pause()
+        gone = released(lut)
+        tms.resume()
+        print(json.dumps({"gone": gone, "balanced": balanced()}))
+        """
+
+    def test_a_tensor_under_disable_never_takes_a_cached_block_of_the_region(self):
+        for lifo in (False, True):
+            got = self.run_child(self.DISABLE, lifo=lifo)
+            self.assertEqual(got, {"gone": False, "balanced": True}, "lifo=%s" % lifo)
+
+    def test_a_region_nested_in_another_never_shares_its_cached_blocks(self):
+        got = self.run_child("""
+            with tms.region(tag="weights", enable_cpu_backup=True):
+                with tms.region(tag="kv_cache"):
+                    free(alloc(n))         # cached in the KV cache's pool
+                w = alloc(n)               # a weight: must not get that block
+                data = os.urandom(n)
+                Cuda().put(w, data)
+            tms.pause("kv_cache")
+            gone = released(w)
+            tms.pause()
+            tms.resume()
+            print(json.dumps({"gone": gone, "same": Cuda().get(w, n) == data,
+                              "balanced": balanced()}))
+            """)
+        self.assertEqual(got, {"gone": False, "same": True, "balanced": True})
+
+    def test_a_region_nests_in_itself(self):
+        # PyTorch refuses to open a MemPool twice; the region's pool is
+        # closed while the inner one (the same pool) is open.
+        got = self.run_child("""
+            with tms.region(tag="weights", enable_cpu_backup=True):
+                with tms.region(tag="weights", enable_cpu_backup=True):
+                    alloc(n)
+                alloc(n)
+            print(json.dumps({"weights": memctl.stat("weights")["allocations"],
+                              "balanced": balanced()}))
+            """)
+        self.assertEqual(got, {"weights": 2, "balanced": True})
+
+    def test_a_torch_without_the_routing_calls_gets_use_mem_pool(self):
+        got = self.run_child("""
+            with tms.region(tag="weights", enable_cpu_backup=True):
+                w = alloc(n)
+            with tms.disable():
+                lut = alloc(n)
+            tms.pause()
+            print(json.dumps({"w": released(w), "lut": released(lut),
+                              "balanced": balanced()}))
+            tms.resume()
+            """, route_calls=False)
+        self.assertEqual(got, {"w": True, "lut": False, "balanced": True})
+
+
 class Processes(Base):
     def test_tms_init_enable_tags_everything_default_and_keeps_contents(self):
         got = child("""
