@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../faultmatrix.h"
 #include "e2e_suite.h"
 #include "fakecuda.h"
 
@@ -198,7 +199,7 @@ Test(fault, a_failed_release_in_a_pause_is_told_and_finished_later)
 
 /* ---- every driver call of every path, through the public API ----------- */
 
-static const struct { const char *fn, *err; } calls[] = {
+static const struct faultmatrix_call calls[] = {
 	{ "cuDeviceGet", "unknown" }, { "cuDevicePrimaryCtxRetain", "unknown" },
 	{ "cuCtxGetCurrent", "unknown" }, { "cuCtxSetCurrent", "unknown" },
 	{ "cuCtxSynchronize", "illegal" }, { "cuMemGetAllocationGranularity", "inval" },
@@ -232,16 +233,6 @@ static const long host_after[] = { 0, 0, 0, 2, 0, 3, 3, 0, 0, 3, 0 };
 static const size_t msize[NM] = { MiB, 3 * MiB + 100, 64 << 10 };
 static const char *const mtag[NM] = { "m0", "m1", "m2" };
 static void *mp[NM];
-static char *why;
-static size_t why_len;
-
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (!(cond)) {                                            \
-			snprintf(why, why_len, __VA_ARGS__);              \
-			return -1;                                        \
-		}                                                         \
-	} while (0)
 
 static int is_free(enum path p)
 {
@@ -434,34 +425,10 @@ static int m_one(enum path p, const char *spec)
 	return 0;
 }
 
-static int m_in_child(enum path p, const char *spec, char *msg, size_t len)
+/* One fault, in the child faultmatrix_every_call forks. */
+static int m_in_child(int p, const char *spec)
 {
-	int fds[2], st, r;
-	ssize_t n;
-	pid_t pid;
-
-	cr_assert(eq(int, pipe(fds), 0));
-	pid = fork();
-	if (pid == 0) {
-		char buf[512] = "";
-
-		why = buf;
-		why_len = sizeof(buf);
-		r = m_one(p, spec);
-		if (write(fds[1], buf, strlen(buf)) < 0)
-			r = -1;
-		_exit(r == 0 ? 0 : r == 1 ? 1 : 2);
-	}
-	close(fds[1]);
-	n = read(fds[0], msg, len - 1);
-	msg[n > 0 ? n : 0] = '\0';
-	close(fds[0]);
-	waitpid(pid, &st, 0);
-	if (WIFSIGNALED(st)) {
-		snprintf(msg, len, "killed by signal %d", WTERMSIG(st));
-		return 2;
-	}
-	return WEXITSTATUS(st);
+	return m_one((enum path)p, spec);
 }
 
 ParameterizedTestParameters(fault, every_driver_call_of_every_api_path)
@@ -475,19 +442,6 @@ ParameterizedTestParameters(fault, every_driver_call_of_every_api_path)
 
 ParameterizedTest(enum path *p, fault, every_driver_call_of_every_api_path, .timeout = 600)
 {
-	char spec[96], msg[512];
-	size_t f;
-	int k, r, total = 0;
-
-	for (f = 0; f < sizeof(calls) / sizeof(calls[0]); f++) {
-		for (k = 1;; k++) {
-			snprintf(spec, sizeof(spec), "%s:%d:%s", calls[f].fn, k, calls[f].err);
-			r = m_in_child(*p, spec, msg, sizeof(msg));
-			if (r == 1)
-				break;
-			cr_assert(eq(int, r, 0), "%s, %s: %s", path_names[*p], spec, msg);
-		}
-		total += k - 1;
-	}
-	cr_assert(gt(int, total, 0), "%s made no driver call", path_names[*p]);
+	faultmatrix_every_call(calls, sizeof(calls) / sizeof(calls[0]), m_in_child, *p,
+			       path_names[*p]);
 }

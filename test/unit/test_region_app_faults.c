@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include "../faultmatrix.h"
 #include "fixture.h"
 
 #define MiB (1ull << 20)
@@ -35,7 +36,7 @@
 
 TestSuite(app_faults, .timeout = 600);
 
-static const struct { const char *fn, *err; } calls[] = {
+static const struct faultmatrix_call calls[] = {
 	{ "cuDeviceGet", "unknown" },
 	{ "cuDevicePrimaryCtxRetain", "unknown" },
 	{ "cuCtxGetCurrent", "unknown" },
@@ -85,17 +86,6 @@ static struct {
 static __typeof__(&cuMemAddressReserve) drv_reserve;
 static __typeof__(&cuMemAddressFree) drv_unreserve;
 static __typeof__(&cuMemCreate) drv_create;
-
-static char *why;
-static size_t why_len;
-
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (!(cond)) {                                            \
-			snprintf(why, why_len, __VA_ARGS__);              \
-			return -1;                                        \
-		}                                                         \
-	} while (0)
 
 static void fill(uint64_t va, size_t size, unsigned seed)
 {
@@ -405,36 +395,16 @@ static int one_run(enum path p, const char *spec)
 	return 0;
 }
 
-static int in_child(enum path p, const char *spec, char *msg, size_t len)
+/* One fault, in the child faultmatrix_every_call forks: a driver of its
+ * own (a forked child cannot use its parent's). */
+static int in_child(int p, const char *spec)
 {
-	int fds[2], st, r;
-	ssize_t n;
-	pid_t pid;
+	int r;
 
-	cr_assert(eq(int, pipe(fds), 0));
-	pid = fork();
-	if (pid == 0) {
-		char buf[512] = "";
-
-		why = buf;
-		why_len = sizeof(buf);
-		fixture_setup();
-		r = one_run(p, spec);
-		fixture_teardown();
-		if (write(fds[1], buf, strlen(buf)) < 0)
-			r = -1;
-		_exit(r == 0 ? 0 : r == 1 ? 1 : 2);
-	}
-	close(fds[1]);
-	n = read(fds[0], msg, len - 1);
-	msg[n > 0 ? n : 0] = '\0';
-	close(fds[0]);
-	waitpid(pid, &st, 0);
-	if (WIFSIGNALED(st)) {
-		snprintf(msg, len, "killed by signal %d", WTERMSIG(st));
-		return 2;
-	}
-	return WEXITSTATUS(st);
+	fixture_setup();
+	r = one_run((enum path)p, spec);
+	fixture_teardown();
+	return r;
 }
 
 ParameterizedTestParameters(app_faults, every_driver_call)
@@ -449,21 +419,6 @@ ParameterizedTestParameters(app_faults, every_driver_call)
 
 ParameterizedTest(enum path *p, app_faults, every_driver_call)
 {
-	char spec[96], msg[512];
-	size_t f;
-	int k, r, total = 0;
-
-	for (f = 0; f < sizeof(calls) / sizeof(calls[0]); f++) {
-		for (k = 1;; k++) {
-			snprintf(spec, sizeof(spec), "%s:%d:%s", calls[f].fn, k, calls[f].err);
-			r = in_child(*p, spec, msg, sizeof(msg));
-			if (r == 1)
-				break;
-			cr_assert(eq(int, r, 0), "%s, %s: %s", path_names[*p], spec, msg);
-		}
-		total += k - 1;
-		if (k > 1)
-			cr_log_info("%s: %d calls of %s", path_names[*p], k - 1, calls[f].fn);
-	}
-	cr_assert(gt(int, total, 0), "%s made no driver call", path_names[*p]);
+	faultmatrix_every_call(calls, sizeof(calls) / sizeof(calls[0]), in_child, *p,
+			       path_names[*p]);
 }

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
+#include "../faultmatrix.h"
 #include "fixture.h"
 
 #define MiB (1ull << 20)
@@ -38,7 +39,7 @@ TestSuite(faults, .timeout = 600);
 /* Every entry point the driver binding uses, and the error each returns
  * when failed: out of memory where the driver can run out, a sticky
  * device fault for the waits, an unknown error for the rest. */
-static const struct { const char *fn, *err; } calls[] = {
+static const struct faultmatrix_call calls[] = {
 	{ "cuDeviceGet", "unknown" },
 	{ "cuDevicePrimaryCtxRetain", "unknown" },
 	{ "cuCtxGetCurrent", "unknown" },
@@ -97,18 +98,6 @@ static int kept(enum path p, int i)
 {
 	return p != P_PAUSE_MIXED || i != 1;
 }
-
-static char *why;
-static size_t why_len;
-
-/* In the child: note what went wrong and fail the run. */
-#define CHECK(cond, ...)                                                  \
-	do {                                                              \
-		if (!(cond)) {                                            \
-			snprintf(why, why_len, __VA_ARGS__);              \
-			return -1;                                        \
-		}                                                         \
-	} while (0)
 
 static void fill(uint64_t va, size_t size, unsigned seed)
 {
@@ -375,37 +364,16 @@ static int one_run(enum path p, const char *spec)
 	return 0;
 }
 
-/* Run one fault in a child; its verdict and message come back here. */
-static int in_child(enum path p, const char *spec, char *msg, size_t len)
+/* One fault, in the child faultmatrix_every_call forks: a driver of its
+ * own (a forked child cannot use its parent's). */
+static int in_child(int p, const char *spec)
 {
-	int fds[2], st, r;
-	ssize_t n;
-	pid_t pid;
+	int r;
 
-	cr_assert(eq(int, pipe(fds), 0));
-	pid = fork();
-	if (pid == 0) {
-		char buf[512] = "";
-
-		why = buf;
-		why_len = sizeof(buf);
-		fixture_setup();
-		r = one_run(p, spec);
-		fixture_teardown();
-		if (write(fds[1], buf, strlen(buf)) < 0)
-			r = -1;
-		_exit(r == 0 ? 0 : r == 1 ? 1 : 2);
-	}
-	close(fds[1]);
-	n = read(fds[0], msg, len - 1);
-	msg[n > 0 ? n : 0] = '\0';
-	close(fds[0]);
-	waitpid(pid, &st, 0);
-	if (WIFSIGNALED(st)) {
-		snprintf(msg, len, "killed by signal %d", WTERMSIG(st));
-		return 2;
-	}
-	return WEXITSTATUS(st);
+	fixture_setup();
+	r = one_run((enum path)p, spec);
+	fixture_teardown();
+	return r;
 }
 
 ParameterizedTestParameters(faults, every_driver_call)
@@ -420,22 +388,6 @@ ParameterizedTestParameters(faults, every_driver_call)
 
 ParameterizedTest(enum path *p, faults, every_driver_call)
 {
-	char spec[96], msg[512];
-	size_t f;
-	int k, r, total = 0;
-
-	for (f = 0; f < sizeof(calls) / sizeof(calls[0]); f++) {
-		for (k = 1;; k++) {
-			snprintf(spec, sizeof(spec), "%s:%d:%s", calls[f].fn, k, calls[f].err);
-			r = in_child(*p, spec, msg, sizeof(msg));
-			if (r == 1)
-				break;
-			cr_assert(eq(int, r, 0), "%s, %s: %s", path_names[*p], spec, msg);
-		}
-		total += k - 1;
-		if (k > 1)
-			cr_log_info("%s: %d calls of %s", path_names[*p], k - 1, calls[f].fn);
-	}
-	/* Every path makes driver calls; a count of 0 means the loop saw none. */
-	cr_assert(gt(int, total, 0), "%s made no driver call", path_names[*p]);
+	faultmatrix_every_call(calls, sizeof(calls) / sizeof(calls[0]), in_child, *p,
+			       path_names[*p]);
 }
