@@ -42,40 +42,6 @@ static uint64_t alloc(const char *tag, size_t size)
 	return va;
 }
 
-static void fill(uint64_t va, size_t size, unsigned seed)
-{
-	unsigned char *p = (unsigned char *)(uintptr_t)va;
-	size_t i;
-
-	for (i = 0; i < size; i++)
-		p[i] = (unsigned char)((i * 2654435761u + seed) >> 7);
-}
-
-static int same(uint64_t va, size_t size, unsigned seed)
-{
-	const unsigned char *p = (const unsigned char *)(uintptr_t)va;
-	size_t i;
-
-	for (i = 0; i < size; i++)
-		if (p[i] != (unsigned char)((i * 2654435761u + seed) >> 7))
-			return 0;
-	return 1;
-}
-
-/* 1 if touching va kills a child with SIGSEGV (memory released). */
-static int faults(uint64_t va)
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		(void)*(volatile const char *)(uintptr_t)va;
-		_exit(0);
-	}
-	waitpid(pid, &st, 0);
-	return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
-}
-
 /* A request without deadline on the tag set ts_. */
 #define REQ(ts_, flags_) (&(struct region_req){ .tags = (ts_), .flags = (flags_) })
 

@@ -99,39 +99,6 @@ static int kept(enum path p, int i)
 	return p != P_PAUSE_MIXED || i != 1;
 }
 
-static void fill(uint64_t va, size_t size, unsigned seed)
-{
-	unsigned char *p = (unsigned char *)(uintptr_t)va;
-	size_t i;
-
-	for (i = 0; i < size; i++)
-		p[i] = (unsigned char)((i * 2654435761u + seed) >> 7);
-}
-
-static int same(uint64_t va, size_t size, unsigned seed)
-{
-	const unsigned char *p = (const unsigned char *)(uintptr_t)va;
-	size_t i;
-
-	for (i = 0; i < size; i++)
-		if (p[i] != (unsigned char)((i * 2654435761u + seed) >> 7))
-			return 0;
-	return 1;
-}
-
-static int faults(uint64_t va)
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		(void)*(volatile const char *)(uintptr_t)va;
-		_exit(0);
-	}
-	waitpid(pid, &st, 0);
-	return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
-}
-
 static int request(int (*fn)(const struct region_req *, struct region_report *,
 			     struct region_err *), unsigned flags, struct region_err *err)
 {
