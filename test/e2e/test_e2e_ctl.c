@@ -22,16 +22,12 @@
 
 #include "e2e.h"
 #include "fakecuda.h"
+#include "tenant.h"
 
 #define MiB (1ull << 20)
 #define GRAN (2 * MiB)
 
-struct tenant {
-	pid_t pid;
-	FILE *in, *out;
-};
-
-static char dir[64], state_path[96], hold_path[96], build[512];
+static char state_path[96], hold_path[96];
 
 static void setup(void)
 {
@@ -66,43 +62,15 @@ TestSuite(ctl, .init = setup, .fini = teardown, .timeout = 60);
 static struct tenant spawn_with(const char *const *env, const char *group, int nw,
 				size_t wbytes)
 {
-	int to[2], from[2];
-	struct tenant t;
-	char a[4][32], line[64];
+	char prog[600], a[4][32];
+	char *argv[] = { prog, a[0], a[1], a[2], a[3], NULL };
 
-	cr_assert(eq(int, pipe(to), 0));
-	cr_assert(eq(int, pipe(from), 0));
-	t.pid = fork();
-	if (t.pid == 0) {
-		char prog[600];
-
-		/* A test that fails or times out leaves no tenant behind, even
-		 * a stopped one. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(to[0], 0);
-		dup2(from[1], 1);
-		close(to[1]);
-		close(from[0]);
-		if (group)
-			setenv("MEMCTL_GROUP", group, 1);
-		for (; env != NULL && *env != NULL; env++)
-			putenv(strdup(*env));
-		snprintf(prog, sizeof(prog), "%s/test/prog_tenant", build);
-		snprintf(a[0], 32, "%d", nw);
-		snprintf(a[1], 32, "%zu", wbytes);
-		snprintf(a[2], 32, "%d", 4);
-		snprintf(a[3], 32, "%zu", (size_t)MiB);
-		execl(prog, prog, a[0], a[1], a[2], a[3], (char *)NULL);
-		_exit(127);
-	}
-	close(to[0]);
-	close(from[1]);
-	t.in = fdopen(to[1], "w");
-	t.out = fdopen(from[0], "r");
-	setvbuf(t.in, NULL, _IOLBF, 0);
-	cr_assert(not(eq(ptr, fgets(line, sizeof(line), t.out), NULL)), "tenant did not start");
-	cr_assert(eq(int, strncmp(line, "ready", 5), 0), "%s", line);
-	return t;
+	snprintf(prog, sizeof(prog), "%s/test/prog_tenant", build);
+	snprintf(a[0], 32, "%d", nw);
+	snprintf(a[1], 32, "%zu", wbytes);
+	snprintf(a[2], 32, "%d", 4);
+	snprintf(a[3], 32, "%zu", (size_t)MiB);
+	return tenant_start(argv, group, env, "ready");
 }
 
 static struct tenant spawn(const char *group, int nw, size_t wbytes)
@@ -110,24 +78,11 @@ static struct tenant spawn(const char *group, int nw, size_t wbytes)
 	return spawn_with(NULL, group, nw, wbytes);
 }
 
-static void ask(struct tenant *t, const char *cmd, char *out, size_t len)
-{
-	fprintf(t->in, "%s\n", cmd);
-	fflush(t->in);
-	cr_assert(not(eq(ptr, fgets(out, (int)len, t->out), NULL)));
-	out[strcspn(out, "\n")] = '\0';
-}
-
 static void finish(struct tenant *t)
 {
 	char path[128];
-	int st;
 
-	fprintf(t->in, "quit\n");
-	fclose(t->in);
-	fclose(t->out);
-	waitpid(t->pid, &st, 0);
-	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0));
+	cr_assert(eq(int, tenant_quit(t), 0));
 	/* Nor did any tenant break the simulated driver's rules. */
 	cr_assert(eq(long, fakecuda_machine_violations(), 0));
 	/* A process that exits removes its socket and info file. */
@@ -135,36 +90,6 @@ static void finish(struct tenant *t)
 	cr_assert(ne(int, access(path, F_OK), 0), "%s left behind", path);
 	snprintf(path, sizeof(path), "%s/%d.info", dir, (int)t->pid);
 	cr_assert(ne(int, access(path, F_OK), 0), "%s left behind", path);
-}
-
-/* Run the CLI; its output lands in out, its exit status is returned. */
-static int run(char *out, size_t len, const char *cmd)
-{
-	size_t n = 0, r;
-	FILE *p;
-	int st;
-
-	p = popen(cmd, "r");
-	cr_assert(not(eq(ptr, p, NULL)));
-	while (n + 1 < len && (r = fread(out + n, 1, len - 1 - n, p)) > 0)
-		n += r;
-	out[n] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int cli(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int cli(char *out, size_t len, const char *fmt, ...)
-{
-	char args[512], cmd[1200];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s/memctl %s 2>&1", build, args);
-	return run(out, len, cmd);
 }
 
 static size_t weight_bytes(int nw, size_t wbytes)
@@ -343,38 +268,6 @@ Test(ctl, stale_sockets_are_removed_and_never_listed)
 
 /* ---- raw protocol ---- */
 
-static int raw_connect(pid_t pid)
-{
-	struct sockaddr_un addr;
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-
-	memset(&addr, 0, sizeof(addr));
-	addr.sun_family = AF_UNIX;
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", dir, (int)pid);
-	cr_assert(eq(int, connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0),
-		  "%s", strerror(errno));
-	return fd;
-}
-
-static void raw_reply(int fd, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	while (n + 1 < len) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t r;
-
-		cr_assert(eq(int, poll(&p, 1, 10000), 1), "no reply");
-		r = recv(fd, buf + n, len - 1 - n, 0);
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		if (memchr(buf, '\n', n))
-			break;
-	}
-	buf[n] = '\0';
-}
-
 /* Send a whole request (the call stays outside the assertion, which may
  * evaluate its operands more than once). */
 static void send_req(int fd, const char *req)
@@ -382,15 +275,6 @@ static void send_req(int fd, const char *req)
 	ssize_t n = send(fd, req, strlen(req), MSG_NOSIGNAL);
 
 	cr_assert(eq(long, (long)n, (long)strlen(req)), "%s", strerror(errno));
-}
-
-static void roundtrip(pid_t pid, const char *req, char *buf, size_t len)
-{
-	int fd = raw_connect(pid);
-
-	cr_assert(eq(long, (long)send(fd, req, strlen(req), 0), (long)strlen(req)));
-	raw_reply(fd, buf, len);
-	close(fd);
 }
 
 /* ---- requests held open by the simulated driver ---- */
@@ -418,20 +302,6 @@ static struct tenant spawn_held(const char *fn, int nw, size_t wbytes)
 
 	snprintf(env, sizeof(env), "FAKECUDA_HOLD=%s:%s", fn, hold_path);
 	return spawn_with(envs, NULL, nw, wbytes);
-}
-
-/* Ask hello until its reply holds `needle`: waiting for an event (the
- * suite's timeout bounds it), never guessing a duration. */
-static const char *wait_hello(pid_t pid, const char *needle)
-{
-	static char buf[8192];
-
-	for (;;) {
-		roundtrip(pid, "hello\n", buf, sizeof(buf));
-		if (strstr(buf, needle) != NULL)
-			return buf;
-		usleep(5000);
-	}
 }
 
 /* Until the tenant's simulated driver holds a call of `fn` open. */

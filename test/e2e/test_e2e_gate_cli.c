@@ -23,15 +23,11 @@
 
 #include "e2e.h"
 #include "fakecuda.h"
+#include "tenant.h"
 
 #define MiB (1ull << 20)
 
-struct tenant {
-	pid_t pid;
-	FILE *in, *out;
-};
-
-static char dir[64], state_path[96], hold_path[96], build[512];
+static char state_path[96], hold_path[96];
 
 static void setup(void)
 {
@@ -65,45 +61,12 @@ TestSuite(gate_cli, .init = setup, .fini = teardown, .timeout = 60);
 /* A tenant in `group` (or none), with `env` ("NAME=value", or NULL). */
 static struct tenant spawn(const char *group, const char *env)
 {
-	int to[2], from[2];
-	struct tenant t;
-	char line[64];
+	char prog[600], threads[] = "3", bytes[] = "1048576";
+	char *argv[] = { prog, threads, bytes, NULL };
+	const char *envs[] = { env, NULL };
 
-	cr_assert(eq(int, pipe(to), 0));
-	cr_assert(eq(int, pipe(from), 0));
-	t.pid = fork();
-	if (t.pid == 0) {
-		char prog[600];
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(to[0], 0);
-		dup2(from[1], 1);
-		close(to[1]);
-		close(from[0]);
-		if (group)
-			setenv("MEMCTL_GROUP", group, 1);
-		if (env)
-			putenv(strdup(env));
-		snprintf(prog, sizeof(prog), "%s/test/prog_gate", build);
-		execl(prog, prog, "3", "1048576", (char *)NULL);
-		_exit(127);
-	}
-	close(to[0]);
-	close(from[1]);
-	t.in = fdopen(to[1], "w");
-	t.out = fdopen(from[0], "r");
-	setvbuf(t.in, NULL, _IOLBF, 0);
-	cr_assert(not(eq(ptr, fgets(line, sizeof(line), t.out), NULL)), "tenant did not start");
-	cr_assert(eq(int, strncmp(line, "ready", 5), 0), "%s", line);
-	return t;
-}
-
-static void ask(struct tenant *t, const char *cmd, char *out, size_t len)
-{
-	fprintf(t->in, "%s\n", cmd);
-	fflush(t->in);
-	cr_assert(not(eq(ptr, fgets(out, (int)len, t->out), NULL)));
-	out[strcspn(out, "\n")] = '\0';
+	snprintf(prog, sizeof(prog), "%s/test/prog_gate", build);
+	return tenant_start(argv, group, envs, "ready");
 }
 
 static void expect(struct tenant *t, const char *cmd, const char *answer)
@@ -116,71 +79,8 @@ static void expect(struct tenant *t, const char *cmd, const char *answer)
 
 static void finish(struct tenant *t)
 {
-	int st;
-
-	fprintf(t->in, "quit\n");
-	fclose(t->in);
-	fclose(t->out);
-	waitpid(t->pid, &st, 0);
-	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0));
+	cr_assert(eq(int, tenant_quit(t), 0));
 	cr_assert(eq(long, fakecuda_machine_violations(), 0));
-}
-
-static int cli(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int cli(char *out, size_t len, const char *fmt, ...)
-{
-	char args[512], cmd[1200];
-	size_t n = 0, r;
-	va_list ap;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s/memctl %s 2>&1", build, args);
-	p = popen(cmd, "r");
-	cr_assert(not(eq(ptr, p, NULL)));
-	while (n + 1 < len && (r = fread(out + n, 1, len - 1 - n, p)) > 0)
-		n += r;
-	out[n] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void request(pid_t pid, const char *req, char *buf, size_t len)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	size_t n = 0;
-
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/%d.sock", dir, (int)pid);
-	cr_assert(eq(int, connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0));
-	cr_assert(eq(long, (long)send(fd, req, strlen(req), 0), (long)strlen(req)));
-	buf[0] = '\0';
-	while (n + 1 < len && memchr(buf, '\n', n) == NULL) {
-		ssize_t r = recv(fd, buf + n, len - 1 - n, 0);
-
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-		buf[n] = '\0';
-	}
-	close(fd);
-}
-
-/* Ask hello until it holds `needle`. */
-static const char *until_hello(pid_t pid, const char *needle)
-{
-	static char buf[8192];
-
-	for (;;) {
-		request(pid, "hello\n", buf, sizeof(buf));
-		if (strstr(buf, needle) != NULL)
-			return buf;
-		usleep(2000);
-	}
 }
 
 static int has(const char *hay, const char *needle)
@@ -201,7 +101,7 @@ Test(gate_cli, the_cli_gates_by_default_and_status_shows_who_waits)
 		  "%s", out);
 	expect(&t, "probe", "weights=released");
 	expect(&t, "launch", "launching");
-	until_hello(t.pid, "\"waiting\":1");
+	wait_hello(t.pid, "\"waiting\":1");
 	cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 0), "%s", out);
 	cr_assert(has(out, "gate: closed (paused: weights), 1 thread waiting"), "%s", out);
 	cr_assert(eq(int, cli(out, sizeof(out), "status --json -p %d", t.pid), 0), "%s", out);
@@ -256,7 +156,7 @@ Test(gate_cli, a_pause_that_cannot_drain_fails_cleanly_within_its_timeout)
 	expect(&t, "launch", "launching");
 	expect(&t, "joined", "launched 0");
 	expect(&t, "unspin", "unspun");
-	until_hello(t.pid, "\"stuck_drains\":0");
+	wait_hello(t.pid, "\"stuck_drains\":0");
 	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --stage cpu -p %d", t.pid), 0),
 		  "%s", out);
 	cr_assert(eq(int, cli(out, sizeof(out), "resume --tags weights -p %d", t.pid), 0), "%s", out);
@@ -306,7 +206,7 @@ Test(gate_cli, a_group_with_a_rank_that_cannot_drain_is_put_back_whole)
 	}
 	for (i = 0; i < 3; i++) {
 		expect(&t[i], "probe", "weights=mapped");
-		request(t[i].pid, "status\n", buf, sizeof(buf));
+		roundtrip(t[i].pid, "status\n", buf, sizeof(buf));
 		cr_assert(has(buf, "\"gate\":{\"closed\":false"), "%s", buf);
 	}
 	/* Nothing waits: work goes on everywhere. */
@@ -316,7 +216,7 @@ Test(gate_cli, a_group_with_a_rank_that_cannot_drain_is_put_back_whole)
 	}
 	/* The peer arrives; once idle, the retry succeeds on all three. */
 	expect(&t[2], "unspin", "unspun");
-	until_hello(t[2].pid, "\"stuck_drains\":0");
+	wait_hello(t[2].pid, "\"stuck_drains\":0");
 	cr_assert(eq(int, cli(out, sizeof(out), "--group tp pause --tags weights --stage cpu"), 0),
 		  "%s", out);
 	for (i = 0; i < 3; i++)
@@ -345,7 +245,7 @@ Test(gate_cli, a_group_pause_failing_while_releasing_is_resumed_everywhere)
 	cr_assert(has(out, "put back: resumed, gate open"), "%s", out);
 	for (i = 0; i < 2; i++) {
 		expect(&t[i], "probe", "weights=mapped");
-		request(t[i].pid, "status\n", buf, sizeof(buf));
+		roundtrip(t[i].pid, "status\n", buf, sizeof(buf));
 		cr_assert(has(buf, "\"gate\":{\"closed\":false"), "%s", buf);
 		cr_assert(has(buf, "\"paused_bytes\":0,"), "%s", buf);
 		expect(&t[i], "check", "ok");
@@ -380,23 +280,23 @@ Test(gate_cli, the_first_phase_holds_the_gate_for_a_lease_only)
 	struct tenant t = spawn(NULL, NULL);
 	char buf[8192];
 
-	request(t.pid, "gate tags=weights timeout_ms=1500\n", buf, sizeof(buf));
+	roundtrip(t.pid, "gate tags=weights timeout_ms=1500\n", buf, sizeof(buf));
 	cr_assert(has(buf, "\"ok\":true,\"verb\":\"gate\""), "%s", buf);
-	request(t.pid, "status\n", buf, sizeof(buf));
+	roundtrip(t.pid, "status\n", buf, sizeof(buf));
 	cr_assert(has(buf, "\"gate\":{\"closed\":true"), "%s", buf);
 	expect(&t, "probe", "weights=mapped");
 	expect(&t, "launch", "launching");
-	until_hello(t.pid, "\"waiting\":1");
+	wait_hello(t.pid, "\"waiting\":1");
 	/* Nobody follows up: the lease runs out and the launch proceeds. */
 	expect(&t, "joined", "launched 0");
-	request(t.pid, "status\n", buf, sizeof(buf));
+	roundtrip(t.pid, "status\n", buf, sizeof(buf));
 	cr_assert(has(buf, "\"gate\":{\"closed\":false"), "%s", buf);
 	/* ungate opens it at once, even with a long lease. */
-	request(t.pid, "gate tags=weights timeout_ms=600000\n", buf, sizeof(buf));
+	roundtrip(t.pid, "gate tags=weights timeout_ms=600000\n", buf, sizeof(buf));
 	cr_assert(has(buf, "\"ok\":true"), "%s", buf);
 	expect(&t, "launch", "launching");
-	until_hello(t.pid, "\"waiting\":1");
-	request(t.pid, "ungate\n", buf, sizeof(buf));
+	wait_hello(t.pid, "\"waiting\":1");
+	roundtrip(t.pid, "ungate\n", buf, sizeof(buf));
 	cr_assert(has(buf, "\"ok\":true,\"verb\":\"ungate\""), "%s", buf);
 	expect(&t, "joined", "launched 0");
 	expect(&t, "check", "ok");
@@ -428,8 +328,8 @@ Test(gate_cli, a_cli_killed_between_the_phases_leaves_no_gate_closed)
 		      (char *)NULL);
 		_exit(127);
 	}
-	until_hello(a.pid, "\"gate\":{\"closed\":true");
-	until_hello(b.pid, "\"request\":\"gate tags=weights");
+	wait_hello(a.pid, "\"gate\":{\"closed\":true");
+	wait_hello(b.pid, "\"request\":\"gate tags=weights");
 	kill(cli_pid, SIGKILL);
 	waitpid(cli_pid, &st, 0);
 	expect(&a, "launch", "launching");
@@ -437,14 +337,14 @@ Test(gate_cli, a_cli_killed_between_the_phases_leaves_no_gate_closed)
 	/* b: its client left, it stops draining at once; a: the lease ends. */
 	expect(&b, "joined", "launched 0");
 	expect(&a, "joined", "launched 0");
-	request(a.pid, "status\n", buf, sizeof(buf));
+	roundtrip(a.pid, "status\n", buf, sizeof(buf));
 	cr_assert(has(buf, "\"gate\":{\"closed\":false"), "%s", buf);
-	request(b.pid, "status\n", buf, sizeof(buf));
+	roundtrip(b.pid, "status\n", buf, sizeof(buf));
 	cr_assert(has(buf, "\"gate\":{\"closed\":false"), "%s", buf);
 	expect(&a, "probe", "weights=mapped");
 	expect(&b, "probe", "weights=mapped");
 	cr_assert(eq(int, unlink(hold_path), 0));
-	until_hello(b.pid, "\"stuck_drains\":0");
+	wait_hello(b.pid, "\"stuck_drains\":0");
 	expect(&a, "check", "ok");
 	expect(&b, "check", "ok");
 	finish(&a);

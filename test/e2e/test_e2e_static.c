@@ -17,16 +17,12 @@
 
 #include "e2e.h"
 #include "fakecuda.h"
+#include "tenant.h"
 
 #define MiB (1ull << 20)
 #define GRAN (2 * MiB)
 
-struct tenant {
-	pid_t pid;
-	FILE *in, *out;
-};
-
-static char dir[64], state_path[96], build[512];
+static char state_path[96];
 
 static void setup(void)
 {
@@ -60,81 +56,26 @@ TestSuite(lookup, .init = setup, .fini = teardown, .timeout = 60);
  * its first line, which must start with `first`. */
 static struct tenant spawn(const char *prog, size_t wbytes, const char *first, ...)
 {
-	int to[2], from[2];
-	struct tenant t;
-	char line[64];
+	char path[600], wb[32], weights[] = "4", kv[] = "3", kv_bytes[] = "1048576";
+	char *argv[] = { path, weights, wb, kv, kv_bytes, NULL };
+	const char *env[8];
+	size_t n = 0;
+	va_list ap;
 
-	cr_assert(eq(int, pipe(to), 0));
-	cr_assert(eq(int, pipe(from), 0));
-	t.pid = fork();
-	if (t.pid == 0) {
-		char path[600], wb[32];
-		const char *env;
-		va_list ap;
-
-		dup2(to[0], 0);
-		dup2(from[1], 1);
-		close(to[1]);
-		close(from[0]);
-		va_start(ap, first);
-		while ((env = va_arg(ap, const char *)) != NULL)
-			putenv((char *)(uintptr_t)env);
-		va_end(ap);
-		snprintf(path, sizeof(path), "%s/test/%s", build, prog);
-		snprintf(wb, sizeof(wb), "%zu", wbytes);
-		execl(path, path, "4", wb, "3", "1048576", (char *)NULL);
-		_exit(127);
+	va_start(ap, first);
+	while ((env[n] = va_arg(ap, const char *)) != NULL) {
+		n++;
+		cr_assert(lt(sz, n, sizeof(env) / sizeof(env[0])), "too many variables");
 	}
-	close(to[0]);
-	close(from[1]);
-	t.in = fdopen(to[1], "w");
-	t.out = fdopen(from[0], "r");
-	setvbuf(t.in, NULL, _IOLBF, 0);
-	cr_assert(not(eq(ptr, fgets(line, sizeof(line), t.out), NULL)), "%s did not start", prog);
-	cr_assert(eq(int, strncmp(line, first, strlen(first)), 0), "%s", line);
-	return t;
-}
-
-static void ask(struct tenant *t, const char *cmd, char *out, size_t len)
-{
-	fprintf(t->in, "%s\n", cmd);
-	fflush(t->in);
-	cr_assert(not(eq(ptr, fgets(out, (int)len, t->out), NULL)), "no answer to %s", cmd);
-	out[strcspn(out, "\n")] = '\0';
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/test/%s", build, prog);
+	snprintf(wb, sizeof(wb), "%zu", wbytes);
+	return tenant_start(argv, NULL, env, first);
 }
 
 static void finish(struct tenant *t)
 {
-	int st;
-
-	fprintf(t->in, "quit\n");
-	fclose(t->in);
-	fclose(t->out);
-	waitpid(t->pid, &st, 0);
-	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0), "cuMemFree failed at exit");
-}
-
-static int cli(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int cli(char *out, size_t len, const char *fmt, ...)
-{
-	char args[512], cmd[1200];
-	size_t n = 0, r;
-	va_list ap;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s/memctl %s 2>&1", build, args);
-	p = popen(cmd, "r");
-	cr_assert(not(eq(ptr, p, NULL)));
-	while (n + 1 < len && (r = fread(out + n, 1, len - 1 - n, p)) > 0)
-		n += r;
-	out[n] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	cr_assert(eq(int, tenant_quit(t), 0), "cuMemFree failed at exit");
 }
 
 static int has_socket(pid_t pid)
