@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What the Python GPU scripts of the driver layer share: a worker process
+"""What the Python GPU scripts share: a worker process
 spoken to in JSON lines, the memctl CLI, nvidia-smi's view of a process,
 memctl's view of its tags, and the verdict table.
-usage: imported by test/gpu/test_torch_driver.py and test/gpu/test_jax.py."""
+usage: imported by test/gpu/test_torch.py, test/gpu/test_torch_driver.py and
+test/gpu/test_jax.py."""
 import json
 import os
 import subprocess

@@ -13,33 +13,15 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
-RUN_DIR = tempfile.mkdtemp(prefix="memctl-gate-hf-")
+from gpu_common import BUILD, ROOT, RUN_DIR, env_for, expect, failures
+
 CYCLES = 20
 HOLD_S = 0.5  # how long each pause lasts: steps would complete meanwhile if the gate leaked
-failures = []
 
 
-def env_for(**extra):
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = os.path.join(BUILD, "libmemctl.so")
-    env["MEMCTL_RUNTIME_DIR"] = RUN_DIR
-    env["PYTHONPATH"] = os.path.join(ROOT, "python")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
+# Not gpu_common.memctl: this one waits up to 300 s for the CLI.
 def memctl(*args):
     t0 = time.monotonic()
     r = subprocess.run([os.path.join(BUILD, "memctl")] + list(args), capture_output=True,

@@ -66,7 +66,7 @@ def scenario_http():
     w = T.Worker()
     serve, url = start_serve()
     try:
-        tags, _ = T.tagged_bytes(w.pid)
+        tags, _ = T.status(w.pid)
         tagged = sum(tags.values())
         before = T.gpu_used_by(w.pid)
         code, r, t_rel = http(url + "/release_memory_occupation", "POST",

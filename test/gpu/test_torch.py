@@ -19,31 +19,9 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
-RUN_DIR = tempfile.mkdtemp(prefix="memctl-gpu-")
-GiB = float(1 << 30)
-failures = []
-figures = []
-
-
-def env_for(**extra):
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = os.path.join(BUILD, "libmemctl.so")
-    env["MEMCTL_RUNTIME_DIR"] = RUN_DIR
-    env["PYTHONPATH"] = os.path.join(ROOT, "python")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def expect(cond, what):
-    print(("  ok   " if cond else "  FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+# BUILD and env_for are not used here: test_http_torch.py takes them from this module.
+from gpu_common import BUILD, GiB, ROOT, env_for, expect, failures, figures, gpu_used_by, memctl, status  # noqa: F401
 
 
 class Worker:
@@ -65,37 +43,10 @@ class Worker:
         self.p.wait(timeout=60)
 
 
-def memctl(*args, timeout=120):
-    t0 = time.time()
-    r = subprocess.run([os.path.join(BUILD, "memctl")] + list(args), capture_output=True, text=True,
-                       env=env_for(LD_PRELOAD=""), timeout=timeout)
-    return r.returncode, r.stdout + r.stderr, time.time() - t0
-
-
-def gpu_used_by(pid):
-    """MiB used by pid as nvidia-smi shows it (what an operator sees); where
-    nvidia-smi cannot name processes, the device's used memory instead."""
-    out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
-                          "--format=csv,noheader,nounits"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        parts = [x.strip() for x in line.split(",")]
-        if len(parts) == 2 and parts[0] == str(pid) and parts[1].isdigit():
-            return int(parts[1])
-    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True).stdout
-    return int(out.split()[0])
-
-
-def tagged_bytes(pid):
-    rc, out, _ = memctl("status", "--json", "-p", str(pid))
-    st = json.loads(out.splitlines()[0])
-    return {t["tag"]: t["active_bytes"] + t["paused_bytes"] for t in st["tags"]}, st
-
-
 def scenario_tagged():
     print("\n[1] regions from the helper, CUDA graph, ten cycles", flush=True)
     w = Worker()
-    tags, _ = tagged_bytes(w.pid)
+    tags, _ = status(w.pid)
     tagged = sum(tags.values())
     figures.append(("weights bytes (model)", "%.2f GiB" % (w.info["weight_bytes"] / GiB)))
     figures.append(("tagged bytes: weights / kv_cache", "%.2f / %.2f GiB" % (
@@ -133,7 +84,7 @@ def scenario_tagged():
 def scenario_default_tag():
     print("\n[2] unmodified script, MEMCTL_DEFAULT_TAG=model", flush=True)
     w = Worker("--no-import", MEMCTL_DEFAULT_TAG="model")
-    tags, _ = tagged_bytes(w.pid)
+    tags, _ = status(w.pid)
     before = gpu_used_by(w.pid)
     for cycle in range(3):
         rc1, out1, _ = memctl("pause", "--tags", "model", "--stage", "cpu", "-p", str(w.pid))
