@@ -187,39 +187,53 @@ out:
 	return rc;
 }
 
-/* Say which driver call failed, where, and what everything is now. */
-static int release_failed(struct claim *c, int rc, struct alloc *bad, const char *call,
-			  size_t nbad, const struct region_report *rep, struct region_err *err)
+/* The releases of a pass that failed: a failure on one allocation does not
+ * stop the others, and the first is the one reported. */
+struct release_failures {
+	size_t n;            /* how many failed */
+	int rc;              /* the first failure's error; 0 while none */
+	struct alloc *first; /* the allocation it hit */
+	const char *call;    /* the driver call that failed there */
+};
+
+static void note_failure(struct release_failures *f, int rc, struct alloc *a, const char *call)
 {
-	return region_fail(err, rc,
+	if (f->n++ > 0)
+		return;
+	f->rc = rc;
+	f->first = a;
+	f->call = call;
+}
+
+/* 0 when nothing failed; else say which driver call failed, where, and
+ * what everything is now, and return the first failure's error. */
+static int release_failed(struct claim *c, const struct release_failures *f,
+			  const struct region_report *rep, struct region_err *err)
+{
+	if (f->rc == 0)
+		return 0;
+	return region_fail(err, f->rc,
 			   "pause: %s failed for %zu of %zu allocations (first at 0x%llx: %s); "
 			   "%llu others released; pause again to finish",
-			   call, nbad, c->n, (unsigned long long)bad->va, left_as(call),
-			   (unsigned long long)rep->allocations);
+			   f->call, f->n, c->n, (unsigned long long)f->first->va,
+			   left_as(f->call), (unsigned long long)rep->allocations);
 }
 
 /* Release every claimed allocation; a failure on one does not stop the
  * others (what is released stays so; a repeated pause finishes). */
 static int release_all(struct claim *c, struct region_report *rep, struct region_err *err)
 {
-	const char *call = "", *first_call = "";
-	struct alloc *bad = NULL;
-	size_t i, nbad = 0;
-	int rc = 0, r;
+	struct release_failures failed = { 0 };
+	const char *call = "";
+	size_t i;
+	int r;
 
 	for (i = 0; i < c->n; i++) {
 		r = release_one(c->list[i], ALLOC_PAUSED, &c->changed[i], rep, &call);
-		if (r == 0)
-			continue;
-		if (nbad++ == 0) {
-			rc = r;
-			bad = c->list[i];
-			first_call = call;
-		}
+		if (r < 0)
+			note_failure(&failed, r, c->list[i], call);
 	}
-	if (rc < 0)
-		return release_failed(c, rc, bad, first_call, nbad, rep, err);
-	return 0;
+	return release_failed(c, &failed, rep, err);
 }
 
 /* ---- staged pause ---------------------------------------------------- */
@@ -331,10 +345,10 @@ static int undo_release(struct claim *c, struct stage_batch *b, int stop,
 static int release_phase(const struct region_req *rq, struct claim *c, struct stage_batch *b,
 			 struct region_report *rep, struct region_err *err)
 {
-	const char *call = "", *first_call = "";
-	struct alloc *bad = NULL;
-	size_t i, nbad = 0;
-	int rc = 0, r;
+	struct release_failures failed = { 0 };
+	const char *call = "";
+	size_t i;
+	int r;
 
 	for (i = 0; i < c->n; i++) {
 		if (i > 0 && (r = request_stop(rq, "in the release phase (a pause)", err)) < 0)
@@ -349,15 +363,10 @@ static int release_phase(const struct region_req *rq, struct claim *c, struct st
 					   "failed): %llu of %zu allocations staged and released, "
 					   "the rest still active; nothing lost",
 					   (unsigned long long)rep->allocations, c->n);
-		if (r < 0 && nbad++ == 0) {
-			rc = r;
-			bad = c->list[i];
-			first_call = call;
-		}
+		if (r < 0)
+			note_failure(&failed, r, c->list[i], call);
 	}
-	if (rc < 0)
-		return release_failed(c, rc, bad, first_call, nbad, rep, err);
-	return 0;
+	return release_failed(c, &failed, rep, err);
 }
 
 static int pause_staged(const struct region_req *rq, struct claim *c,
