@@ -335,6 +335,28 @@ static int overlaps_locked(uint64_t va, size_t size)
 	return 0;
 }
 
+/* The application's mapping that holds addr, or NULL. Table lock held. */
+static struct app_map *map_containing_locked(uint64_t addr)
+{
+	struct app_map *m, *tmp;
+
+	HASH_ITER(hh, apps.maps, m, tmp)
+		if (addr >= m->va && addr < m->va + m->size)
+			return m;
+	return NULL;
+}
+
+/* The record whose memory holds addr: an application's mapping's, else
+ * one of memctl's own allocations; NULL if none. Table lock held. */
+static struct alloc *owner_containing_locked(uint64_t addr)
+{
+	struct app_map *m = map_containing_locked(addr);
+
+	if (m != NULL && m->owner != NULL)
+		return m->owner;
+	return live_containing_locked(addr);
+}
+
 int region_app_map(uint64_t id, uint64_t va, size_t size, size_t offset)
 {
 	struct alloc *a;
@@ -678,20 +700,18 @@ int region_app_release(uint64_t id)
 
 int region_app_retain(uint64_t addr, uint64_t *id)
 {
-	struct app_map *m, *tmp;
+	struct app_map *m;
 	int rc = -ENOENT;
 
 	if (region_app_count() == 0)
 		return -ENOENT;
 	pthread_mutex_lock(&apps.lock);
 	table_lock();
-	HASH_ITER(hh, apps.maps, m, tmp) {
-		if (addr >= m->va && addr < m->va + m->size) {
-			m->owner->app->refs++;
-			*id = m->owner->va;
-			rc = 0;
-			break;
-		}
+	m = map_containing_locked(addr);
+	if (m != NULL) {
+		m->owner->app->refs++;
+		*id = m->owner->va;
+		rc = 0;
 	}
 	table_unlock();
 	pthread_mutex_unlock(&apps.lock);
@@ -754,21 +774,14 @@ void region_app_unpin(uint64_t id)
 
 int region_pin_addr(uint64_t addr)
 {
-	struct app_map *m, *tmp;
-	struct alloc *a = NULL;
+	struct alloc *a;
 	int rc;
 
 	if (region_count() == 0)
 		return -ENOENT;
 	pthread_mutex_lock(&apps.lock);
 	table_lock();
-	HASH_ITER(hh, apps.maps, m, tmp)
-		if (addr >= m->va && addr < m->va + m->size) {
-			a = m->owner;
-			break;
-		}
-	if (a == NULL)
-		a = live_containing_locked(addr);
+	a = owner_containing_locked(addr);
 	if (a != NULL)
 		a->refs++;
 	table_unlock();
@@ -781,17 +794,10 @@ int region_pin_addr(uint64_t addr)
 
 void region_unpin_addr(uint64_t addr)
 {
-	struct app_map *m, *tmp;
-	struct alloc *a = NULL;
+	struct alloc *a;
 
 	table_lock();
-	HASH_ITER(hh, apps.maps, m, tmp)
-		if (addr >= m->va && addr < m->va + m->size) {
-			a = m->owner;
-			break;
-		}
-	if (a == NULL)
-		a = live_containing_locked(addr);
+	a = owner_containing_locked(addr);
 	if (a != NULL)
 		a->resident = 0;
 	table_unlock();
@@ -799,21 +805,17 @@ void region_unpin_addr(uint64_t addr)
 
 int region_app_range(uint64_t addr, uint64_t *base, size_t *size)
 {
-	struct app_map *m, *tmp;
+	struct app_map *m;
 	int rc = -ENOENT;
 
 	if (region_app_count() == 0)
 		return -ENOENT;
 	table_lock();
-	HASH_ITER(hh, apps.maps, m, tmp) {
-		if (addr >= m->va && addr < m->va + m->size) {
-			if (!m->mapped) {
-				*base = m->va;
-				*size = m->size;
-				rc = 0;
-			}
-			break;
-		}
+	m = map_containing_locked(addr);
+	if (m != NULL && !m->mapped) {
+		*base = m->va;
+		*size = m->size;
+		rc = 0;
 	}
 	table_unlock();
 	return rc;
