@@ -50,29 +50,29 @@ static struct {
 	pthread_cond_t synced;   /* a drain finished with a context */
 	struct app_ctx *list;
 	size_t n, cap;
-} C = { .lock = PTHREAD_MUTEX_INITIALIZER, .synced = PTHREAD_COND_INITIALIZER };
+} app_ctxs = { .lock = PTHREAD_MUTEX_INITIALIZER, .synced = PTHREAD_COND_INITIALIZER };
 
 static void remember(CUcontext ctx)
 {
 	static int warned;
 
-	pthread_mutex_lock(&C.lock);
-	if (C.n == C.cap) {
-		size_t cap = C.cap ? C.cap * 2 : 8;
-		struct app_ctx *list = realloc(C.list, cap * sizeof(*list));
+	pthread_mutex_lock(&app_ctxs.lock);
+	if (app_ctxs.n == app_ctxs.cap) {
+		size_t cap = app_ctxs.cap ? app_ctxs.cap * 2 : 8;
+		struct app_ctx *list = realloc(app_ctxs.list, cap * sizeof(*list));
 
 		if (list == NULL) {
-			pthread_mutex_unlock(&C.lock);
+			pthread_mutex_unlock(&app_ctxs.lock);
 			if (!__atomic_exchange_n(&warned, 1, __ATOMIC_ACQ_REL))
 				memctl_log_warnx("no memory to remember a CUDA context: a pause "
 						 "will not wait for its work");
 			return;
 		}
-		C.list = list;
-		C.cap = cap;
+		app_ctxs.list = list;
+		app_ctxs.cap = cap;
 	}
-	C.list[C.n++] = (struct app_ctx){ .ctx = ctx };
-	pthread_mutex_unlock(&C.lock);
+	app_ctxs.list[app_ctxs.n++] = (struct app_ctx){ .ctx = ctx };
+	pthread_mutex_unlock(&app_ctxs.lock);
 }
 
 /* Forget `ctx` before the driver destroys it. A drain synchronising it
@@ -82,16 +82,16 @@ static void forget(CUcontext ctx)
 {
 	size_t i;
 
-	pthread_mutex_lock(&C.lock);
-	for (i = 0; i < C.n; i++) {
-		if (C.list[i].ctx != ctx)
+	pthread_mutex_lock(&app_ctxs.lock);
+	for (i = 0; i < app_ctxs.n; i++) {
+		if (app_ctxs.list[i].ctx != ctx)
 			continue;
-		while (C.list[i].syncing > 0)
-			pthread_cond_wait(&C.synced, &C.lock);
-		C.list[i] = C.list[--C.n];
+		while (app_ctxs.list[i].syncing > 0)
+			pthread_cond_wait(&app_ctxs.synced, &app_ctxs.lock);
+		app_ctxs.list[i] = app_ctxs.list[--app_ctxs.n];
 		break;
 	}
-	pthread_mutex_unlock(&C.lock);
+	pthread_mutex_unlock(&app_ctxs.lock);
 }
 
 CUresult drain_ctx_create_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
@@ -186,13 +186,13 @@ static int pin(CUcontext ctx)
 	size_t i;
 	int found = 0;
 
-	pthread_mutex_lock(&C.lock);
-	for (i = 0; i < C.n && !found; i++)
-		if (C.list[i].ctx == ctx) {
-			C.list[i].syncing++;
+	pthread_mutex_lock(&app_ctxs.lock);
+	for (i = 0; i < app_ctxs.n && !found; i++)
+		if (app_ctxs.list[i].ctx == ctx) {
+			app_ctxs.list[i].syncing++;
 			found = 1;
 		}
-	pthread_mutex_unlock(&C.lock);
+	pthread_mutex_unlock(&app_ctxs.lock);
 	return found;
 }
 
@@ -200,14 +200,14 @@ static void unpin(CUcontext ctx)
 {
 	size_t i;
 
-	pthread_mutex_lock(&C.lock);
-	for (i = 0; i < C.n; i++)
-		if (C.list[i].ctx == ctx && C.list[i].syncing > 0) {
-			C.list[i].syncing--;
+	pthread_mutex_lock(&app_ctxs.lock);
+	for (i = 0; i < app_ctxs.n; i++)
+		if (app_ctxs.list[i].ctx == ctx && app_ctxs.list[i].syncing > 0) {
+			app_ctxs.list[i].syncing--;
 			break;
 		}
-	pthread_cond_broadcast(&C.synced);
-	pthread_mutex_unlock(&C.lock);
+	pthread_cond_broadcast(&app_ctxs.synced);
+	pthread_mutex_unlock(&app_ctxs.lock);
 }
 
 /* The contexts the application has now. */
@@ -215,11 +215,11 @@ static int take_contexts(struct drain_job *j)
 {
 	size_t i;
 
-	pthread_mutex_lock(&C.lock);
-	j->ctxs = calloc(C.n ? C.n : 1, sizeof(*j->ctxs));
-	for (i = 0; j->ctxs != NULL && i < C.n; i++)
-		j->ctxs[j->nctx++] = C.list[i].ctx;
-	pthread_mutex_unlock(&C.lock);
+	pthread_mutex_lock(&app_ctxs.lock);
+	j->ctxs = calloc(app_ctxs.n ? app_ctxs.n : 1, sizeof(*j->ctxs));
+	for (i = 0; j->ctxs != NULL && i < app_ctxs.n; i++)
+		j->ctxs[j->nctx++] = app_ctxs.list[i].ctx;
+	pthread_mutex_unlock(&app_ctxs.lock);
 	return j->ctxs != NULL ? 0 : -ENOMEM;
 }
 
@@ -412,8 +412,8 @@ int drain_stuck(void)
 void drain_after_fork(void)
 {
 	/* The parent's contexts and helpers are not the child's. */
-	pthread_mutex_init(&C.lock, NULL);
-	pthread_cond_init(&C.synced, NULL);
-	C.n = 0;
+	pthread_mutex_init(&app_ctxs.lock, NULL);
+	pthread_cond_init(&app_ctxs.synced, NULL);
+	app_ctxs.n = 0;
 	__atomic_store_n(&stuck, 0, __ATOMIC_RELEASE);
 }
