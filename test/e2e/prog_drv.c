@@ -69,7 +69,7 @@ static struct {
 	PFN_cuMemFreeAsync_v11020 free_async;
 	PFN_cuStreamCreate_v2000 stream_create;
 	PFN_cuStreamSynchronize_v2000 stream_sync;
-} D;
+} drv;
 
 enum mode { PLAIN, VMM, ASYNC };
 static enum mode mode;
@@ -105,29 +105,29 @@ static size_t nw, nkv;
 #ifdef PROG_DRV_LINKED
 static int resolve(void)
 {
-	D.init = cuInit;
-	D.device_get = cuDeviceGet;
-	D.ctx_retain = cuDevicePrimaryCtxRetain;
-	D.ctx_set = cuCtxSetCurrent;
-	D.alloc = cuMemAlloc;
-	D.alloc_pitch = cuMemAllocPitch;
-	D.free = cuMemFree;
-	D.reserve = cuMemAddressReserve;
-	D.unreserve = cuMemAddressFree;
-	D.create = cuMemCreate;
-	D.release = cuMemRelease;
-	D.map = cuMemMap;
-	D.unmap = cuMemUnmap;
-	D.access = cuMemSetAccess;
-	D.alloc_async = cuMemAllocAsync;
-	D.free_async = cuMemFreeAsync;
-	D.stream_create = cuStreamCreate;
-	D.stream_sync = cuStreamSynchronize;
+	drv.init = cuInit;
+	drv.device_get = cuDeviceGet;
+	drv.ctx_retain = cuDevicePrimaryCtxRetain;
+	drv.ctx_set = cuCtxSetCurrent;
+	drv.alloc = cuMemAlloc;
+	drv.alloc_pitch = cuMemAllocPitch;
+	drv.free = cuMemFree;
+	drv.reserve = cuMemAddressReserve;
+	drv.unreserve = cuMemAddressFree;
+	drv.create = cuMemCreate;
+	drv.release = cuMemRelease;
+	drv.map = cuMemMap;
+	drv.unmap = cuMemUnmap;
+	drv.access = cuMemSetAccess;
+	drv.alloc_async = cuMemAllocAsync;
+	drv.free_async = cuMemFreeAsync;
+	drv.stream_create = cuStreamCreate;
+	drv.stream_sync = cuStreamSynchronize;
 	/* Copies the simulated driver lacks: found, not linked. */
-	*(void **)&D.htod = dlsym(RTLD_DEFAULT, "cuMemcpyHtoD_v2");
-	*(void **)&D.dtoh = dlsym(RTLD_DEFAULT, "cuMemcpyDtoH_v2");
+	*(void **)&drv.htod = dlsym(RTLD_DEFAULT, "cuMemcpyHtoD_v2");
+	*(void **)&drv.dtoh = dlsym(RTLD_DEFAULT, "cuMemcpyDtoH_v2");
 	fake = dlsym(RTLD_DEFAULT, "fakecuda_used") != NULL;
-	return fake || (D.htod != NULL && D.dtoh != NULL) ? 0 : -1;
+	return fake || (drv.htod != NULL && drv.dtoh != NULL) ? 0 : -1;
 }
 #else
 static PFN_cuGetProcAddress_v12000 gpa;
@@ -166,27 +166,27 @@ static int resolve(void)
 		if (gpa == NULL || lookup("cuGetProcAddress", (void **)&gpa) < 0)
 			return -1;
 	}
-	if (lookup("cuInit", (void **)&D.init) < 0 ||
-	    lookup("cuDeviceGet", (void **)&D.device_get) < 0 ||
-	    lookup("cuDevicePrimaryCtxRetain", (void **)&D.ctx_retain) < 0 ||
-	    lookup("cuCtxSetCurrent", (void **)&D.ctx_set) < 0 ||
-	    lookup("cuMemAlloc", (void **)&D.alloc) < 0 ||
-	    lookup("cuMemAllocPitch", (void **)&D.alloc_pitch) < 0 ||
-	    lookup("cuMemFree", (void **)&D.free) < 0 ||
-	    lookup("cuMemAddressReserve", (void **)&D.reserve) < 0 ||
-	    lookup("cuMemAddressFree", (void **)&D.unreserve) < 0 ||
-	    lookup("cuMemCreate", (void **)&D.create) < 0 ||
-	    lookup("cuMemRelease", (void **)&D.release) < 0 ||
-	    lookup("cuMemMap", (void **)&D.map) < 0 ||
-	    lookup("cuMemUnmap", (void **)&D.unmap) < 0 ||
-	    lookup("cuMemSetAccess", (void **)&D.access) < 0 ||
-	    lookup("cuMemAllocAsync", (void **)&D.alloc_async) < 0 ||
-	    lookup("cuMemFreeAsync", (void **)&D.free_async) < 0 ||
-	    lookup("cuStreamCreate", (void **)&D.stream_create) < 0 ||
-	    lookup("cuStreamSynchronize", (void **)&D.stream_sync) < 0)
+	if (lookup("cuInit", (void **)&drv.init) < 0 ||
+	    lookup("cuDeviceGet", (void **)&drv.device_get) < 0 ||
+	    lookup("cuDevicePrimaryCtxRetain", (void **)&drv.ctx_retain) < 0 ||
+	    lookup("cuCtxSetCurrent", (void **)&drv.ctx_set) < 0 ||
+	    lookup("cuMemAlloc", (void **)&drv.alloc) < 0 ||
+	    lookup("cuMemAllocPitch", (void **)&drv.alloc_pitch) < 0 ||
+	    lookup("cuMemFree", (void **)&drv.free) < 0 ||
+	    lookup("cuMemAddressReserve", (void **)&drv.reserve) < 0 ||
+	    lookup("cuMemAddressFree", (void **)&drv.unreserve) < 0 ||
+	    lookup("cuMemCreate", (void **)&drv.create) < 0 ||
+	    lookup("cuMemRelease", (void **)&drv.release) < 0 ||
+	    lookup("cuMemMap", (void **)&drv.map) < 0 ||
+	    lookup("cuMemUnmap", (void **)&drv.unmap) < 0 ||
+	    lookup("cuMemSetAccess", (void **)&drv.access) < 0 ||
+	    lookup("cuMemAllocAsync", (void **)&drv.alloc_async) < 0 ||
+	    lookup("cuMemFreeAsync", (void **)&drv.free_async) < 0 ||
+	    lookup("cuStreamCreate", (void **)&drv.stream_create) < 0 ||
+	    lookup("cuStreamSynchronize", (void **)&drv.stream_sync) < 0)
 		return -1;
-	if (!fake && (lookup("cuMemcpyHtoD", (void **)&D.htod) < 0 ||
-		      lookup("cuMemcpyDtoH", (void **)&D.dtoh) < 0))
+	if (!fake && (lookup("cuMemcpyHtoD", (void **)&drv.htod) < 0 ||
+		      lookup("cuMemcpyDtoH", (void **)&drv.dtoh) < 0))
 		return -1;
 	return 0;
 }
@@ -202,10 +202,10 @@ static int start(void)
 	       : strcmp(m, "vmm") == 0 ? VMM : strcmp(m, "async") == 0 ? ASYNC : (enum mode)-1;
 	if ((int)mode < 0)
 		return -1;
-	if (D.init(0) != CUDA_SUCCESS || D.device_get(&dev, 0) != CUDA_SUCCESS ||
-	    D.ctx_retain(&ctx, dev) != CUDA_SUCCESS || D.ctx_set(ctx) != CUDA_SUCCESS)
+	if (drv.init(0) != CUDA_SUCCESS || drv.device_get(&dev, 0) != CUDA_SUCCESS ||
+	    drv.ctx_retain(&ctx, dev) != CUDA_SUCCESS || drv.ctx_set(ctx) != CUDA_SUCCESS)
 		return -1;
-	if (mode == ASYNC && D.stream_create(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
+	if (mode == ASYNC && drv.stream_create(&stream, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
 		return -1;
 	return 0;
 }
@@ -239,8 +239,8 @@ static int alloc_vmm(struct buf *b, size_t bytes, struct space *sp)
 		size_t n = unit * (size_t)(b->nh % 3 + 1);
 
 		n = n < left ? n : left;
-		if (D.create(&b->h[b->nh], n, &prop, 0) != CUDA_SUCCESS ||
-		    D.map(b->p + off, n, 0, b->h[b->nh], 0) != CUDA_SUCCESS)
+		if (drv.create(&b->h[b->nh], n, &prop, 0) != CUDA_SUCCESS ||
+		    drv.map(b->p + off, n, 0, b->h[b->nh], 0) != CUDA_SUCCESS)
 			return -1;
 		b->hsize[b->nh] = n;
 		off += n;
@@ -250,7 +250,7 @@ static int alloc_vmm(struct buf *b, size_t bytes, struct space *sp)
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = 0;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if (left > 0 || D.access(b->p, off, &acc, 1) != CUDA_SUCCESS)
+	if (left > 0 || drv.access(b->p, off, &acc, 1) != CUDA_SUCCESS)
 		return -1;
 	sp->used += off;
 	return 0;
@@ -268,14 +268,14 @@ static int free_vmm(struct buf *b, int i)
 
 		for (k = b->nh - 1; k >= 0; k--) {
 			off -= b->hsize[k];
-			rc |= D.unmap(b->p + off, b->hsize[k]) != CUDA_SUCCESS;
-			rc |= D.release(b->h[k]) != CUDA_SUCCESS;
+			rc |= drv.unmap(b->p + off, b->hsize[k]) != CUDA_SUCCESS;
+			rc |= drv.release(b->h[k]) != CUDA_SUCCESS;
 		}
 		return rc;
 	}
 	for (k = 0; k < b->nh; k++)
-		rc |= D.release(b->h[k]) != CUDA_SUCCESS;
-	return rc | (D.unmap(b->p, round_up(b->bytes)) != CUDA_SUCCESS);
+		rc |= drv.release(b->h[k]) != CUDA_SUCCESS;
+	return rc | (drv.unmap(b->p, round_up(b->bytes)) != CUDA_SUCCESS);
 }
 
 static int free_one(struct buf *b, int i)
@@ -288,9 +288,9 @@ static int free_one(struct buf *b, int i)
 	if (mode == VMM)
 		return free_vmm(b, i);
 	if (mode == PLAIN)
-		return D.free(b->p) != CUDA_SUCCESS;
-	rc = D.free_async(b->p, stream) != CUDA_SUCCESS;
-	return rc | (D.stream_sync(stream) != CUDA_SUCCESS);
+		return drv.free(b->p) != CUDA_SUCCESS;
+	rc = drv.free_async(b->p, stream) != CUDA_SUCCESS;
+	return rc | (drv.stream_sync(stream) != CUDA_SUCCESS);
 }
 
 /* Every third allocation is pitched: rows of an odd width. */
@@ -303,16 +303,16 @@ static int alloc_one(struct buf *b, size_t bytes, unsigned seed, int i, struct s
 		return alloc_vmm(b, bytes, sp);
 	if (mode == ASYNC) {
 		b->bytes = bytes;
-		if (D.alloc_async(&b->p, bytes, stream) != CUDA_SUCCESS)
+		if (drv.alloc_async(&b->p, bytes, stream) != CUDA_SUCCESS)
 			return -1;
 		/* Usable once the allocation has run in stream order. */
-		return D.stream_sync(stream) == CUDA_SUCCESS ? 0 : -1;
+		return drv.stream_sync(stream) == CUDA_SUCCESS ? 0 : -1;
 	}
 	if (i % 3 != 2) {
 		b->bytes = bytes;
-		return D.alloc(&b->p, bytes) == CUDA_SUCCESS ? 0 : -1;
+		return drv.alloc(&b->p, bytes) == CUDA_SUCCESS ? 0 : -1;
 	}
-	if (D.alloc_pitch(&b->p, &pitch, width, height, 4) != CUDA_SUCCESS || pitch < width)
+	if (drv.alloc_pitch(&b->p, &pitch, width, height, 4) != CUDA_SUCCESS || pitch < width)
 		return -1;
 	b->bytes = pitch * height;
 	return 0;
@@ -331,7 +331,7 @@ static int put(const struct buf *b)
 	if (h == NULL)
 		return -1;
 	fill(h, b->bytes, b->seed);
-	rc = D.htod(b->p, h, b->bytes) == CUDA_SUCCESS ? 0 : -1;
+	rc = drv.htod(b->p, h, b->bytes) == CUDA_SUCCESS ? 0 : -1;
 	free(h);
 	return rc;
 }
@@ -347,7 +347,7 @@ static long get(const struct buf *b)
 	h = malloc(b->bytes);
 	if (h == NULL)
 		return -2;
-	if (D.dtoh(h, b->p, b->bytes) == CUDA_SUCCESS)
+	if (drv.dtoh(h, b->p, b->bytes) == CUDA_SUCCESS)
 		bad = check(h, b->bytes, b->seed);
 	free(h);
 	return bad;
@@ -362,7 +362,7 @@ static const char *probe(const struct buf *b)
 	int st;
 
 	if (!fake)
-		return D.dtoh(&byte, b->p, 1) == CUDA_SUCCESS ? "mapped" : "released";
+		return drv.dtoh(&byte, b->p, 1) == CUDA_SUCCESS ? "mapped" : "released";
 	pid = fork();
 	if (pid == 0) {
 		(void)*(volatile const char *)(uintptr_t)b->p;
@@ -387,7 +387,7 @@ static int reserve_spaces(size_t wbytes, size_t kvbytes)
 		n[1] += round_up(kvbytes + i * 4097);
 	for (t = 0; t < 2; t++) {
 		spaces[t].size = n[t];
-		if (D.reserve(&spaces[t].base, n[t], 0, 0, 0) != CUDA_SUCCESS)
+		if (drv.reserve(&spaces[t].base, n[t], 0, 0, 0) != CUDA_SUCCESS)
 			return -1;
 	}
 	return 0;
@@ -444,7 +444,7 @@ static int quit(void)
 	for (i = 0; i < nkv; i++)
 		rc |= free_one(&kv[i], (int)i);
 	for (t = 0; mode == VMM && t < 2; t++)
-		rc |= D.unreserve(spaces[t].base, spaces[t].size) != CUDA_SUCCESS;
+		rc |= drv.unreserve(spaces[t].base, spaces[t].size) != CUDA_SUCCESS;
 	return rc ? 5 : 0;
 }
 

@@ -35,7 +35,7 @@ static struct {
 	__typeof__(&cuMemGetAccess) get_access;
 	__typeof__(&cuMemGetAllocationPropertiesFromHandle) props;
 	__typeof__(&cuMemExportToShareableHandle) export_fd;
-} D;
+} drv;
 
 static void setup(void)
 {
@@ -44,7 +44,7 @@ static void setup(void)
 	fixture_setup();
 	h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
 	cr_assert(not(eq(ptr, h, NULL)));
-#define SYM(f, name) cr_assert(not(eq(ptr, *(void **)&D.f = dlsym(h, name), NULL)))
+#define SYM(f, name) cr_assert(not(eq(ptr, *(void **)&drv.f = dlsym(h, name), NULL)))
 	SYM(reserve, "cuMemAddressReserve");
 	SYM(unreserve, "cuMemAddressFree");
 	SYM(create, "cuMemCreate");
@@ -88,7 +88,7 @@ static uint64_t create(const char *tag, size_t size)
 	struct region_err err;
 	uint64_t id;
 
-	cr_assert(eq(int, D.create(&h, size, &p, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.create(&h, size, &p, 0), CUDA_SUCCESS));
 	cr_assert(eq(int, region_app_adopt(tag, 0, 0, size, &p, sizeof(p), (uint64_t)h, &id, &err), 0),
 		  "%s", err.msg);
 	cr_assert(not(eq(u64, id, (uint64_t)h)), "the application keeps memctl's value");
@@ -99,7 +99,7 @@ static CUdeviceptr reserve(size_t size)
 {
 	CUdeviceptr va;
 
-	cr_assert(eq(int, D.reserve(&va, size, 0, 0, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.reserve(&va, size, 0, 0, 0), CUDA_SUCCESS));
 	return va;
 }
 
@@ -119,7 +119,7 @@ Test(app, a_handle_or_mapping_the_registry_cannot_record_fails_and_leaks_nothing
 	int k, rc = -ENOMEM;
 
 	for (k = 0; rc == -ENOMEM; k++) {
-		cr_assert(eq(int, D.create(&h, GRAN, &p, 0), CUDA_SUCCESS));
+		cr_assert(eq(int, drv.create(&h, GRAN, &p, 0), CUDA_SUCCESS));
 		__atomic_store_n(&allocs_left, k, __ATOMIC_RELEASE);
 		rc = region_app_adopt("weights", 0, 0, GRAN, &p, sizeof(p), (uint64_t)h, &id, &err);
 		__atomic_store_n(&allocs_left, -1, __ATOMIC_RELEASE);
@@ -128,7 +128,8 @@ Test(app, a_handle_or_mapping_the_registry_cannot_record_fails_and_leaks_nothing
 		cr_assert(eq(int, rc, -ENOMEM), "allocation %d failed: %s", k, err.msg);
 		cr_assert(eq(u64, region_app_count(), 0));
 		cr_assert(eq(u64, region_count(), 0));
-		cr_assert(eq(int, D.release(h), CUDA_SUCCESS), "the handle is still the caller's");
+		cr_assert(eq(int, drv.release(h), CUDA_SUCCESS),
+			  "the handle is still the caller's");
 	}
 	cr_assert(ge(int, k, 3), "the record, its data and the hash were all failed");
 	for (k = 0, rc = -ENOMEM; rc == -ENOMEM; k++) {
@@ -144,7 +145,7 @@ Test(app, a_handle_or_mapping_the_registry_cannot_record_fails_and_leaks_nothing
 	cr_assert(eq(long, fakecuda_live_mappings(), 1));
 	cr_assert(eq(int, region_app_unmap(va, GRAN), 0));
 	cr_assert(eq(int, region_app_release(id), 0));
-	cr_assert(eq(int, D.unreserve(va, GRAN), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.unreserve(va, GRAN), CUDA_SUCCESS));
 	cr_assert(eq(long, fakecuda_live_handles(), 0));
 	cr_assert(eq(u64, region_app_count(), 0));
 }
@@ -162,7 +163,7 @@ static unsigned long long access_of(uint64_t va, int dev)
 	CUmemLocation loc = { .type = CU_MEM_LOCATION_TYPE_DEVICE, .id = dev };
 	unsigned long long flags = 99;
 
-	if (D.get_access(&flags, &loc, (CUdeviceptr)va) != CUDA_SUCCESS)
+	if (drv.get_access(&flags, &loc, (CUdeviceptr)va) != CUDA_SUCCESS)
 		return 99;
 	return flags;
 }
@@ -262,7 +263,7 @@ Test(app, a_segment_of_three_handles_pauses_and_resumes_bit_identical_with_the_s
 		cr_assert(eq(int, region_app_unmap(s.at[i], s.size[i]), 0));
 		cr_assert(eq(int, region_app_release(s.id[i]), 0));
 	}
-	cr_assert(eq(int, D.unreserve(s.base, 64 * MiB), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.unreserve(s.base, 64 * MiB), CUDA_SUCCESS));
 	nothing_left();
 }
 
@@ -308,7 +309,7 @@ static void give_back(struct segment *s, enum order o)
 			cr_assert(eq(int, region_app_release(s->id[i]), 0));
 		break;
 	}
-	cr_assert(eq(int, D.unreserve(s->base, 64 * MiB), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.unreserve(s->base, 64 * MiB), CUDA_SUCCESS));
 }
 
 /* 0 active, 1 paused, 2 staged, 3 resumed after staging. */
@@ -358,9 +359,9 @@ Test(app, a_range_with_untagged_and_paused_mappings_is_unmapped_in_the_drivers_p
 	uint64_t untagged = s.base + 8 * MiB, last;
 
 	/* An untagged handle after the segment, then a tagged one after it. */
-	cr_assert(eq(int, D.create(&mine, GRAN, &p, 0), CUDA_SUCCESS));
-	cr_assert(eq(int, D.map(untagged, GRAN, 0, mine, 0), CUDA_SUCCESS));
-	cr_assert(eq(int, D.access(untagged, GRAN, &acc, 1), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.create(&mine, GRAN, &p, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.map(untagged, GRAN, 0, mine, 0), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.access(untagged, GRAN, &acc, 1), CUDA_SUCCESS));
 	last = create("w", GRAN);
 	cr_assert(eq(int, region_app_map(last, untagged + GRAN, GRAN, 0), 0));
 	grant(untagged + GRAN, GRAN, 0);
@@ -371,11 +372,11 @@ Test(app, a_range_with_untagged_and_paused_mappings_is_unmapped_in_the_drivers_p
 	/* One unmap over all five mappings: the driver gets the one it holds. */
 	cr_assert(eq(int, region_app_unmap(s.base, 12 * MiB), 0));
 	cr_assert(eq(long, fakecuda_live_mappings(), 0));
-	cr_assert(eq(int, D.release(mine), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.release(mine), CUDA_SUCCESS));
 	cr_assert(eq(int, region_app_release(last), 0));
 	for (int i = 0; i < 3; i++)
 		cr_assert(eq(int, region_app_release(s.id[i]), 0));
-	cr_assert(eq(int, D.unreserve(s.base, 64 * MiB), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.unreserve(s.base, 64 * MiB), CUDA_SUCCESS));
 	nothing_left();
 }
 
@@ -448,7 +449,7 @@ Test(app, an_exported_handle_stays_resident_and_a_paused_one_is_not_exported)
 	int fd = -1;
 
 	cr_assert(eq(int, region_app_pin(s.id[0], &real), 1));
-	cr_assert(eq(int, D.export_fd(&fd, (CUmemGenericAllocationHandle)real,
+	cr_assert(eq(int, drv.export_fd(&fd, (CUmemGenericAllocationHandle)real,
 				       CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0), CUDA_SUCCESS));
 	close(fd);
 	cr_assert(eq(int, region_app_pin(s.id[0], &real), 0), "already resident");
@@ -486,7 +487,7 @@ Test(app, handles_not_mapped_whole_with_access_are_left_as_they_are)
 	cr_assert(eq(int, region_app_release(bare), 0));
 	cr_assert(eq(int, region_app_release(half), 0));
 	cr_assert(eq(int, region_app_release(blind), 0));
-	cr_assert(eq(int, D.unreserve(base, 16 * MiB), CUDA_SUCCESS));
+	cr_assert(eq(int, drv.unreserve(base, 16 * MiB), CUDA_SUCCESS));
 	nothing_left();
 }
 
