@@ -62,23 +62,11 @@ static void release(void *p)
 	cudaStreamSynchronize(0);
 }
 
-int main(int argc, char **argv)
+/* Allocates and fills weights and KV cache: 0, or the exit status. */
+static int allocate_all(void)
 {
-	char line[64];
 	size_t i;
 
-	if (argc != 5 || memctl_api_load(&M) < 0) {
-		fprintf(stderr, "usage: prog_tenant NW WBYTES NKV KVBYTES, under LD_PRELOAD\n");
-		return 2;
-	}
-	nw = strtoul(argv[1], NULL, 10);
-	wsz = strtoul(argv[2], NULL, 10);
-	nkv = strtoul(argv[3], NULL, 10);
-	kvsz = strtoul(argv[4], NULL, 10);
-	if (nw > MAXA || nkv > MAXA || nw == 0 || nkv == 0)
-		return 2;
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	async_alloc = getenv("PROG_ASYNC") != NULL && strcmp(getenv("PROG_ASYNC"), "1") == 0;
 	M.region_begin("weights");
 	for (i = 0; i < nw; i++) {
 		if (alloc(&w[i], size_of(wsz, i)) != cudaSuccess)
@@ -95,80 +83,138 @@ int main(int argc, char **argv)
 			return 4;
 	}
 	M.region_end();
+	return 0;
+}
+
+static void check_all(void)
+{
+	long bad = -1;
+	size_t i;
+
+	for (i = 0; i < nw && bad < 0; i++)
+		if ((bad = dev_check(w[i], size_of(wsz, i), (unsigned)(getpid() + (int)i))) >= 0)
+			printf("bad weights %zu at %ld\n", i, bad);
+	for (i = 0; i < nkv && bad < 0; i++)
+		if ((bad = dev_check(kv[i], size_of(kvsz, i), 7u + (unsigned)i)) >= 0)
+			printf("bad kv_cache %zu at %ld\n", i, bad);
+	if (bad < 0)
+		printf("ok\n");
+}
+
+static void print_stat(void)
+{
+	struct memctl_stat st;
+	int rc = M.stat("weights", &st);
+
+	printf("%d %llu %llu %llu %llu\n", rc, (unsigned long long)st.allocations,
+	       (unsigned long long)st.active_bytes, (unsigned long long)st.paused_bytes,
+	       (unsigned long long)st.staged_bytes);
+}
+
+/* A child that exits normally runs the atexit handlers it inherited: it
+ * must not remove the parent's socket. */
+static void fork_exit(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0)
+		exit(0);
+	waitpid(pid, &st, 0);
+	printf("forked\n");
+}
+
+/* "tags N": allocations of 1 MiB tagged t000, t001, ... up to N in all. */
+static int tag_many(size_t want)
+{
+	char tag[16];
+
+	for (; nmany < want && nmany < 1000; nmany++) {
+		snprintf(tag, sizeof(tag), "t%03zu", nmany);
+		M.region_begin(tag);
+		if (cudaMalloc(&many[nmany], 1 << 20) != cudaSuccess)
+			return 3;
+		M.region_end();
+	}
+	printf("tagged %zu\n", nmany);
+	return -1;
+}
+
+static int quit(void)
+{
+	size_t i;
+
+	for (i = 0; i < nmany; i++)
+		cudaFree(many[i]);
+	for (i = 0; i < nw; i++)
+		release(w[i]);
+	for (i = 0; i < nkv; i++)
+		release(kv[i]);
+	return 0;
+}
+
+/* Answers one command (the list at the top): -1 to go on, else the exit
+ * status. */
+static int answer(char *line)
+{
+	size_t fr = 0, tot = 0;
+
+	line[strcspn(line, "\n")] = '\0';
+	if (strncmp(line, "check", 5) == 0) {
+		check_all();
+	} else if (strncmp(line, "probe", 5) == 0) {
+		printf("weights=%s kv_cache=%s\n", probe(w[0]), probe(kv[0]));
+	} else if (strncmp(line, "stat", 4) == 0) {
+		print_stat();
+	} else if (strncmp(line, "mem", 3) == 0) {
+		cudaMemGetInfo(&fr, &tot);
+		printf("%zu %zu\n", fr, tot);
+	} else if (strncmp(line, "forkexit", 8) == 0) {
+		fork_exit();
+	} else if (strncmp(line, "tags ", 5) == 0) {
+		return tag_many(strtoul(line + 5, NULL, 10));
+	} else if (strncmp(line, "more ", 5) == 0 && nmany < 1000) {
+		M.region_begin(line + 5);
+		if (cudaMalloc(&many[nmany++], 1 << 20) != cudaSuccess)
+			return 3;
+		M.region_end();
+		printf("more %s\n", line + 5);
+	} else if (strncmp(line, "held ", 5) == 0) {
+		int (*held)(const char *) = (int (*)(const char *))dlsym(RTLD_DEFAULT,
+									 "fakecuda_held");
+
+		printf("%d\n", held != NULL ? held(line + 5) : -1);
+	} else if (strncmp(line, "quit", 4) == 0) {
+		return quit();
+	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	char line[64];
+	int rc;
+
+	if (argc != 5 || memctl_api_load(&M) < 0) {
+		fprintf(stderr, "usage: prog_tenant NW WBYTES NKV KVBYTES, under LD_PRELOAD\n");
+		return 2;
+	}
+	nw = strtoul(argv[1], NULL, 10);
+	wsz = strtoul(argv[2], NULL, 10);
+	nkv = strtoul(argv[3], NULL, 10);
+	kvsz = strtoul(argv[4], NULL, 10);
+	if (nw > MAXA || nkv > MAXA || nw == 0 || nkv == 0)
+		return 2;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	async_alloc = getenv("PROG_ASYNC") != NULL && strcmp(getenv("PROG_ASYNC"), "1") == 0;
+	rc = allocate_all();
+	if (rc != 0)
+		return rc;
 	printf("ready %d\n", (int)getpid());
-
 	while (fgets(line, sizeof(line), stdin) != NULL) {
-		if (strncmp(line, "check", 5) == 0) {
-			long bad = -1;
-
-			for (i = 0; i < nw && bad < 0; i++)
-				if ((bad = dev_check(w[i], size_of(wsz, i),
-						 (unsigned)(getpid() + (int)i))) >= 0)
-					printf("bad weights %zu at %ld\n", i, bad);
-			for (i = 0; i < nkv && bad < 0; i++)
-				if ((bad = dev_check(kv[i], size_of(kvsz, i), 7u + (unsigned)i)) >= 0)
-					printf("bad kv_cache %zu at %ld\n", i, bad);
-			if (bad < 0)
-				printf("ok\n");
-		} else if (strncmp(line, "probe", 5) == 0) {
-			printf("weights=%s kv_cache=%s\n", probe(w[0]), probe(kv[0]));
-		} else if (strncmp(line, "stat", 4) == 0) {
-			struct memctl_stat st;
-			int rc = M.stat("weights", &st);
-
-			printf("%d %llu %llu %llu %llu\n", rc, (unsigned long long)st.allocations,
-			       (unsigned long long)st.active_bytes,
-			       (unsigned long long)st.paused_bytes,
-			       (unsigned long long)st.staged_bytes);
-		} else if (strncmp(line, "mem", 3) == 0) {
-			size_t fr = 0, tot = 0;
-
-			cudaMemGetInfo(&fr, &tot);
-			printf("%zu %zu\n", fr, tot);
-		} else if (strncmp(line, "forkexit", 8) == 0) {
-			/* A child that exits normally runs the atexit handlers it
-			 * inherited: it must not remove the parent's socket. */
-			pid_t pid = fork();
-			int st;
-
-			if (pid == 0)
-				exit(0);
-			waitpid(pid, &st, 0);
-			printf("forked\n");
-		} else if (strncmp(line, "tags ", 5) == 0) {
-			size_t want = strtoul(line + 5, NULL, 10);
-			char tag[16];
-
-			for (; nmany < want && nmany < 1000; nmany++) {
-				snprintf(tag, sizeof(tag), "t%03zu", nmany);
-				M.region_begin(tag);
-				if (cudaMalloc(&many[nmany], 1 << 20) != cudaSuccess)
-					return 3;
-				M.region_end();
-			}
-			printf("tagged %zu\n", nmany);
-		} else if (strncmp(line, "more ", 5) == 0 && nmany < 1000) {
-			line[strcspn(line, "\n")] = '\0';
-			M.region_begin(line + 5);
-			if (cudaMalloc(&many[nmany++], 1 << 20) != cudaSuccess)
-				return 3;
-			M.region_end();
-			printf("more %s\n", line + 5);
-		} else if (strncmp(line, "held ", 5) == 0) {
-			int (*held)(const char *) = (int (*)(const char *))dlsym(RTLD_DEFAULT,
-										 "fakecuda_held");
-
-			line[strcspn(line, "\n")] = '\0';
-			printf("%d\n", held != NULL ? held(line + 5) : -1);
-		} else if (strncmp(line, "quit", 4) == 0) {
-			for (i = 0; i < nmany; i++)
-				cudaFree(many[i]);
-			for (i = 0; i < nw; i++)
-				release(w[i]);
-			for (i = 0; i < nkv; i++)
-				release(kv[i]);
-			return 0;
-		}
+		rc = answer(line);
+		if (rc >= 0)
+			return rc;
 	}
 	return 0;
 }
