@@ -23,6 +23,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fakecuda.h"
+
 /* A driver entry point and the error it returns when failed, as
  * FAKECUDA_FAIL spells it (oom, inval, illegal, unknown). */
 struct faultmatrix_call {
@@ -45,6 +47,15 @@ static size_t faultmatrix_why_len;
 			return -1;                                                \
 		}                                                                 \
 	} while (0)
+
+/* 1 when the simulated driver holds nothing: no handle, mapping,
+ * reservation, pinned host buffer or device byte. */
+static inline int faultmatrix_driver_empty(void)
+{
+	return fakecuda_live_handles() == 0 && fakecuda_live_mappings() == 0 &&
+	       fakecuda_live_reservations() == 0 && fakecuda_live_host_registrations() == 0 &&
+	       fakecuda_used() == 0;
+}
 
 /* Runs `run` in a child; returns its verdict (2 for wrong or killed) with
  * the child's reason in msg. */
