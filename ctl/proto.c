@@ -304,32 +304,21 @@ int proto_format(const struct proto_req *req, char *buf, size_t len)
 
 /* ---- JSON writing ---------------------------------------------------- */
 
-void jb_init(struct jbuf *j, char *buf, size_t cap)
-{
-	memset(j, 0, sizeof(*j));
-	j->buf = buf;
-	j->cap = cap;
-	j->max = cap;
-	if (cap)
-		buf[0] = '\0';
-}
-
 void jb_init_grow(struct jbuf *j, size_t max)
 {
 	memset(j, 0, sizeof(*j));
 	j->max = max;
-	j->grows = 1;
 }
 
 void jb_free(struct jbuf *j)
 {
-	if (j->grows)
-		free(j->buf);
+	free(j->buf);
 	j->buf = NULL;
 	j->len = j->cap = 0;
 }
 
-/* Room for n more bytes and a NUL: grow a growing buffer, else 0. */
+/* Room for n more bytes and a NUL: 1, growing the buffer up to its
+ * limit, else 0. */
 static int room(struct jbuf *j, size_t n)
 {
 	size_t want = j->len + n + 1, cap = j->cap ? j->cap : 1024;
@@ -337,7 +326,7 @@ static int room(struct jbuf *j, size_t n)
 
 	if (want <= j->cap)
 		return 1;
-	if (!j->grows || want > j->max)
+	if (want > j->max)
 		return 0;
 	while (cap < want)
 		cap *= 2;

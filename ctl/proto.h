@@ -147,18 +147,16 @@ uint64_t proto_figure_value(enum proto_figure f, const struct region_report *rep
 /* "ENOENT" for -ENOENT and so on; "EUNKNOWN" otherwise. */
 const char *proto_errname(int code);
 
-/* A bounded JSON writer: appends, and marks overflow instead of writing
- * past the end. With jb_init_grow the buffer is malloc'ed and grows up to
- * `max` bytes (jb_free releases it). */
+/* A bounded JSON writer: appends to a malloc'ed buffer that grows up to
+ * `max` bytes, and marks overflow instead of growing past it (jb_free
+ * releases the buffer). */
 struct jbuf {
 	char *buf;
 	size_t len, cap, max;
 	int overflow;
 	int need_comma;
-	int grows;
 };
 
-void jb_init(struct jbuf *j, char *buf, size_t cap);
 void jb_init_grow(struct jbuf *j, size_t max);
 void jb_free(struct jbuf *j);
 void jb_raw(struct jbuf *j, const char *s);
