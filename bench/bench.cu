@@ -33,6 +33,8 @@
 	exit(1); } } while (0)
 
 static const double GiB = 1073741824.0;
+// ", slab 64M" in every row's name when MEMCTL_SLAB is set.
+static char slab_note[64];
 
 static double now(void)
 {
@@ -531,7 +533,7 @@ static void scenario(double gib, int count)
 				CHECK(cudaFree(p[i]));
 	}
 	t = median3(tm);
-	snprintf(name, sizeof(name), "[%gG/%d] tagged cudaMalloc, per call", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] tagged cudaMalloc, per call", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.1f us", t / count * 1e6);
 	snprintf(l, sizeof(l), "%.1f us raw sequence", median3(tr) / count * 1e6);
 	add(name, v, l, t / median3(tr), "<= 1.20", t / median3(tr) <= 1.20);
@@ -558,11 +560,11 @@ static void scenario(double gib, int count)
 	std::sort(ru, ru + 5);
 	raw_unmap = ru[2];
 	raw_map = rc[2];
-	snprintf(name, sizeof(name), "[%gG/%d] unstaged pause (sync+unmap+release)", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] unstaged pause (sync+unmap+release)", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.2f ms", up[2] * 1e3);
 	snprintf(l, sizeof(l), "%.2f ms raw unmap+release", raw_unmap * 1e3);
 	add(name, v, l, up[2] / raw_unmap, "<= 1.10", up[2] / raw_unmap <= 1.10);
-	snprintf(name, sizeof(name), "[%gG/%d] unstaged resume (create+map+access)", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] unstaged resume (create+map+access)", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.2f ms", ur[2] * 1e3);
 	snprintf(l, sizeof(l), "%.2f ms raw", raw_map * 1e3);
 	add(name, v, l, ur[2] / raw_map, "<= 1.10", ur[2] / raw_map <= 1.10);
@@ -570,13 +572,13 @@ static void scenario(double gib, int count)
 
 	// First staged pause: host buffers obtained and pinned on the way.
 	t = timed(M.pause, "bench", MEMCTL_STAGE_CPU, "pause 1");
-	snprintf(name, sizeof(name), "[%gG/%d] staged pause, first (nothing prepared)", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] staged pause, first (nothing prepared)", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
 	snprintf(l, sizeof(l), "D2H %.1f; tms 1.4 GiB/s", lim_d2h);
 	add(name, v, l, staged / t / lim_d2h, "report", -1);
 	t = timed(M.resume, "bench", 0, "resume 1");
 	check_contents(p, size, 11, "resume 1");
-	snprintf(name, sizeof(name), "[%gG/%d] staged resume, first", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] staged resume, first", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
 	snprintf(l, sizeof(l), "H2D %.1f GiB/s", lim_h2d);
 	add(name, v, l, staged / t / lim_h2d, "report", -1);
@@ -587,7 +589,7 @@ static void scenario(double gib, int count)
 	t = timed(M.pause, "bench", MEMCTL_STAGE_CPU | MEMCTL_GATE, "pause 2");
 	rss_paused = rss_kib();
 	must(M.stat("bench", &st), "stat");
-	snprintf(name, sizeof(name), "[%gG/%d] staged pause, buffers held, gated", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] staged pause, buffers held, gated", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
 	snprintf(l, sizeof(l), "D2H %.1f, bound %.1f GiB/s", lim_d2h,
 		 staged / std::max(staged / lim_d2h, raw_unmap));
@@ -595,7 +597,7 @@ static void scenario(double gib, int count)
 	t = timed(M.resume, "bench", 0, "resume 2");
 	check_contents(p, size, 23, "resume 2");
 	rss_kept = rss_kib();
-	snprintf(name, sizeof(name), "[%gG/%d] staged resume, buffers held", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] staged resume, buffers held", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
 	snprintf(l, sizeof(l), "H2D %.1f, bound %.1f GiB/s", lim_h2d,
 		 staged / std::max(staged / lim_h2d, raw_map));
@@ -609,7 +611,7 @@ static void scenario(double gib, int count)
 	t = now() - t0;
 	printf("  prepare (populate + pin %.2f GiB): %.2f s (%.2f s/GiB)\n", staged, t, t / staged);
 	t = timed(M.pause, "bench", MEMCTL_STAGE_CPU, "pause 3");
-	snprintf(name, sizeof(name), "[%gG/%d] staged pause, first after prepare", gib, count);
+	snprintf(name, sizeof(name), "[%gG/%d%s] staged pause, first after prepare", gib, count, slab_note);
 	snprintf(v, sizeof(v), "%.2f GiB/s", staged / t);
 	snprintf(l, sizeof(l), "D2H %.1f GiB/s", lim_d2h);
 	add(name, v, l, staged / t / lim_d2h, ">= 0.80", staged / t / lim_d2h >= 0.80);
@@ -783,17 +785,21 @@ int main(int argc, char **argv)
 		for (char *s = strtok(argv[2], ","); s; s = strtok(NULL, ","))
 			counts.push_back(atoi(s));
 	}
+	if (getenv("MEMCTL_SLAB") != NULL)
+		snprintf(slab_note, sizeof(slab_note), ", slab %s", getenv("MEMCTL_SLAB"));
 	load();
 	CHECK(cudaSetDevice(0));
 	CHECK(cudaGetDeviceProperties(&prop, 0));
 	CHECK(cudaDriverGetVersion(&drv));
 	CHECK(cudaMemGetInfo(&fr, &tot));
 	printf("device: %s, %.1f GiB, driver API %d\n", prop.name, tot / GiB, drv);
-	printf("memctl: MEMCTL_CHUNK=%s MEMCTL_STREAMS=%s MEMCTL_PIN_THREADS=%s MEMCTL_HUGEPAGES=%s\n",
+	printf("memctl: MEMCTL_CHUNK=%s MEMCTL_STREAMS=%s MEMCTL_PIN_THREADS=%s MEMCTL_HUGEPAGES=%s "
+	       "MEMCTL_SLAB=%s\n",
 	       getenv("MEMCTL_CHUNK") ? getenv("MEMCTL_CHUNK") : "default",
 	       getenv("MEMCTL_STREAMS") ? getenv("MEMCTL_STREAMS") : "default",
 	       getenv("MEMCTL_PIN_THREADS") ? getenv("MEMCTL_PIN_THREADS") : "default",
-	       getenv("MEMCTL_HUGEPAGES") ? getenv("MEMCTL_HUGEPAGES") : "default");
+	       getenv("MEMCTL_HUGEPAGES") ? getenv("MEMCTL_HUGEPAGES") : "default",
+	       getenv("MEMCTL_SLAB") ? getenv("MEMCTL_SLAB") : "default (off)");
 	CHECK(real_malloc((void **)&bad_dev, sizeof(*bad_dev)));
 	limits();
 	printf("\n  %-52s %-14s %-22s %6s %s\n", "figure", "memctl", "limit (same run)", "ratio",

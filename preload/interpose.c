@@ -138,6 +138,7 @@ static void load_driver(void)
 	ro.streams = opts.streams;
 	ro.pin_threads = opts.pin_threads;
 	ro.hugepages = opts.hugepages;
+	ro.slab_bytes = opts.slab_bytes;
 	region_init(ops, &ro);
 	driver_rc = 0;
 }

@@ -90,6 +90,8 @@ static const struct opt table[] = {
 	  "threads populating and pinning host buffers" },
 	{ "MEMCTL_HUGEPAGES", OPT_INT, OFF(hugepages), 0, 1,
 	  "1: transparent huge pages for host buffers, 0: none" },
+	{ "MEMCTL_SLAB", OPT_SIZE, OFF(slab_bytes), 0, 0,
+	  "slab size: tagged allocations of at most a quarter of it share slabs; 0: off" },
 };
 
 static int parse_level(const char *s, int *out)

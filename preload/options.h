@@ -23,6 +23,7 @@ struct options {
 	int streams;               /* MEMCTL_STREAMS */
 	int pin_threads;           /* MEMCTL_PIN_THREADS */
 	int hugepages;             /* MEMCTL_HUGEPAGES */
+	size_t slab_bytes;         /* MEMCTL_SLAB; 0: off */
 };
 
 /* Read the environment into *o, warning about (and replacing with the

@@ -91,6 +91,8 @@ struct alloc {
 	int stage_always;     /* MEMCTL_REGION_STAGE_CPU: every pause stages it */
 	enum alloc_kind kind;
 	struct app_mem *app;  /* KIND_APP */
+	int slab;             /* KIND_OWN memory that slab.c carves allocations out of */
+	uint64_t carved;      /* slab.c's lock: granules of a slab handed out */
 
 	/* What the driver holds for it, as the driver last confirmed. Written
 	 * by the holder of `lock` through the alloc_set_* helpers (which take
@@ -205,6 +207,32 @@ void unfinished_tidy(int wait);
  * tag names ("a,b") into names. */
 void discarded_scan(const struct tagset *ts, size_t *count, uint64_t *bytes,
 		    char *names, size_t len);
+
+/* A KIND_OWN record of `size` bytes, made as region_alloc makes one;
+ * `slab` marks it as slab.c's. */
+int alloc_record(const char *tag, unsigned flags, int dev, size_t size, int slab, uint64_t *va,
+		 struct region_err *err) MUST_CHECK;
+/* The allocation granularity of `dev`. */
+int granularity(int dev, size_t *out) MUST_CHECK;
+/* Free a slab (slab.c, once nothing is carved from it). */
+int slab_record_free(struct alloc *s);
+
+/* ---- slab.c: small allocations carved out of larger ones ------------- */
+
+/* Slabs of `bytes` (0: none) from now on. */
+void slab_init(size_t bytes);
+/* Carve `size` bytes for `tag` out of a slab: 0 and *va, or 1 when the
+ * allocation is not one for a slab (slabs off, or too large), or a
+ * negative errno with err filled. */
+int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
+	       struct region_err *err) MUST_CHECK;
+/* Free the carved allocation at `va` (the device is synchronised first,
+ * as cudaFree does); -ENOENT when `va` is not one. */
+int slab_free(uint64_t va);
+/* The device of the carved allocation at `va`, or -ENOENT. */
+int slab_device(uint64_t va);
+/* Forget every slab without touching the driver (forked child). */
+void slab_forget(void);
 
 /* ---- request.c: the turn and the safe points ------------------------ */
 

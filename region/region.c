@@ -66,6 +66,7 @@ void region_init(const struct drv_ops *ops, const struct region_opts *opts)
 	registry.ops = ops;
 	memset(registry.gran, 0, sizeof(registry.gran));
 	stage_init(ops, opts);
+	slab_init(opts->slab_bytes);
 	pthread_mutex_unlock(&registry.table_lock);
 }
 
@@ -133,6 +134,7 @@ void region_forget_all(void)
 	untagged_forget();
 	stage_forget();
 	request_forget();
+	slab_forget();
 }
 
 uint64_t region_count(void)
@@ -151,7 +153,7 @@ const struct drv_ops *registry_ops(void)
 	return registry.ops;
 }
 
-static int granularity(int dev, size_t *out)
+int granularity(int dev, size_t *out)
 {
 	size_t g;
 	int rc;
@@ -555,14 +557,25 @@ static int alloc_margin(int dev, size_t mapped, struct region_err *err)
 int region_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 		 struct region_err *err)
 {
-	const char *failed = "";
-	struct alloc *a;
-	size_t gran;
 	int rc;
 
 	if (!tag_valid(tag) || size == 0 || (flags & ~MEMCTL_REGION_STAGE_CPU))
 		return region_fail(err, -EINVAL, "bad tag, size or flags");
 	unfinished_tidy(0); /* stream-ordered frees that are due give memory back */
+	rc = slab_alloc(tag, flags, dev, size, va, err);
+	if (rc <= 0)
+		return rc;
+	return alloc_record(tag, flags, dev, size, 0, va, err);
+}
+
+int alloc_record(const char *tag, unsigned flags, int dev, size_t size, int slab, uint64_t *va,
+		 struct region_err *err)
+{
+	const char *failed = "";
+	struct alloc *a;
+	size_t gran;
+	int rc;
+
 	rc = granularity(dev, &gran);
 	if (rc < 0)
 		return region_fail(err, rc, "device %d: no allocation granularity", dev);
@@ -602,6 +615,7 @@ int region_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t
 		return rc;
 	}
 	a->state = ALLOC_ACTIVE;
+	a->slab = slab;
 	PUBLISH(rc = live_add_locked(a));
 	if (rc < 0) {
 		region_fail(err, rc, "host memory: no room to record the allocation");
@@ -615,14 +629,16 @@ int region_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t
 /* Find `va` among live records of `kind` (taking it out of the table:
  * the table's reference becomes the caller's) or among unfinished frees
  * (with a new reference). *claimed: a request holds it. NULL if neither.
- * (A handle value is never an address cudaFree takes, nor the reverse.) */
-static struct alloc *take_for_free(uint64_t va, enum alloc_kind kind, int *claimed)
+ * (A handle value is never an address cudaFree takes, nor the reverse.)
+ * Slabs are found only by slab.c (`slab`): the application's address of
+ * the first allocation carved from one is the slab's own. */
+static struct alloc *take_for_free(uint64_t va, enum alloc_kind kind, int slab, int *claimed)
 {
 	struct alloc *a;
 
 	pthread_mutex_lock(&registry.table_lock);
 	HASH_FIND(hh, registry.live, &va, sizeof(va), a);
-	if (a != NULL && a->kind != kind) {
+	if (a != NULL && (a->kind != kind || a->slab != slab)) {
 		a = NULL;
 	} else if (a != NULL) {
 		HASH_DEL(registry.live, a);
@@ -630,7 +646,7 @@ static struct alloc *take_for_free(uint64_t va, enum alloc_kind kind, int *claim
 		__atomic_store_n(&a->freed, 1, __ATOMIC_RELEASE);
 	} else {
 		for (a = registry.unfinished; a != NULL; a = a->next_unfinished)
-			if (a->va == va && a->kind == kind &&
+			if (a->va == va && a->kind == kind && a->slab == slab &&
 			    (a->va_reserved || kind == KIND_APP))
 				break;
 		if (a != NULL)
@@ -743,7 +759,18 @@ int region_free_key(uint64_t key, enum alloc_kind kind)
 	struct alloc *a;
 	int claimed = 0;
 
-	a = take_for_free(key, kind, &claimed);
+	a = take_for_free(key, kind, 0, &claimed);
+	if (a == NULL)
+		return -ENOENT;
+	return finish_free(a, claimed);
+}
+
+int slab_record_free(struct alloc *s)
+{
+	struct alloc *a;
+	int claimed = 0;
+
+	a = take_for_free(s->va, KIND_OWN, 1, &claimed);
 	if (a == NULL)
 		return -ENOENT;
 	return finish_free(a, claimed);
@@ -751,7 +778,9 @@ int region_free_key(uint64_t key, enum alloc_kind kind)
 
 int region_free(uint64_t va)
 {
-	return region_free_key(va, KIND_OWN);
+	int rc = slab_free(va);
+
+	return rc == -ENOENT ? region_free_key(va, KIND_OWN) : rc;
 }
 
 int region_owns(uint64_t va)
@@ -760,10 +789,12 @@ int region_owns(uint64_t va)
 
 	if (region_count() == 0)
 		return 0;
+	if (slab_device(va) >= 0)
+		return 1;
 	pthread_mutex_lock(&registry.table_lock);
 	a = live_find_locked(va);
 	pthread_mutex_unlock(&registry.table_lock);
-	return a != NULL && a->kind == KIND_OWN;
+	return a != NULL && a->kind == KIND_OWN && !a->slab;
 }
 
 /* The device of the live allocation at `va`; -ENOENT if none. */
@@ -774,7 +805,7 @@ static int owner_device(uint64_t va)
 
 	pthread_mutex_lock(&registry.table_lock);
 	a = live_find_locked(va);
-	if (a != NULL && a->kind == KIND_OWN)
+	if (a != NULL && a->kind == KIND_OWN && !a->slab)
 		dev = a->dev;
 	pthread_mutex_unlock(&registry.table_lock);
 	return dev;
@@ -798,6 +829,11 @@ int region_free_async(uint64_t va, void *stream)
 	struct alloc *a;
 	void *ev = NULL;
 
+	/* Carved from a slab: nothing is unmapped, but its granules may be
+	 * carved again at once, so the stream must be past the free first
+	 * (slab_free synchronises the device, as cudaFree does). */
+	if (dev < 0 && slab_device(va) >= 0)
+		return slab_free(va);
 	if (dev < 0)
 		return -ENOENT;
 	rc = ops->event_create(dev, &ev);
@@ -808,7 +844,7 @@ int region_free_async(uint64_t va, void *stream)
 	/* No event (another context's stream): wait for the stream itself. */
 	if (rc < 0 && (rc = ops->stream_sync(dev, stream)) < 0)
 		return rc; /* nothing changed */
-	a = take_for_free(va, KIND_OWN, &claimed);
+	a = take_for_free(va, KIND_OWN, 0, &claimed);
 	if (a == NULL) { /* freed by another thread meanwhile */
 		if (ev != NULL)
 			(void)ops->event_destroy(dev, ev);

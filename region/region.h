@@ -55,6 +55,10 @@ struct region_opts {
 	 * memory.max, v1: memory.limit_in_bytes; ancestors are checked too).
 	 * NULL or "": the process's own cgroups. Copied by region_init. */
 	const char *cgroup_dir;
+	/* Slab size (MEMCTL_SLAB): tagged allocations of at most a quarter of
+	 * it are carved out of slabs of this size; 0: every allocation maps
+	 * memory of its own. */
+	size_t slab_bytes;
 };
 
 /*

@@ -185,6 +185,21 @@ Test(lookup, under_the_default_tag_every_driver_allocation_is_tagged)
 	finish(&t);
 }
 
+/* MEMCTL_SLAB: the 7 small allocations of 1 MiB and a little (one granule
+ * each) are carved out of one slab of 16 MiB, which the CLI pauses and
+ * resumes whole, every byte back; at exit each cuMemFree of them works. */
+Test(lookup, small_allocations_in_one_slab_are_paused_and_freed_one_by_one)
+{
+	struct tenant t = spawn("prog_drv", MiB, "ready", "PROG_REGIONS=0",
+				"MEMCTL_DEFAULT_TAG=model", "MEMCTL_SLAB=16M", NULL);
+	char out[8192];
+
+	cli_roundtrip(&t, "model", 16 * MiB, "weights=released kv_cache=released");
+	cr_assert(eq(int, cli(out, sizeof(out), "status -p %d", t.pid), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "model"), NULL)), "%s", out);
+	finish(&t);
+}
+
 Test(lookup, the_first_driver_allocation_activates_memctl)
 {
 	/* Tagged by the default tag, and untagged: either way memctl comes up
