@@ -64,8 +64,8 @@ TEST_ENV = LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/fake \
            MEMCTL_BUILD=$(CURDIR)/$(BUILD)
 
 .PHONY: all lib cli fake deps deps-demo deps-check test test-suites test-unit test-e2e \
-        test-python test-gpu gpu-build bench bench-tms demo check install install-tms-compat \
-        clean help fuzz
+        test-python test-gpu gpu-build bench bench-tms bench-torch demo check install \
+        install-tms-compat clean help fuzz
 .DEFAULT_GOAL := all
 # Keep the sanitizer objects between runs (they are intermediates of the
 # -san suites, which make would otherwise delete).
@@ -356,6 +356,15 @@ bench-tms: ## torch_memory_saver's API (memctl.tms) against memctl's own, same w
 	    echo "bench-tms: no NVIDIA GPU on this machine; nothing measured"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(LIB) && \
 	LD_PRELOAD=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) bench/tms_bench.py $(BENCH_TMS_ARGS)
+
+# The PyTorch case of issue 12: a transformer of >= 8 GiB built from a
+# config (nothing downloaded), paused and resumed by the CLI from outside,
+# regions and default-tag mode, against the copy limits of the same process.
+bench-torch: ## a >= 8 GiB PyTorch model paused by the CLI vs the copy limits (GPU + torch; BENCH_TORCH_ARGS="LAYERS CYCLES")
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
+	    echo "bench-torch: no NVIDIA GPU on this machine; nothing measured"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(LIB) $(CLI) && \
+	$(PYTHON) bench/torch_bench.py $(BUILD) $(BENCH_TORCH_ARGS)
 
 demo: ## the main job: a workload paused and resumed by the memctl CLI (GPU if present, else simulated)
 	@$(DEPS_FOR) demo
