@@ -31,6 +31,9 @@ rest reported. A missed target is reported (MISSED), not a failure; the exit
 status is 1 only when something failed (a CLI call, contents not identical,
 the worker).
 
+BENCH_TORCH_MODES=regions or =default runs one mode only; MEMCTL_* variables
+in the environment (MEMCTL_SLAB=128M, say) reach the workers.
+
 usage: make bench-torch [BENCH_TORCH_ARGS="LAYERS CYCLES"]
        python3 bench/torch_bench.py [BUILD_DIR [LAYERS [CYCLES]]]   (build 18 5)
 Without an NVIDIA GPU, or without torch with CUDA, says so and exits 0.
@@ -799,7 +802,10 @@ def main(argv):
         print("bench-torch: %s, %d layers, %d warm cycles; build %s" % (
             gpu_line(), layers, cycles, build), flush=True)
         modes = []
+        only = os.environ.get("BENCH_TORCH_MODES", "").split(",")
         for spec in MODES:
+            if only != [""] and spec[0] not in only:
+                continue
             m = run_mode(cli, build, work, spec, layers, cycles)
             if m.info.get("skip"):
                 print("bench-torch: %s; nothing measured" % m.info["error"])
