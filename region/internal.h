@@ -214,8 +214,9 @@ int alloc_record(const char *tag, unsigned flags, int dev, size_t size, int slab
 		 struct region_err *err) MUST_CHECK;
 /* The allocation granularity of `dev`. */
 int granularity(int dev, size_t *out) MUST_CHECK;
-/* Free a slab (slab.c, once nothing is carved from it). */
-int slab_record_free(struct alloc *s);
+/* Free the slab at `va` (slab.c, once nothing is carved from it); the
+ * table's reference goes with it. -ENOENT if no live slab is there. */
+int slab_record_free(uint64_t va);
 
 /* ---- slab.c: small allocations carved out of larger ones ------------- */
 

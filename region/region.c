@@ -765,12 +765,12 @@ int region_free_key(uint64_t key, enum alloc_kind kind)
 	return finish_free(a, claimed);
 }
 
-int slab_record_free(struct alloc *s)
+int slab_record_free(uint64_t va)
 {
 	struct alloc *a;
 	int claimed = 0;
 
-	a = take_for_free(s->va, KIND_OWN, 1, &claimed);
+	a = take_for_free(va, KIND_OWN, 1, &claimed);
 	if (a == NULL)
 		return -ENOENT;
 	return finish_free(a, claimed);

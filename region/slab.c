@@ -205,10 +205,11 @@ static int carve_new(const char *tag, unsigned flags, int dev, unsigned count, s
 	pthread_mutex_unlock(&slabs.lock);
 	if (rc == 0)
 		return 0;
-	if (s != NULL) {
-		(void)slab_record_free(s);
+	/* Nothing carved from it: freed at once, whether or not the list
+	 * took its reference (it could not grow). */
+	(void)slab_record_free(sva);
+	if (s != NULL)
 		alloc_put(s);
-	}
 	return region_fail(err, rc, "host memory: no room to record the allocation");
 }
 
@@ -280,7 +281,7 @@ int slab_free(uint64_t va)
 	free(p);
 	if (!empty)
 		return 0;
-	rc = slab_record_free(s);
+	rc = slab_record_free(s->va);
 	alloc_put(s);
 	return rc == -ENOENT ? 0 : rc;
 }
