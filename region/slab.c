@@ -95,7 +95,9 @@ static uint64_t run_mask(unsigned first, unsigned count)
 }
 
 /* A slab carved from now must be usable at once: active, and no request
- * is about to take its memory away. Slab lock held. */
+ * is about to take its memory away; and pausable, unless kept resident
+ * (exported or bound to a multicast object): an allocation carved from a
+ * resident slab would never be paused. Slab lock held. */
 static int slab_open(struct alloc *s, const char *tag, unsigned flags, int dev)
 {
 	int open;
@@ -104,7 +106,7 @@ static int slab_open(struct alloc *s, const char *tag, unsigned flags, int dev)
 	    s->stage_always != ((flags & MEMCTL_REGION_STAGE_CPU) != 0))
 		return 0;
 	table_lock();
-	open = s->state == ALLOC_ACTIVE && !s->claimed && !alloc_freed(s) &&
+	open = s->state == ALLOC_ACTIVE && !s->claimed && !s->resident && !alloc_freed(s) &&
 	       !alloc_has_leftover(s);
 	table_unlock();
 	return open;

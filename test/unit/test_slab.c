@@ -282,6 +282,24 @@ Test(slab, freeing_an_address_that_is_no_carved_allocation_touches_nothing)
 	cr_assert(eq(int, region_free(b), 0));
 }
 
+/* A slab kept resident (a multicast binding of one of its allocations)
+ * is never paused: a new allocation carved from it would never be
+ * paused either, so it gets a slab of its own. */
+Test(slab, nothing_is_carved_from_a_resident_slab)
+{
+	uint64_t before = fakecuda_used(), a, b;
+
+	a = alloc("w", MiB);
+	cr_assert(eq(int, region_pin_addr(a), 1));
+	b = alloc("w", MiB);
+	cr_assert(eq(u64, fakecuda_used() - before, 2 * SLAB));
+	fill(b, MiB, 30);
+	cr_assert(eq(int, pause_tag("w", MEMCTL_STAGE_CPU), 0));
+	cr_assert(eq(u64, fakecuda_used() - before, SLAB)); /* b's slab released */
+	cr_assert(eq(int, resume_tag("w"), 0));
+	cr_assert(same(b, MiB, 30));
+}
+
 /* Slab sizes at the edges: fewer than 4 granules is off; more than 64
  * granules is taken as 64; a size between granules is rounded down. */
 static void reinit(size_t slab)
