@@ -230,6 +230,9 @@ int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *
 /* Free the carved allocation at `va` (the device is synchronised first,
  * as cudaFree does); -ENOENT when `va` is not one. */
 int slab_free(uint64_t va);
+/* The carved allocation of slab `s` whose granules hold `addr`: its
+ * address and the bytes asked for; -ENOENT if none holds it. */
+int slab_piece(const struct alloc *s, uint64_t addr, uint64_t *va, size_t *size);
 /* The device of the carved allocation at `va`, or -ENOENT. */
 int slab_device(uint64_t va);
 /* Forget every slab without touching the driver (forked child). */

@@ -300,6 +300,40 @@ Test(slab, nothing_is_carved_from_a_resident_slab)
 	cr_assert(same(b, MiB, 30));
 }
 
+/* Staged contents read in place: a carved allocation's own bytes, not its
+ * neighbour's, and nothing once it is freed. */
+Test(slab, host_reads_of_a_carved_allocation_stay_inside_it)
+{
+	unsigned char buf[64];
+	struct region_err err;
+	uint64_t a, b;
+
+	a = alloc("w", MiB);
+	b = alloc("w", MiB);
+	fill(a, MiB, 21);
+	fill(b, MiB, 22);
+	cr_assert(eq(int, pause_tag("w", MEMCTL_STAGE_CPU), 0));
+	cr_assert(eq(int, region_host_copy(b + 16, sizeof(buf), buf, NULL, &err), 0), "%s",
+		  err.msg);
+	/* b's bytes at offset 16 */
+	{
+		unsigned char want[64];
+		size_t i;
+
+		for (i = 0; i < sizeof(want); i++)
+			want[i] = (unsigned char)(((i + 16) * 2654435761u + 22) >> 7);
+		cr_assert(eq(int, memcmp(buf, want, sizeof(buf)), 0));
+	}
+	/* Past the end of a (1 MiB asked) into its granule's tail and b. */
+	cr_assert(eq(int, region_host_copy(a + MiB - 8, 64, buf, NULL, &err), -EINVAL), "%s",
+		  err.msg);
+	cr_assert(eq(int, region_free(a), 0));
+	cr_assert(eq(int, region_host_copy(a, 64, buf, NULL, &err), -ENOENT), "%s", err.msg);
+	cr_assert(eq(int, region_host_copy(a + 4096, 64, buf, NULL, &err), -ENOENT), "%s",
+		  err.msg);
+	cr_assert(eq(int, region_host_copy(b, 64, buf, NULL, &err), 0), "%s", err.msg);
+}
+
 /* Slab sizes at the edges: fewer than 4 granules is off; more than 64
  * granules is taken as 64; a size between granules is rounded down. */
 static void reinit(size_t slab)
