@@ -223,8 +223,9 @@ int slab_record_free(uint64_t va);
 /* Slabs of `bytes` (0: none) from now on. */
 void slab_init(size_t bytes);
 /* Carve `size` bytes for `tag` out of a slab: 0 and *va, or 1 when the
- * allocation is not one for a slab (slabs off, or too large), or a
- * negative errno with err filled. */
+ * allocation is not one for a slab (slabs off, or too large) or no slab
+ * could be had (device or host memory short: the caller maps memory of
+ * its own), or a negative errno with err filled. */
 int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 	       struct region_err *err) MUST_CHECK;
 /* Free the carved allocation at `va` (the device is synchronised first,

@@ -238,10 +238,11 @@ int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *
 	rc = carve_listed(tag, flags, dev, size, gran, va);
 	pthread_mutex_unlock(&slabs.lock);
 	if (rc == -ENOSPC)
-		return carve_new(tag, flags, dev, size, gran, va, err);
-	if (rc < 0)
-		return region_fail(err, rc, "host memory: no room to record the allocation");
-	return 0;
+		rc = carve_new(tag, flags, dev, size, gran, va, err);
+	/* A device with room for this allocation but not for a new slab (or
+	 * host memory short of recording one): memory of its own, as
+	 * without slabs. */
+	return rc == -ENOMEM ? 1 : rc;
 }
 
 int slab_device(uint64_t va)

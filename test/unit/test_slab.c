@@ -186,17 +186,26 @@ Test(slab, large_allocations_map_memory_of_their_own)
 	cr_assert(eq(u64, fakecuda_used(), before));
 }
 
+/* The slab's memory cannot be had: the allocation gets memory of its own;
+ * where that cannot be had either, it fails cleanly. */
 Test(slab, a_slab_the_device_cannot_hold_fails_cleanly)
 {
-	uint64_t before = fakecuda_used(), va = 0;
+	uint64_t before = fakecuda_used(), va = 0, room = MiB;
 	struct region_err err;
 
 	fakecuda_set_fail("cuMemCreate:1:oom");
-	cr_assert(eq(int, region_alloc("w", 0, 0, MiB, &va, &err), -ENOMEM));
+	cr_assert(eq(int, region_alloc("w", 0, 0, MiB, &va, &err), 0), "%s", err.msg);
 	fakecuda_set_fail(NULL);
+	cr_assert(eq(u64, fakecuda_used() - before, 2 * MiB)); /* not a slab */
+	cr_assert(eq(int, region_free(va), 0));
+	cr_assert(eq(int, fakecuda_tenant_take(fakecuda_capacity() - before - room), 0));
+	cr_assert(eq(int, region_alloc("w", 0, 0, MiB, &va, &err), -ENOMEM));
+	fakecuda_tenant_give(fakecuda_capacity() - before - room);
 	cr_assert(eq(u64, fakecuda_used(), before));
 	cr_assert(eq(long, fakecuda_live_handles(), 0));
+	cr_assert(eq(long, fakecuda_live_reservations(), 0));
 	va = alloc("w", MiB); /* and the next one works */
+	cr_assert(eq(u64, fakecuda_used() - before, SLAB));
 	cr_assert(eq(int, region_free(va), 0));
 }
 
@@ -332,6 +341,22 @@ Test(slab, host_reads_of_a_carved_allocation_stay_inside_it)
 	cr_assert(eq(int, region_host_copy(a + 4096, 64, buf, NULL, &err), -ENOENT), "%s",
 		  err.msg);
 	cr_assert(eq(int, region_host_copy(b, 64, buf, NULL, &err), 0), "%s", err.msg);
+}
+
+/* A device with room for the allocation but not for a whole new slab:
+ * the allocation is served with memory of its own, as without slabs. */
+Test(slab, a_small_allocation_fits_where_a_new_slab_does_not)
+{
+	uint64_t before = fakecuda_used(), va = 0, room = 4 * MiB;
+	struct region_err err;
+
+	cr_assert(eq(int, fakecuda_tenant_take(fakecuda_capacity() - before - room), 0));
+	cr_assert(eq(int, region_alloc("w", 0, 0, MiB, &va, &err), 0), "%s", err.msg);
+	fill(va, MiB, 31);
+	cr_assert(same(va, MiB, 31));
+	cr_assert(eq(int, region_free(va), 0));
+	fakecuda_tenant_give(fakecuda_capacity() - before - room);
+	cr_assert(eq(u64, fakecuda_used(), before));
 }
 
 /* Slab sizes at the edges: fewer than 4 granules is off; more than 64
