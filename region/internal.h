@@ -229,7 +229,7 @@ void slab_init(size_t bytes);
 int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 	       struct region_err *err) MUST_CHECK;
 /* Free the carved allocation at `va` (the device is synchronised first,
- * as cudaFree does); -ENOENT when `va` is not one. */
+ * as cudaFree does): 0, or -ENOENT when `va` is not one. */
 int slab_free(uint64_t va);
 /* The carved allocation of slab `s` whose granules hold `addr`: its
  * address and the bytes asked for; -ENOENT if none holds it. */

@@ -289,7 +289,7 @@ int slab_free(uint64_t va)
 {
 	struct piece *p;
 	struct alloc *s;
-	int empty, rc;
+	int empty;
 
 	if (__atomic_load_n(&slabs.bytes, __ATOMIC_RELAXED) == 0)
 		return -ENOENT;
@@ -311,9 +311,12 @@ int slab_free(uint64_t va)
 		list_del(s);
 	pthread_mutex_unlock(&slabs.lock);
 	free(p);
-	if (!empty)
-		return 0;
-	rc = slab_record_free(s->va);
-	alloc_put(s);
-	return rc == -ENOENT ? 0 : rc;
+	/* The allocation is freed whatever the slab's fate: a slab the
+	 * driver would not give back waits on the unfinished frees, tried
+	 * again by later calls (the application's retry would find nothing). */
+	if (empty) {
+		(void)slab_record_free(s->va);
+		alloc_put(s);
+	}
+	return 0;
 }

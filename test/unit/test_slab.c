@@ -747,3 +747,27 @@ Test(slab, a_slab_that_cannot_be_recorded_fails_and_leaks_nothing)
 	cr_assert(eq(int, region_free(va), 0));
 	assert_all_gone(before);
 }
+
+/* The driver refuses to unmap a slab at its last allocation's free: that
+ * allocation is freed all the same (a retry of the free would find
+ * nothing to free), and the slab, left on the unfinished frees, is given
+ * back by a later call. */
+Test(slab, a_slab_the_driver_will_not_unmap_is_given_back_later)
+{
+	uint64_t before = fakecuda_used(), a, b;
+	struct region_census c;
+
+	a = alloc("w", MiB);
+	b = alloc("w", MiB);
+	cr_assert(eq(int, region_free(a), 0));
+	fakecuda_set_fail("cuMemUnmap:1:unknown");
+	cr_assert(eq(int, region_free(b), 0));
+	fakecuda_set_fail(NULL);
+	cr_assert(eq(int, region_free(b), -ENOENT));
+	region_census(&c);
+	cr_assert(eq(u64, c.unfinished_frees, 1));
+	assert_census_true();
+	a = alloc("w", MiB); /* tidies the refused free */
+	cr_assert(eq(int, region_free(a), 0));
+	assert_all_gone(before);
+}
