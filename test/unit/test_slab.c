@@ -771,3 +771,32 @@ Test(slab, a_slab_the_driver_will_not_unmap_is_given_back_later)
 	cr_assert(eq(int, region_free(a), 0));
 	assert_all_gone(before);
 }
+
+/* A staged pause of several slabs cancelled while the request's thread
+ * pins the first host buffer: the buffers the workers touched meanwhile,
+ * never pinned, are not kept either. */
+Test(slab, a_pause_cancelled_while_pinning_keeps_no_host_buffer)
+{
+	struct region_census c;
+	uint64_t used;
+	struct bg b;
+	int i;
+
+	for (i = 0; i < NP; i++) { /* three slabs */
+		pva[i] = alloc("w", 4 * MiB);
+		fill(pva[i], 4 * MiB, 90 + (unsigned)i);
+	}
+	used = fakecuda_used();
+	fakecuda_hold("cuMemHostRegister");
+	bg_start(&b, 0, "w", MEMCTL_STAGE_CPU);
+	wait_held("cuMemHostRegister");
+	__atomic_store_n(&b.cancel, 1, __ATOMIC_RELEASE);
+	fakecuda_unhold();
+	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
+	region_census(&c);
+	cr_assert(eq(u64, c.host_buffers, 0));
+	cr_assert(eq(u64, fakecuda_used(), used));
+	assert_census_true();
+	for (i = 0; i < NP; i++)
+		cr_assert(same(pva[i], 4 * MiB, 90 + (unsigned)i), "allocation %d", i);
+}
