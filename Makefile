@@ -134,11 +134,14 @@ $(FAKE_CUDART): test/fake/fakecudart.c test/fake/cudart.map $(FAKE_CUDA)
 # Unit suites link the real objects and the simulated driver. The registry
 # suites wrap malloc and calloc, to fail the registry's own allocations
 # (test/unit/failalloc.h), test_region free too, to stop a thread inside
-# one; the server suite wraps free, to stop its socket thread inside one.
+# one, test_slab realloc too (its list of slabs); the server suite wraps
+# free, to stop its socket thread inside one.
 $(BUILD)/test/test_region $(BUILD)/test/test_region-san: \
 	UNIT_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=free
 $(BUILD)/test/test_region_app $(BUILD)/test/test_region_app-san: \
 	UNIT_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc
+$(BUILD)/test/test_slab $(BUILD)/test/test_slab-san: \
+	UNIT_LDFLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc
 $(BUILD)/test/test_server $(BUILD)/test/test_server-san: UNIT_LDFLAGS := -Wl,--wrap=free
 $(BUILD)/test/test_%: test/unit/test_%.c $(UNIT_OBJ) $(FAKE_CUDA)
 	@mkdir -p $(@D)

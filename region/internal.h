@@ -214,21 +214,26 @@ int alloc_record(const char *tag, unsigned flags, int dev, size_t size, int slab
 		 struct region_err *err) MUST_CHECK;
 /* The allocation granularity of `dev`. */
 int granularity(int dev, size_t *out) MUST_CHECK;
-/* Free a slab (slab.c, once nothing is carved from it). */
-int slab_record_free(struct alloc *s);
+/* Free the slab at `va` (slab.c, once nothing is carved from it); the
+ * table's reference goes with it. -ENOENT if no live slab is there. */
+int slab_record_free(uint64_t va);
 
 /* ---- slab.c: small allocations carved out of larger ones ------------- */
 
 /* Slabs of `bytes` (0: none) from now on. */
 void slab_init(size_t bytes);
 /* Carve `size` bytes for `tag` out of a slab: 0 and *va, or 1 when the
- * allocation is not one for a slab (slabs off, or too large), or a
- * negative errno with err filled. */
+ * allocation is not one for a slab (slabs off, or too large) or no slab
+ * could be had (device or host memory short: the caller maps memory of
+ * its own), or a negative errno with err filled. */
 int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 	       struct region_err *err) MUST_CHECK;
 /* Free the carved allocation at `va` (the device is synchronised first,
- * as cudaFree does); -ENOENT when `va` is not one. */
+ * as cudaFree does): 0, or -ENOENT when `va` is not one. */
 int slab_free(uint64_t va);
+/* The carved allocation of slab `s` whose granules hold `addr`: its
+ * address and the bytes asked for; -ENOENT if none holds it. */
+int slab_piece(const struct alloc *s, uint64_t addr, uint64_t *va, size_t *size);
 /* The device of the carved allocation at `va`, or -ENOENT. */
 int slab_device(uint64_t va);
 /* Forget every slab without touching the driver (forked child). */

@@ -727,28 +727,36 @@ int region_host_copy(uint64_t va, size_t size, void *dst, void **host,
 		     struct region_err *err)
 {
 	struct alloc *a = take_containing(va);
-	size_t off;
+	uint64_t base;
+	size_t len;
 	int rc = 0;
 
+	/* In a slab, only slab.c knows the application's allocation. */
+	if (a != NULL && a->slab && slab_piece(a, va, &base, &len) < 0) {
+		alloc_put(a);
+		a = NULL;
+	} else if (a != NULL && !a->slab) {
+		base = a->va;
+		len = a->size;
+	}
 	if (a == NULL)
 		return region_fail(err, -ENOENT, "0x%llx is in no tagged allocation",
 				   (unsigned long long)va);
-	off = va - a->va;
 	/* The state and the buffer change only under this lock. */
 	pthread_mutex_lock(&a->lock);
 	if (alloc_freed(a))
 		rc = region_fail(err, -ENOENT, "the allocation at 0x%llx was freed",
-				 (unsigned long long)a->va);
-	else if (size > a->size - off)
+				 (unsigned long long)base);
+	else if (size > len - (va - base))
 		rc = region_fail(err, -EINVAL, "%zu bytes at 0x%llx run past the end of the "
 				 "allocation at 0x%llx (%zu bytes)", size,
-				 (unsigned long long)va, (unsigned long long)a->va, a->size);
+				 (unsigned long long)va, (unsigned long long)base, len);
 	else if (a->state != ALLOC_STAGED)
 		rc = not_staged(a, err);
 	else if (dst != NULL)
-		memcpy(dst, (const char *)a->host + off, size);
+		memcpy(dst, (const char *)a->host + (va - a->va), size);
 	else
-		*host = (char *)a->host + off;
+		*host = (char *)a->host + (va - a->va);
 	pthread_mutex_unlock(&a->lock);
 	alloc_put(a);
 	return rc;
@@ -765,12 +773,12 @@ int region_free_key(uint64_t key, enum alloc_kind kind)
 	return finish_free(a, claimed);
 }
 
-int slab_record_free(struct alloc *s)
+int slab_record_free(uint64_t va)
 {
 	struct alloc *a;
 	int claimed = 0;
 
-	a = take_for_free(s->va, KIND_OWN, 1, &claimed);
+	a = take_for_free(va, KIND_OWN, 1, &claimed);
 	if (a == NULL)
 		return -ENOENT;
 	return finish_free(a, claimed);

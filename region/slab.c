@@ -39,6 +39,7 @@
 /* One allocation carved out of a slab. */
 struct piece {
 	uint64_t va;           /* key: the address handed out */
+	size_t size;           /* bytes the application asked for */
 	struct alloc *slab;
 	unsigned first, count; /* its granules in the slab */
 	UT_hash_handle hh;
@@ -95,7 +96,9 @@ static uint64_t run_mask(unsigned first, unsigned count)
 }
 
 /* A slab carved from now must be usable at once: active, and no request
- * is about to take its memory away. Slab lock held. */
+ * is about to take its memory away; and pausable, unless kept resident
+ * (exported or bound to a multicast object): an allocation carved from a
+ * resident slab would never be paused. Slab lock held. */
 static int slab_open(struct alloc *s, const char *tag, unsigned flags, int dev)
 {
 	int open;
@@ -104,20 +107,23 @@ static int slab_open(struct alloc *s, const char *tag, unsigned flags, int dev)
 	    s->stage_always != ((flags & MEMCTL_REGION_STAGE_CPU) != 0))
 		return 0;
 	table_lock();
-	open = s->state == ALLOC_ACTIVE && !s->claimed && !alloc_freed(s) &&
+	open = s->state == ALLOC_ACTIVE && !s->claimed && !s->resident && !alloc_freed(s) &&
 	       !alloc_has_leftover(s);
 	table_unlock();
 	return open;
 }
 
-/* Record a piece of `s` at granules [first, first+count). Slab lock held. */
-static int carve(struct alloc *s, unsigned first, unsigned count, size_t gran, uint64_t *va)
+/* Record a piece of `size` bytes of `s` at granules [first, first+count).
+ * Slab lock held. */
+static int carve(struct alloc *s, unsigned first, unsigned count, size_t gran, size_t size,
+		 uint64_t *va)
 {
 	struct piece *p = calloc(1, sizeof(*p));
 
 	if (p == NULL)
 		return -ENOMEM;
 	p->va = s->va + (uint64_t)first * gran;
+	p->size = size;
 	p->slab = s;
 	p->first = first;
 	p->count = count;
@@ -132,9 +138,10 @@ static int carve(struct alloc *s, unsigned first, unsigned count, size_t gran, u
 }
 
 /* Carve out of a listed slab; -ENOSPC when none has room. Slab lock held. */
-static int carve_listed(const char *tag, unsigned flags, int dev, unsigned count, size_t gran,
+static int carve_listed(const char *tag, unsigned flags, int dev, size_t size, size_t gran,
 			uint64_t *va)
 {
+	unsigned count = (unsigned)((size + gran - 1) / gran);
 	size_t i;
 	int first;
 
@@ -145,7 +152,7 @@ static int carve_listed(const char *tag, unsigned flags, int dev, unsigned count
 			continue;
 		first = find_run(s, granules(gran), count);
 		if (first >= 0)
-			return carve(s, (unsigned)first, count, gran, va);
+			return carve(s, (unsigned)first, count, gran, size, va);
 	}
 	return -ENOSPC;
 }
@@ -187,7 +194,7 @@ static void list_del(struct alloc *s)
 }
 
 /* A new slab, carved from at once. */
-static int carve_new(const char *tag, unsigned flags, int dev, unsigned count, size_t gran,
+static int carve_new(const char *tag, unsigned flags, int dev, size_t size, size_t gran,
 		     uint64_t *va, struct region_err *err)
 {
 	struct alloc *s;
@@ -199,23 +206,24 @@ static int carve_new(const char *tag, unsigned flags, int dev, unsigned count, s
 		return rc;
 	pthread_mutex_lock(&slabs.lock);
 	s = list_add(sva);
-	rc = s != NULL ? carve(s, 0, count, gran, va) : -ENOMEM;
+	rc = s != NULL ? carve(s, 0, (unsigned)((size + gran - 1) / gran), gran, size, va)
+		       : -ENOMEM;
 	if (rc < 0 && s != NULL)
 		list_del(s);
 	pthread_mutex_unlock(&slabs.lock);
 	if (rc == 0)
 		return 0;
-	if (s != NULL) {
-		(void)slab_record_free(s);
+	/* Nothing carved from it: freed at once, whether or not the list
+	 * took its reference (it could not grow). */
+	(void)slab_record_free(sva);
+	if (s != NULL)
 		alloc_put(s);
-	}
 	return region_fail(err, rc, "host memory: no room to record the allocation");
 }
 
 int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *va,
 	       struct region_err *err)
 {
-	unsigned count;
 	size_t gran;
 	int rc;
 
@@ -226,15 +234,15 @@ int slab_alloc(const char *tag, unsigned flags, int dev, size_t size, uint64_t *
 		return region_fail(err, rc, "device %d: no allocation granularity", dev);
 	if (granules(gran) < 4 || size > (size_t)granules(gran) * gran / 4)
 		return 1;
-	count = (unsigned)((size + gran - 1) / gran);
 	pthread_mutex_lock(&slabs.lock);
-	rc = carve_listed(tag, flags, dev, count, gran, va);
+	rc = carve_listed(tag, flags, dev, size, gran, va);
 	pthread_mutex_unlock(&slabs.lock);
 	if (rc == -ENOSPC)
-		return carve_new(tag, flags, dev, count, gran, va, err);
-	if (rc < 0)
-		return region_fail(err, rc, "host memory: no room to record the allocation");
-	return 0;
+		rc = carve_new(tag, flags, dev, size, gran, va, err);
+	/* A device with room for this allocation but not for a new slab (or
+	 * host memory short of recording one): memory of its own, as
+	 * without slabs. */
+	return rc == -ENOMEM ? 1 : rc;
 }
 
 int slab_device(uint64_t va)
@@ -252,11 +260,36 @@ int slab_device(uint64_t va)
 	return dev;
 }
 
+int slab_piece(const struct alloc *s, uint64_t addr, uint64_t *va, size_t *size)
+{
+	struct piece *p = NULL;
+	uint64_t key;
+	size_t gran;
+	unsigned i;
+	int rc = -ENOENT;
+
+	if (addr < s->va || addr - s->va >= s->mapped || granularity(s->dev, &gran) < 0)
+		return -ENOENT;
+	pthread_mutex_lock(&slabs.lock);
+	/* The nearest piece at or below addr is the only one that can hold it. */
+	for (i = (unsigned)((addr - s->va) / gran) + 1; p == NULL && i-- > 0;) {
+		key = s->va + (uint64_t)i * gran;
+		HASH_FIND(hh, slabs.pieces, &key, sizeof(key), p);
+	}
+	if (p != NULL && p->slab == s && addr - p->va < (uint64_t)p->count * gran) {
+		*va = p->va;
+		*size = p->size;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&slabs.lock);
+	return rc;
+}
+
 int slab_free(uint64_t va)
 {
 	struct piece *p;
 	struct alloc *s;
-	int empty, rc;
+	int empty;
 
 	if (__atomic_load_n(&slabs.bytes, __ATOMIC_RELAXED) == 0)
 		return -ENOENT;
@@ -278,9 +311,12 @@ int slab_free(uint64_t va)
 		list_del(s);
 	pthread_mutex_unlock(&slabs.lock);
 	free(p);
-	if (!empty)
-		return 0;
-	rc = slab_record_free(s);
-	alloc_put(s);
-	return rc == -ENOENT ? 0 : rc;
+	/* The allocation is freed whatever the slab's fate: a slab the
+	 * driver would not give back waits on the unfinished frees, tried
+	 * again by later calls (the application's retry would find nothing). */
+	if (empty) {
+		(void)slab_record_free(s->va);
+		alloc_put(s);
+	}
+	return 0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * failalloc.h - host memory that runs out on demand, for unit suites
- * linked with -Wl,--wrap=malloc,--wrap=calloc (the Makefile says which):
+ * linked with -Wl,--wrap=malloc,--wrap=calloc (the Makefile says which;
+ * a suite that defines FAILALLOC_REALLOC first wraps realloc too):
  * while `allocs_left` is not negative, that many more allocations of
  * memctl's objects (and of the suite's file) succeed and the ones after
  * return NULL. The simulated driver, a library of its own, is not
@@ -37,5 +38,15 @@ void *__wrap_calloc(size_t k, size_t n)
 {
 	return alloc_may() ? __real_calloc(k, n) : NULL;
 }
+
+#ifdef FAILALLOC_REALLOC
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return alloc_may() ? __real_realloc(p, n) : NULL;
+}
+#endif
 
 #endif
