@@ -150,7 +150,7 @@ static int carve_listed(const char *tag, unsigned flags, int dev, size_t size, s
 
 		if (!slab_open(s, tag, flags, dev))
 			continue;
-		first = find_run(s, granules(gran), count);
+		first = find_run(s, (unsigned)(s->mapped / gran), count);
 		if (first >= 0)
 			return carve(s, (unsigned)first, count, gran, size, va);
 	}
