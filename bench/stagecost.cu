@@ -421,10 +421,27 @@ struct bounce {
 	size_t nchunks, chunk, slots;
 	char *ring;
 	std::vector<CUevent> ev;
-	std::vector<char *> dst;    // per chunk
+	std::vector<char *> dst;    // per chunk: where it goes on the host
+	std::vector<size_t> src;    // per chunk: its offset on the device
 	std::vector<int> posted, done;
 	size_t next;
 };
+
+// Queue every chunk into the ring, a slot as soon as its last chunk was
+// copied on by a worker.
+static void bounce_submit(bounce *b, CUdeviceptr d, CUstream *s, int nstreams)
+{
+	for (size_t c = 0; c < b->nchunks; c++) {
+		size_t slot = c % b->slots;
+
+		while (c >= b->slots && !__atomic_load_n(&b->done[c - b->slots], __ATOMIC_ACQUIRE))
+			usleep(20);
+		CU(cuMemcpyDtoHAsync(b->ring + slot * b->chunk, d + b->src[c], b->chunk,
+				     s[c % nstreams]));
+		CU(cuEventRecord(b->ev[c], s[c % nstreams]));
+		__atomic_store_n(&b->posted[c], 1, __ATOMIC_RELEASE);
+	}
+}
 
 static void *bounce_worker(void *arg)
 {
@@ -469,22 +486,16 @@ static void first_pause_bounce(double gib, int threads, size_t chunk_mib, size_t
 	if (touched)
 		for (auto p : bufs)
 			touch(p, len);
-	for (size_t c = 0; c < b.nchunks; c++)
+	for (size_t c = 0; c < b.nchunks; c++) {
 		b.dst.push_back(bufs[c * b.chunk / len] + (c * b.chunk) % len);
+		b.src.push_back(c * b.chunk);
+	}
 	b.posted.assign(b.nchunks, 0);
 	b.done.assign(b.nchunks, 0);
 	double t0 = now();
 	for (int k = 0; k < threads; k++)
 		pthread_create(&t[k], NULL, bounce_worker, &b);
-	for (size_t c = 0; c < b.nchunks; c++) {
-		size_t slot = c % slots;
-
-		while (c >= slots && !__atomic_load_n(&b.done[c - slots], __ATOMIC_ACQUIRE))
-			usleep(20);
-		CU(cuMemcpyDtoHAsync(b.ring + slot * b.chunk, d + c * b.chunk, b.chunk, s[c % 4]));
-		CU(cuEventRecord(b.ev[c], s[c % 4]));
-		__atomic_store_n(&b.posted[c], 1, __ATOMIC_RELEASE);
-	}
+	bounce_submit(&b, d, s, 4);
 	for (int k = 0; k < threads; k++)
 		pthread_join(t[k], NULL);
 	snprintf(name, sizeof(name), "%s pause via bounce: %d threads, %zu x %zu MiB ring",
@@ -497,6 +508,130 @@ static void first_pause_bounce(double gib, int threads, size_t chunk_mib, size_t
 	for (auto &x : s)
 		CU(cuStreamDestroy(x));
 	CU(cuMemFree(d));
+}
+
+// ---- a first staged pause by both ways at once ---------------------------
+// Of every `every` buffers one is staged through the bounce ring (CPU
+// threads copy its chunks on into the fresh pageable buffer), the others
+// are touched by workers and pinned by one thread, which queues their
+// copies. The two share the copy engines and split the CPU.
+struct hybrid {
+	std::vector<char *> bufs;
+	std::vector<int> direct, touched;
+	size_t len, next_touch;
+	CUdeviceptr d;
+	bounce b;
+};
+
+static void *hybrid_toucher(void *arg)
+{
+	hybrid *h = (hybrid *)arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&h->next_touch, 1, __ATOMIC_RELAXED)) < h->bufs.size()) {
+		if (!h->direct[i])
+			continue;
+		touch(h->bufs[i], h->len);
+		__atomic_store_n(&h->touched[i], 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void *hybrid_pinner(void *arg)
+{
+	hybrid *h = (hybrid *)arg;
+	size_t chunk = 32ul << 20, k = 0;
+	CUstream s[2];
+
+	CU(cuCtxSetCurrent(ctx));
+	for (auto &x : s)
+		CU(cuStreamCreate(&x, CU_STREAM_NON_BLOCKING));
+	for (size_t i = 0; i < h->bufs.size(); i++) {
+		if (!h->direct[i])
+			continue;
+		while (!__atomic_load_n(&h->touched[i], __ATOMIC_ACQUIRE))
+			usleep(20);
+		CU(cuMemHostRegister(h->bufs[i], h->len, 0));
+		for (size_t off = 0; off < h->len; off += chunk, k++)
+			CU(cuMemcpyDtoHAsync(h->bufs[i] + off, h->d + i * h->len + off, chunk, s[k % 2]));
+	}
+	for (auto &x : s)
+		CU(cuStreamSynchronize(x));
+	return NULL;
+}
+
+static void *hybrid_bouncer(void *arg)
+{
+	hybrid *h = (hybrid *)arg;
+	CUstream s[2];
+
+	CU(cuCtxSetCurrent(ctx));
+	for (auto &x : s)
+		CU(cuStreamCreate(&x, CU_STREAM_NON_BLOCKING));
+	bounce_submit(&h->b, h->d, s, 2);
+	return NULL;
+}
+
+static void first_pause_hybrid(double gib, int every, int touchers, int copiers)
+{
+	size_t total = (size_t)(gib * GiB), n = 64, len = total / n;
+	std::vector<pthread_t> tt(touchers), tc(copiers);
+	pthread_t tp, tb;
+	char name[160];
+	hybrid h;
+	bounce &b = h.b;
+	int direct = 0;
+
+	CU(cuMemAlloc(&h.d, total));
+	h.bufs = fresh(n, len);
+	h.len = len;
+	h.next_touch = 0;
+	h.direct.assign(n, 0);
+	h.touched.assign(n, 0);
+	b.chunk = 16ul << 20;
+	b.slots = 48;
+	b.next = 0;
+	CU(cuMemHostAlloc((void **)&b.ring, b.chunk * b.slots, 0));
+	for (size_t i = 0; i < n; i++) {
+		h.direct[i] = (int)(i % every) != 0;
+		direct += h.direct[i];
+		if (!h.direct[i])
+			for (size_t off = 0; off < len; off += b.chunk) {
+				b.dst.push_back(h.bufs[i] + off);
+				b.src.push_back(i * len + off);
+			}
+	}
+	b.nchunks = b.dst.size();
+	b.ev.resize(b.nchunks);
+	for (auto &e : b.ev)
+		CU(cuEventCreate(&e, CU_EVENT_DISABLE_TIMING));
+	b.posted.assign(b.nchunks, 0);
+	b.done.assign(b.nchunks, 0);
+	double t0 = now();
+	for (int k = 0; k < touchers; k++)
+		pthread_create(&tt[k], NULL, hybrid_toucher, &h);
+	for (int k = 0; k < copiers; k++)
+		pthread_create(&tc[k], NULL, bounce_worker, &b);
+	pthread_create(&tp, NULL, hybrid_pinner, &h);
+	pthread_create(&tb, NULL, hybrid_bouncer, &h);
+	for (int k = 0; k < touchers; k++)
+		pthread_join(tt[k], NULL);
+	for (int k = 0; k < copiers; k++)
+		pthread_join(tc[k], NULL);
+	pthread_join(tp, NULL);
+	pthread_join(tb, NULL);
+	snprintf(name, sizeof(name), "first pause, %d/64 pinned + rest by bounce, %d+%d threads",
+		 direct, touchers, copiers);
+	row(name, total, now() - t0);
+	for (size_t i = 0; i < n; i++) {
+		if (h.direct[i])
+			CU(cuMemHostUnregister(h.bufs[i]));
+		munmap(h.bufs[i], len);
+	}
+	for (auto &e : b.ev)
+		CU(cuEventDestroy(e));
+	CU(cuMemFreeHost(b.ring));
+	CU(cuMemFree(h.d));
 }
 
 int main(int argc, char **argv)
@@ -528,6 +663,11 @@ int main(int argc, char **argv)
 		first_pause_bounce(gib, th, 16, 32, 0);
 	first_pause_bounce(gib, 16, 4, 96, 0);
 	first_pause_bounce(gib, 12, 16, 32, 1);
+	first_pause_hybrid(gib, 2, 4, 12);
+	first_pause_hybrid(gib, 2, 6, 10);
+	first_pause_hybrid(gib, 3, 6, 10);
+	first_pause_hybrid(gib, 3, 8, 8);
+	first_pause_hybrid(gib, 4, 8, 8);
 	host_side(gib, 64);
 	vm_side(gib, n);
 	return 0;
