@@ -497,8 +497,11 @@ static void read_command(void)
 	close(fd);
 	if (n <= 0)
 		return;
+	/* The arguments' separators become spaces, and so does any control
+	 * character in them: a newline would start a line of its own in
+	 * <pid>.info ("group=..."), which the CLI reads line by line. */
 	for (i = 0; i < n - 1; i++)
-		if (server.command[i] == '\0')
+		if ((unsigned char)server.command[i] < 0x20 || server.command[i] == 0x7f)
 			server.command[i] = ' ';
 	server.command[n] = '\0';
 }

@@ -228,6 +228,32 @@ Test(ctl, groups_select_processes)
 	finish(&b);
 }
 
+/* A command line is the starter's to choose, newlines included: one with
+ * "\ngroup=evil" in it wrote a line of its own into the <pid>.info file the
+ * CLI reads, so the CLI took the process for one of group "evil" (which its
+ * hello then denied) and no longer found it in its own group. */
+Test(ctl, a_newline_in_the_command_line_does_not_forge_a_group)
+{
+	char tmp[] = "/tmp/memctl-argv-XXXXXX", link[128], prog[600], out[4096], line[128];
+	char a0[] = "2", a1[] = "1048576", a2[] = "4", a3[] = "1048576";
+	char *argv[] = { link, a0, a1, a2, a3, NULL };
+	struct tenant t;
+
+	cr_assert(not(eq(ptr, mkdtemp(tmp), NULL)));
+	snprintf(prog, sizeof(prog), "%s/test/prog_tenant", build);
+	snprintf(link, sizeof(link), "%s/tenant\ngroup=evil", tmp);
+	cr_assert(eq(int, symlink(prog, link), 0));
+	t = tenant_start(argv, "alpha", NULL, "ready");
+	cr_assert(eq(int, cli(out, sizeof(out), "pause --tags weights --group evil"), 3), "%s", out);
+	ask(&t, "probe", line, sizeof(line));
+	cr_assert(eq(str, line, "weights=mapped kv_cache=mapped"));
+	cr_assert(eq(int, cli(out, sizeof(out), "status --group alpha"), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "tenant group=evil"), NULL)), "%s", out);
+	finish(&t);
+	unlink(link);
+	rmdir(tmp);
+}
+
 Test(ctl, errors_are_reported_and_change_nothing)
 {
 	struct tenant t = spawn(NULL, 2, MiB);
