@@ -377,6 +377,14 @@ static struct change one_step(enum verb verb, const struct tagset *tags, unsigne
 	return c;
 }
 
+/* As the CLI's pauses: the work a process already submitted drains first
+ * (at most the request's timeout; past it nothing is released), then its
+ * GPU calls wait until the resume; with --no-gate they do not wait. */
+static unsigned pause_gate(const struct serve_config *cfg)
+{
+	return cfg->no_gate ? 0 : MEMCTL_GATE;
+}
+
 void serve_release(const struct serve_config *cfg, const json_t *body,
 		   const struct serve_query *q, struct serve_reply *out)
 {
@@ -391,7 +399,8 @@ void serve_release(const struct serve_config *cfg, const json_t *body,
 	}
 	if (body_tags(body, &tags, out) < 0)
 		return;
-	c = one_step(VERB_PAUSE, &tags, json_is_true(stage) ? MEMCTL_STAGE_CPU : 0);
+	c = one_step(VERB_PAUSE, &tags,
+		     (json_is_true(stage) ? MEMCTL_STAGE_CPU : 0) | pause_gate(cfg));
 	run_change(cfg, &c, out);
 }
 
@@ -426,10 +435,10 @@ void serve_sleep(const struct serve_config *cfg, const json_t *body,
 	}
 	stage = &cfg->level_stage[level[0] - '0'];
 	if (!stage->all && stage->n == 0) {
-		c = one_step(VERB_PAUSE, &all, 0);
+		c = one_step(VERB_PAUSE, &all, pause_gate(cfg));
 	} else {
-		c = one_step(VERB_PAUSE, stage, MEMCTL_STAGE_CPU);
-		c.step[c.nsteps++] = (struct step){ VERB_PAUSE, all, 0 };
+		c = one_step(VERB_PAUSE, stage, MEMCTL_STAGE_CPU | pause_gate(cfg));
+		c.step[c.nsteps++] = (struct step){ VERB_PAUSE, all, pause_gate(cfg) };
 	}
 	run_change(cfg, &c, out);
 }

@@ -257,6 +257,30 @@ def test_configured_levels():
         a.quit()
 
 
+def test_pauses_close_the_gate_as_the_cli_does_unless_no_gate():
+    """A release or a sleep holds the processes' GPU work until the resume
+    (the gate), as `memctl pause` does; `memctl serve --no-gate` does not."""
+    a = Tenant()
+    try:
+        for args, closed in (((), True), (("--no-gate",), False)):
+            s = Serve(*args)
+            for pause, resume in (("/release_memory_occupation", "/resume_memory_occupation"),
+                                  ("/sleep?level=1", "/wake_up")):
+                body = {"tags": ["weights"], "stage_to_cpu": True} if "release" in pause else None
+                code, r, _ = post(s, pause, body)
+                assert code == 200 and r["ok"], r
+                st = get(s, "/status")[1]["processes"][0]
+                assert st["gate"]["closed"] is closed, (args, pause, st["gate"])
+                assert post(s, resume)[0] == 200
+                st = get(s, "/status")[1]["processes"][0]
+                assert st["gate"]["closed"] is False, (args, resume, st["gate"])
+                said = a.ask("check")  # kv_cache was released unstaged by the sleep
+                assert said == "ok" or said.startswith("bad kv_cache"), said
+            s.stop()
+    finally:
+        a.quit()
+
+
 def test_metrics_pass_promtool_and_count_every_client():
     a, b = Tenant("g"), Tenant("g")
     s = Serve()
