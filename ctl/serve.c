@@ -55,11 +55,11 @@ static void usage(FILE *f)
 "      --level1-stage TAGS|none  tags /sleep?level=1 keeps in host memory; every\n"
 "                                other tag is released (default: weights)\n"
 "      --level2-stage TAGS|none  the same for level 2 (default: none)\n"
-"      --no-gate                 pauses do not hold the GPU calls a process makes\n"
-"                                while paused (as the CLI's --no-gate); by default\n"
-"                                they do until its resume. Either way a pause\n"
-"                                waits (at most --timeout) for the work already\n"
-"                                submitted\n"
+"      --gate                    pauses hold the GPU calls a process makes while\n"
+"                                paused until every tag is resumed, as the CLI's\n"
+"                                pause does (not with partial resumes: see\n"
+"                                docs/http.md). Either way a pause waits (at most\n"
+"                                --timeout) for the work already submitted\n"
 "  -h, --help\n");
 }
 
@@ -209,7 +209,7 @@ static int parse_options(int argc, char **argv, struct serve_config *cfg,
 		{ "token", required_argument, NULL, 'K' },
 		{ "level1-stage", required_argument, NULL, '1' },
 		{ "level2-stage", required_argument, NULL, '2' },
-		{ "no-gate", no_argument, NULL, 'G' },
+		{ "gate", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -242,7 +242,7 @@ static int parse_options(int argc, char **argv, struct serve_config *cfg,
 			break;
 		case '1': rc = parse_stage(optarg, "--level1-stage", &cfg->level_stage[1]); break;
 		case '2': rc = parse_stage(optarg, "--level2-stage", &cfg->level_stage[2]); break;
-		case 'G': cfg->no_gate = 1; break;
+		case 'G': cfg->gate = 1; break;
 		case 'h': usage(stdout); return 1;
 		case ':': rc = usage_error("option '%s' needs a value", argv[optind - 1]); break;
 		default: rc = usage_error("unknown option '%s' (memctl serve --help)", argv[optind - 1]);

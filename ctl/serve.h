@@ -26,7 +26,7 @@ struct serve_config {
 	double timeout_s;         /* change requests, per process */
 	double view_timeout_s;    /* status and the check before a change */
 	const char *token;        /* required bearer token, or NULL */
-	int no_gate;              /* --no-gate: pauses do not hold GPU calls made while paused */
+	int gate;                 /* --gate: pauses hold GPU calls made while paused */
 	/* /sleep?level=N stages level_stage[N] to host memory and releases
 	 * every other tag; an empty set (n == 0, all == 0) stages nothing. */
 	struct tagset level_stage[3];

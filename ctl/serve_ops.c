@@ -377,12 +377,14 @@ static struct change one_step(enum verb verb, const struct tagset *tags, unsigne
 	return c;
 }
 
-/* As the CLI's pauses: the work a process already submitted drains first
- * (at most the request's timeout; past it nothing is released), then its
- * GPU calls wait until the resume; with --no-gate they do not wait. */
+/* The work a process already submitted drains first either way (at most
+ * the request's timeout; past it nothing is released). With --gate, as the
+ * CLI's pauses, its GPU calls then wait until every tag is resumed: not the
+ * default here, because the flows these endpoints serve resume the weights
+ * alone and update them before resuming the KV cache (docs/http.md). */
 static unsigned pause_gate(const struct serve_config *cfg)
 {
-	return cfg->no_gate ? 0 : MEMCTL_GATE;
+	return cfg->gate ? MEMCTL_GATE : 0;
 }
 
 void serve_release(const struct serve_config *cfg, const json_t *body,

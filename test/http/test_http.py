@@ -257,12 +257,13 @@ def test_configured_levels():
         a.quit()
 
 
-def test_pauses_close_the_gate_as_the_cli_does_unless_no_gate():
-    """A release or a sleep holds the processes' GPU work until the resume
-    (the gate), as `memctl pause` does; `memctl serve --no-gate` does not."""
+def test_pauses_close_the_gate_only_with_gate():
+    """With `memctl serve --gate` a release or a sleep holds the processes'
+    GPU work until the resume (the gate), as `memctl pause` does; without it,
+    not (a weights-only resume must let the engine update its weights)."""
     a = Tenant()
     try:
-        for args, closed in (((), True), (("--no-gate",), False)):
+        for args, closed in (((), False), (("--gate",), True)):
             s = Serve(*args)
             for pause, resume in (("/release_memory_occupation", "/resume_memory_occupation"),
                                   ("/sleep?level=1", "/wake_up")):
