@@ -48,6 +48,7 @@ static void put_job(struct jbuf *j, const char *key, const struct job_view *v, i
 	jb_double(j, "since", v->started_at);
 	jb_double(j, last ? "ms" : "running_ms", v->ms);
 	jb_bool(j, "cancelled", v->cancelled);
+	jb_bool(j, "in_process", v->in_process);
 	if (!last) {
 		jb_bool(j, "client_waiting", v->client_waiting);
 	} else {

@@ -626,6 +626,19 @@ void ctl_server_start(const struct ctl_config *cfg, const struct ctl_backend *be
 		start(cfg, be);
 }
 
+void *ctl_inproc_begin(enum verb verb, const struct region_req *rq)
+{
+	struct proto_req req = { .verb = verb, .rq = *rq };
+
+	return worker_inproc_begin(&req);
+}
+
+void ctl_inproc_end(void *token, int rc, const struct region_report *rep,
+		    const struct region_err *err)
+{
+	worker_inproc_end(token, rc, rep, err);
+}
+
 void ctl_server_after_fork(void)
 {
 	int i;

@@ -77,5 +77,12 @@ void ctl_server_start(const struct ctl_config *cfg, const struct ctl_backend *be
 /* In a forked child: close the parent's sockets without unlinking them and
  * forget the server and its jobs, so the child may start its own. */
 void ctl_server_after_fork(void);
+/* A change request the process makes itself (the C API), run on the
+ * caller's thread: begin before it runs, end after with its outcome, so
+ * that status shows it running and the counters count it. begin may
+ * return NULL (no memory to record it); end takes that too. */
+void *ctl_inproc_begin(enum verb verb, const struct region_req *rq);
+void ctl_inproc_end(void *token, int rc, const struct region_report *rep,
+		    const struct region_err *err);
 
 #endif /* MEMCTL_SERVER_H */

@@ -29,6 +29,7 @@ static struct {
 	pthread_cond_t queued_cond;        /* a job was queued */
 	struct job *queued, *queued_tail;  /* waiting to run, oldest first */
 	struct job *running;
+	struct job *inproc;                /* one of the process's own, running */
 	struct job *done, *done_tail;      /* back for the socket thread */
 	struct job_view last;              /* the last job that ran */
 	struct worker_counters counters;
@@ -152,6 +153,7 @@ static void view_of(const struct job *j, struct job_view *v, long long now)
 	v->ms = (double)((j->finished_ms ? j->finished_ms : now) - j->started_ms);
 	v->cancelled = __atomic_load_n(&j->cancel, __ATOMIC_ACQUIRE);
 	v->client_waiting = j->owner != NULL;
+	v->in_process = j->in_process;
 	v->rc = j->rc;
 	if (j->rc < 0)
 		snprintf(v->message, sizeof(v->message), "%s", j->err.msg);
@@ -308,6 +310,48 @@ long long worker_expire(long long now)
 	return wake;
 }
 
+struct job *worker_inproc_begin(const struct proto_req *req)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return NULL;
+	j->req = *req;
+	if (proto_format(req, j->line, sizeof(j->line)) < 0)
+		j->line[0] = '\0';
+	j->in_process = 1;
+	j->owner = j; /* its caller waits for it */
+	j->started = 1;
+	j->started_ms = worker_now_ms();
+	j->started_at = wall_now();
+	j->ran_ms = precise_ms();
+	pthread_mutex_lock(&jobs.lock);
+	if (jobs.inproc == NULL)
+		jobs.inproc = j;
+	pthread_mutex_unlock(&jobs.lock);
+	return j;
+}
+
+void worker_inproc_end(struct job *j, int rc, const struct region_report *rep,
+		       const struct region_err *err)
+{
+	if (j == NULL)
+		return;
+	j->ran_ms = precise_ms() - j->ran_ms;
+	j->rc = rc;
+	j->rep = *rep;
+	j->err = *err;
+	pthread_mutex_lock(&jobs.lock);
+	j->finished_ms = worker_now_ms();
+	if (jobs.inproc == j)
+		jobs.inproc = NULL;
+	view_of(j, &jobs.last, j->finished_ms);
+	jobs.last_finished_ms = j->finished_ms;
+	count(j);
+	pthread_mutex_unlock(&jobs.lock);
+	free(j);
+}
+
 int worker_idle(void)
 {
 	int idle;
@@ -327,6 +371,8 @@ void worker_view(struct worker_view *v)
 	pthread_mutex_lock(&jobs.lock);
 	if (jobs.running != NULL)
 		view_of(jobs.running, &v->running, now);
+	else if (jobs.inproc != NULL)
+		view_of(jobs.inproc, &v->running, now);
 	v->last = jobs.last;
 	if (v->last.valid)
 		v->last.ago_ms = (double)(now - jobs.last_finished_ms);
@@ -354,7 +400,7 @@ void worker_after_fork(void)
 		close(jobs.notify[1]);
 	}
 	jobs.notify[0] = jobs.notify[1] = -1;
-	jobs.queued = jobs.queued_tail = jobs.running = NULL;
+	jobs.queued = jobs.queued_tail = jobs.running = jobs.inproc = NULL;
 	jobs.done = jobs.done_tail = NULL;
 	memset(&jobs.last, 0, sizeof(jobs.last));
 	memset(&jobs.counters, 0, sizeof(jobs.counters));

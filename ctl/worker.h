@@ -29,6 +29,7 @@ struct job {
 	double started_at;      /* CLOCK_REALTIME, seconds: "since when" */
 	int started;            /* 0: came back without running */
 	int background;         /* MEMCTL_PREPARE's, not a client's */
+	int in_process;         /* made by the process itself (the C API), run on its thread */
 	int rc;
 	struct region_report rep;
 	struct region_err err;
@@ -46,6 +47,7 @@ struct job_view {
 	double ago_ms;       /* finished this long ago (last only) */
 	int cancelled;
 	int client_waiting;  /* running: its client still waits; last: it got the reply */
+	int in_process;      /* made by the process itself, not through the socket */
 	int rc;
 	char message[256];
 };
@@ -108,6 +110,15 @@ int worker_idle(void);
 void worker_view(struct worker_view *v);
 /* A copy of the counters, consistent with each other. */
 void worker_counters(struct worker_counters *out);
+/* A change request the process makes itself (the C API, so Python and
+ * memctl.tms too), run on the caller's thread, not the worker's: status
+ * shows it while it runs (when no socket request runs), and it counts in
+ * `last` and the counters as the socket's requests do. begin returns NULL
+ * when there is no memory to record it (it then runs unrecorded); end
+ * frees what begin returned. Any thread. */
+struct job *worker_inproc_begin(const struct proto_req *req);
+void worker_inproc_end(struct job *j, int rc, const struct region_report *rep,
+		       const struct region_err *err);
 /* In a forked child: no worker thread exists there; forget every job. */
 void worker_after_fork(void);
 

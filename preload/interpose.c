@@ -488,11 +488,16 @@ static int api_request(enum verb verb, const char *tags, unsigned flags)
 {
 	struct region_req rq = { .flags = flags };
 	struct region_report rep;
-	struct region_err err;
+	struct region_err err = { 0, "" };
 	int rc = api_enter(tags, &rq.tags, &err);
+	void *seen;
 
-	if (rc == 0)
+	if (rc == 0) {
+		/* Status shows it while it runs; the counters count it. */
+		seen = ctl_inproc_begin(verb, &rq);
 		rc = preload_request(verb, &rq, &rep, &err);
+		ctl_inproc_end(seen, rc, &rep, &err);
+	}
 	return rc < 0 ? api_fail(rc, &err, proto_verbs[verb].wire) : 0;
 }
 

@@ -10,6 +10,8 @@
  *   forkexit -> a child forks and exits normally; "forked"
  *   tags N -> N more allocations of 1 MiB, tagged t000, t001, ...; "tagged N"
  *   more TAG -> one more allocation of 1 MiB tagged TAG; "more TAG"
+ *   apause TAG -> a staged pause of TAG through the C API; "<rc>"
+ *   aresume TAG -> its resume through the C API; "<rc>"
  *   held FN -> how many calls of FN the simulated driver holds open now
  *             (FAKECUDA_HOLD); -1 on a real driver
  *   quit   -> frees everything, exits 0
@@ -179,6 +181,10 @@ static int answer(char *line)
 			return 3;
 		M.region_end();
 		printf("more %s\n", line + 5);
+	} else if (strncmp(line, "apause ", 7) == 0) {
+		printf("%d\n", M.pause(line + 7, MEMCTL_STAGE_CPU));
+	} else if (strncmp(line, "aresume ", 8) == 0) {
+		printf("%d\n", M.resume(line + 8, 0));
 	} else if (strncmp(line, "held ", 5) == 0) {
 		int (*held)(const char *) = (int (*)(const char *))dlsym(RTLD_DEFAULT,
 									 "fakecuda_held");

@@ -461,6 +461,33 @@ Test(ctl, a_client_that_leaves_mid_command_does_not_corrupt_it)
 	finish(&t);
 }
 
+/* A pause the process makes itself (the C API; so Python and memctl.tms)
+ * shows in status and hello while it runs, and then as the last request,
+ * counted with the socket's. */
+Test(ctl, a_pause_the_process_makes_itself_shows_while_it_runs)
+{
+	char line[128], buf[16384];
+	struct tenant t;
+
+	hold_on();
+	t = spawn_held("cuMemHostRegister", 2, MiB);
+	fprintf(t.in, "apause weights\n"); /* answered once the hold is off */
+	wait_hello(t.pid, "\"request\":\"pause tags=weights stage=cpu");
+	wait_hello(t.pid, "\"in_process\":true,\"client_waiting\":true");
+	hold_off();
+	cr_assert(not(eq(ptr, fgets(line, sizeof(line), t.out), NULL)));
+	cr_assert(eq(str, line, "0\n"));
+	wait_hello(t.pid, "\"running\":null");
+	wait_hello(t.pid, "\"pause\":{\"results\":{\"ok\":1}");
+	roundtrip(t.pid, "status\n", buf, sizeof(buf));
+	cr_assert(not(eq(ptr, strstr(buf, "\"in_process\":true,\"ago_ms\""), NULL)), "%s", buf);
+	ask(&t, "aresume weights", line, sizeof(line));
+	cr_assert(eq(str, line, "0"));
+	ask(&t, "check", line, sizeof(line));
+	cr_assert(eq(str, line, "ok"));
+	finish(&t);
+}
+
 /* The server's side of SO_PEERCRED: a client of another uid gets EACCES
  * and nothing else, even where the directory lets it in. */
 Test(ctl, another_user_is_refused_by_the_server)
