@@ -19,6 +19,7 @@
 
 #include "failalloc.h"
 #include "fixture.h"
+#include "heldreq.h"
 
 #define MiB (1ull << 20)
 
@@ -620,85 +621,6 @@ Test(region, an_application_context_is_left_current)
 }
 
 /* ---- requests held open by the simulated driver -------------------- */
-
-typedef int (*request_fn)(const struct region_req *, struct region_report *,
-			  struct region_err *);
-
-/* A request running on its own thread. */
-struct bg {
-	pthread_t thread;
-	request_fn fn;
-	struct region_req rq;
-	struct region_report rep;
-	struct region_err err;
-	int cancel;
-	int rc;
-	int done;
-};
-
-static void *bg_main(void *arg)
-{
-	struct bg *b = arg;
-
-	b->rc = b->fn(&b->rq, &b->rep, &b->err);
-	__atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
-	return NULL;
-}
-
-static void bg_start(struct bg *b, request_fn fn, const char *spec, unsigned flags)
-{
-	memset(b, 0, sizeof(*b));
-	b->fn = fn;
-	b->rq.tags = tags(spec);
-	b->rq.flags = flags;
-	b->rq.cancel = &b->cancel;
-	cr_assert(eq(int, pthread_create(&b->thread, NULL, bg_main, b), 0));
-}
-
-static int bg_join(struct bg *b)
-{
-	pthread_join(b->thread, NULL);
-	return b->rc;
-}
-
-static void bg_cancel(struct bg *b)
-{
-	__atomic_store_n(&b->cancel, 1, __ATOMIC_RELEASE);
-}
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Move the request's deadline into the past. */
-static void bg_expire(struct bg *b)
-{
-	__atomic_store_n(&b->rq.deadline_ms, mono_ms() - 1, __ATOMIC_RELEASE);
-}
-
-/* Wait (on the event, not on a guess of time) until a call of fn is held. */
-static void wait_held(const char *fn)
-{
-	while (fakecuda_held(fn) == 0)
-		usleep(1000);
-}
-
-/* What the registry believes equals what the simulated driver holds. */
-static void assert_census_true(void)
-{
-	struct region_census c;
-
-	region_census(&c);
-	cr_assert(eq(u64, c.handles, (uint64_t)fakecuda_live_handles()));
-	cr_assert(eq(u64, c.mappings, (uint64_t)fakecuda_live_mappings()));
-	cr_assert(eq(u64, c.reservations, (uint64_t)fakecuda_live_reservations()));
-	cr_assert(eq(u64, c.host_pinned, (uint64_t)fakecuda_live_host_registrations()));
-	cr_assert(eq(u64, c.handle_bytes, fakecuda_used()));
-}
 
 #define NW 4
 static uint64_t wva[NW];

@@ -13,6 +13,7 @@
 #define FAILALLOC_REALLOC
 #include "failalloc.h"
 #include "fixture.h"
+#include "heldreq.h"
 
 #define MiB (1ull << 20)
 #define SLAB (16 * MiB) /* 8 granules of 2 MiB: at most 4 MiB is carved */
@@ -222,18 +223,6 @@ Test(slab, a_stream_ordered_free_of_a_carved_allocation)
 }
 
 /* ---- adversarial: review of slab.c ---------------------------------- */
-
-static void assert_census_true(void)
-{
-	struct region_census c;
-
-	region_census(&c);
-	cr_assert(eq(u64, c.handles, (uint64_t)fakecuda_live_handles()));
-	cr_assert(eq(u64, c.mappings, (uint64_t)fakecuda_live_mappings()));
-	cr_assert(eq(u64, c.reservations, (uint64_t)fakecuda_live_reservations()));
-	cr_assert(eq(u64, c.host_pinned, (uint64_t)fakecuda_live_host_registrations()));
-	cr_assert(eq(u64, c.handle_bytes, fakecuda_used()));
-}
 
 /* Nothing left anywhere: the registry and the driver are empty. */
 static void assert_all_gone(uint64_t before)
@@ -536,54 +525,6 @@ Test(slab, threads_allocating_and_freeing_while_requests_run, .timeout = 120)
 
 /* ---- requests held open at known points ---------------------------- */
 
-struct bg {
-	pthread_t t;
-	int which, rc;
-	struct region_req rq;
-	struct region_report rep;
-	struct region_err err;
-	int cancel;
-};
-
-static void *bg_main(void *arg)
-{
-	struct bg *b = arg;
-
-	switch (b->which) {
-	case 0:
-		b->rc = region_pause(&b->rq, &b->rep, &b->err);
-		break;
-	case 1:
-		b->rc = region_resume(&b->rq, &b->rep, &b->err);
-		break;
-	default:
-		b->rc = region_prepare(&b->rq, &b->rep, &b->err);
-	}
-	return NULL;
-}
-
-static void bg_start(struct bg *b, int which, const char *tag, unsigned flags)
-{
-	memset(b, 0, sizeof(*b));
-	b->which = which;
-	cr_assert(eq(int, tagset_parse(tag, &b->rq.tags, &b->err), 0));
-	b->rq.flags = flags;
-	b->rq.cancel = &b->cancel;
-	cr_assert(eq(int, pthread_create(&b->t, NULL, bg_main, b), 0));
-}
-
-static int bg_join(struct bg *b)
-{
-	pthread_join(b->t, NULL);
-	return b->rc;
-}
-
-static void wait_held(const char *fn)
-{
-	while (fakecuda_held(fn) == 0)
-		usleep(1000);
-}
-
 #define NP 6
 static uint64_t pva[NP];
 
@@ -615,7 +556,7 @@ Test(slab, freeing_carved_allocations_while_their_slab_is_being_staged)
 
 	six_filled();
 	fakecuda_hold("cuMemHostRegister");
-	bg_start(&b, 0, "w", MEMCTL_STAGE_CPU);
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
 	wait_held("cuMemHostRegister");
 	cr_assert(eq(int, region_free(pva[0]), 0));
 	cr_assert(eq(int, region_free_async(pva[3], NULL), 0));
@@ -643,7 +584,7 @@ Test(slab, freeing_every_carved_allocation_while_their_slab_is_being_staged)
 
 	six_filled();
 	fakecuda_hold("cuMemHostRegister");
-	bg_start(&b, 0, "w", MEMCTL_STAGE_CPU);
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
 	wait_held("cuMemHostRegister");
 	for (i = 0; i < NP; i++)
 		cr_assert(eq(int, region_free(pva[i]), 0));
@@ -661,7 +602,7 @@ Test(slab, freeing_carved_allocations_while_their_slab_is_copied_back)
 	six_filled();
 	cr_assert(eq(int, pause_tag("w", MEMCTL_STAGE_CPU), 0));
 	fakecuda_hold("cuStreamSynchronize");
-	bg_start(&b, 1, "w", 0);
+	bg_start(&b, region_resume, "w", 0);
 	wait_held("cuStreamSynchronize");
 	cr_assert(eq(int, region_free(pva[2]), 0));
 	cr_assert(eq(long, fakecuda_violations(), 0));
@@ -685,9 +626,9 @@ Test(slab, a_staged_pause_cancelled_while_pinning_keeps_every_byte)
 	six_filled();
 	used = fakecuda_used();
 	fakecuda_hold("cuMemHostRegister");
-	bg_start(&b, 0, "w", MEMCTL_STAGE_CPU);
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
 	wait_held("cuMemHostRegister");
-	__atomic_store_n(&b.cancel, 1, __ATOMIC_RELEASE);
+	bg_cancel(&b);
 	fakecuda_unhold();
 	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
 	cr_assert(eq(u64, fakecuda_used(), used));
@@ -709,9 +650,9 @@ Test(slab, a_pause_past_its_deadline_in_the_release_phase_maps_the_slab_back)
 		fill(pva[i], 4 * MiB, 80 + (unsigned)i);
 	}
 	fakecuda_hold("cuEventSynchronize");
-	bg_start(&b, 0, "w", MEMCTL_STAGE_CPU);
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
 	wait_held("cuEventSynchronize");
-	__atomic_store_n(&b.cancel, 1, __ATOMIC_RELEASE);
+	bg_cancel(&b);
 	fakecuda_unhold();
 	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
 	assert_census_true();
@@ -788,9 +729,9 @@ Test(slab, a_pause_cancelled_while_pinning_keeps_no_host_buffer)
 	}
 	used = fakecuda_used();
 	fakecuda_hold("cuMemHostRegister");
-	bg_start(&b, 0, "w", MEMCTL_STAGE_CPU);
+	bg_start(&b, region_pause, "w", MEMCTL_STAGE_CPU);
 	wait_held("cuMemHostRegister");
-	__atomic_store_n(&b.cancel, 1, __ATOMIC_RELEASE);
+	bg_cancel(&b);
 	fakecuda_unhold();
 	cr_assert(eq(int, bg_join(&b), -ECANCELED), "%s", b.err.msg);
 	region_census(&c);
