@@ -159,6 +159,25 @@ static void view_of(const struct job *j, struct job_view *v, long long now)
 		snprintf(v->message, sizeof(v->message), "%s", j->err.msg);
 }
 
+/* A job starts running: on the worker (lock held) or on its caller's thread. */
+static void job_start(struct job *j)
+{
+	j->started = 1;
+	j->started_ms = worker_now_ms();
+	j->started_at = wall_now();
+	j->ran_ms = precise_ms();
+}
+
+/* A job that ran comes to its end: it becomes the last one and is counted
+ * (lock held; j->ran_ms taken before). */
+static void job_end_locked(struct job *j)
+{
+	j->finished_ms = worker_now_ms();
+	view_of(j, &jobs.last, j->finished_ms);
+	jobs.last_finished_ms = j->finished_ms;
+	count(j);
+}
+
 static void *worker_main(void *arg)
 {
 	(void)arg;
@@ -171,21 +190,15 @@ static void *worker_main(void *arg)
 		j = jobs.queued;
 		unqueue(j);
 		jobs.running = j;
-		j->started = 1;
-		j->started_ms = worker_now_ms();
-		j->started_at = wall_now();
+		job_start(j);
 		pthread_mutex_unlock(&jobs.lock);
 
-		j->ran_ms = precise_ms();
 		j->rc = jobs.run(j->req.verb, &j->req.rq, &j->rep, &j->err);
 		j->ran_ms = precise_ms() - j->ran_ms;
 
 		pthread_mutex_lock(&jobs.lock);
-		j->finished_ms = worker_now_ms();
 		jobs.running = NULL;
-		view_of(j, &jobs.last, j->finished_ms);
-		jobs.last_finished_ms = j->finished_ms;
-		count(j);
+		job_end_locked(j);
 		put_done(j);
 	}
 	return NULL;
@@ -321,10 +334,7 @@ struct job *worker_inproc_begin(const struct proto_req *req)
 		j->line[0] = '\0';
 	j->in_process = 1;
 	j->owner = j; /* its caller waits for it */
-	j->started = 1;
-	j->started_ms = worker_now_ms();
-	j->started_at = wall_now();
-	j->ran_ms = precise_ms();
+	job_start(j);
 	pthread_mutex_lock(&jobs.lock);
 	if (jobs.inproc == NULL)
 		jobs.inproc = j;
@@ -342,12 +352,9 @@ void worker_inproc_end(struct job *j, int rc, const struct region_report *rep,
 	j->rep = *rep;
 	j->err = *err;
 	pthread_mutex_lock(&jobs.lock);
-	j->finished_ms = worker_now_ms();
 	if (jobs.inproc == j)
 		jobs.inproc = NULL;
-	view_of(j, &jobs.last, j->finished_ms);
-	jobs.last_finished_ms = j->finished_ms;
-	count(j);
+	job_end_locked(j);
 	pthread_mutex_unlock(&jobs.lock);
 	free(j);
 }
