@@ -205,9 +205,9 @@ static void copies(double gib)
 
 // ---- the virtual-memory calls of a pause -------------------------------
 struct vm {
-	size_t n, len, per;   // allocations, bytes each, allocations per handle
+	size_t n, len;        // allocations, bytes each
 	CUdeviceptr va;       // one reservation for all
-	std::vector<CUmemGenericAllocationHandle> h;
+	std::vector<CUmemGenericAllocationHandle> h; // one per allocation
 };
 
 static CUmemAllocationProp prop(void)
@@ -221,8 +221,7 @@ static CUmemAllocationProp prop(void)
 	return p;
 }
 
-// Create n/per handles of len*per bytes and map each allocation's window
-// to its part of its handle (one cuMemMap per allocation).
+// Create a handle per allocation and map it at the allocation's window.
 static void vm_map(vm *m)
 {
 	CUmemAllocationProp p = prop();
@@ -231,11 +230,10 @@ static void vm_map(vm *m)
 	memset(&acc, 0, sizeof(acc));
 	acc.location = p.location;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	m->h.resize(m->n / m->per);
-	for (size_t k = 0; k < m->h.size(); k++)
-		CU(cuMemCreate(&m->h[k], m->len * m->per, &p, 0));
+	m->h.resize(m->n);
 	for (size_t i = 0; i < m->n; i++) {
-		CU(cuMemMap(m->va + i * m->len, m->len, (i % m->per) * m->len, m->h[i / m->per], 0));
+		CU(cuMemCreate(&m->h[i], m->len, &p, 0));
+		CU(cuMemMap(m->va + i * m->len, m->len, 0, m->h[i], 0));
 		CU(cuMemSetAccess(m->va + i * m->len, m->len, &acc, 1));
 	}
 }
@@ -246,8 +244,16 @@ static void vm_unmap_release(vm *m, std::vector<CUevent> *ev)
 		if (ev)
 			CU(cuEventSynchronize((*ev)[i]));
 		CU(cuMemUnmap(m->va + i * m->len, m->len));
-		if ((i + 1) % m->per == 0)
-			CU(cuMemRelease(m->h[i / m->per]));
+		CU(cuMemRelease(m->h[i]));
+	}
+}
+
+// Queue every allocation's copy to host, an event after each.
+static void vm_copy_out(vm *m, char *pinned, CUstream *s, std::vector<CUevent> &ev)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		CU(cuMemcpyDtoHAsync(pinned + i * m->len, m->va + i * m->len, m->len, s[i % 4]));
+		CU(cuEventRecord(ev[i], s[i % 4]));
 	}
 }
 
@@ -257,7 +263,7 @@ static void vm_side(double gib, size_t n)
 	CUstream s[4];
 	std::vector<CUevent> ev(n);
 	char *pinned, name[128];
-	vm m = {n, len, 1, 0, {}};
+	vm m = {n, len, 0, {}};
 
 	CU(cuMemAddressReserve(&m.va, total, 0, 0, 0));
 	CU(cuMemHostAlloc((void **)&pinned, total, 0));
@@ -265,51 +271,38 @@ static void vm_side(double gib, size_t n)
 		CU(cuStreamCreate(&x, CU_STREAM_NON_BLOCKING));
 	for (auto &e : ev)
 		CU(cuEventCreate(&e, CU_EVENT_DISABLE_TIMING));
-	{
-		size_t per = 1;
-		vm_map(&m);
-		double t0 = now();
-		for (size_t i = 0; i < n; i++) {
-			CU(cuMemcpyDtoHAsync(pinned + i * len, m.va + i * len, len, s[i % 4]));
-			CU(cuEventRecord(ev[i], s[i % 4]));
-		}
-		CU(cuCtxSynchronize());
-		double tc = now() - t0;
-		snprintf(name, sizeof(name), "[%zu allocs, %zu per handle] copies alone", n, per);
-		row(name, total, tc);
-		t0 = now();
-		vm_unmap_release(&m, NULL);
-		snprintf(name, sizeof(name), "[%zu allocs, %zu per handle] unmap+release alone", n, per);
-		row(name, total, now() - t0);
-		vm_map(&m);
-		t0 = now();
-		for (size_t i = 0; i < n; i++) {
-			CU(cuMemcpyDtoHAsync(pinned + i * len, m.va + i * len, len, s[i % 4]));
-			CU(cuEventRecord(ev[i], s[i % 4]));
-		}
-		vm_unmap_release(&m, &ev);
-		snprintf(name, sizeof(name), "[%zu allocs, %zu per handle] copies, release as each lands", n, per);
-		row(name, total, now() - t0);
-		vm_map(&m);
-		t0 = now();
-		for (size_t i = 0; i < n; i++) {
-			CU(cuMemcpyDtoHAsync(pinned + i * len, m.va + i * len, len, s[i % 4]));
-			CU(cuEventRecord(ev[i], s[i % 4]));
-		}
-		CU(cuCtxSynchronize());
-		vm_unmap_release(&m, NULL);
-		snprintf(name, sizeof(name), "[%zu allocs, %zu per handle] copies, then unmap+release", n, per);
-		row(name, total, now() - t0);
-		// Resume: create+map+access, then copies back.
-		t0 = now();
-		vm_map(&m);
-		for (size_t i = 0; i < n; i++)
-			CU(cuMemcpyHtoDAsync(m.va + i * len, pinned + i * len, len, s[i % 4]));
-		CU(cuCtxSynchronize());
-		snprintf(name, sizeof(name), "[%zu allocs, %zu per handle] create+map+access, copy back", n, per);
-		row(name, total, now() - t0);
-		vm_unmap_release(&m, NULL);
-	}
+	vm_map(&m);
+	double t0 = now();
+	vm_copy_out(&m, pinned, s, ev);
+	CU(cuCtxSynchronize());
+	snprintf(name, sizeof(name), "[%zu allocs, 1 per handle] copies alone", n);
+	row(name, total, now() - t0);
+	t0 = now();
+	vm_unmap_release(&m, NULL);
+	snprintf(name, sizeof(name), "[%zu allocs, 1 per handle] unmap+release alone", n);
+	row(name, total, now() - t0);
+	vm_map(&m);
+	t0 = now();
+	vm_copy_out(&m, pinned, s, ev);
+	vm_unmap_release(&m, &ev);
+	snprintf(name, sizeof(name), "[%zu allocs, 1 per handle] copies, release as each lands", n);
+	row(name, total, now() - t0);
+	vm_map(&m);
+	t0 = now();
+	vm_copy_out(&m, pinned, s, ev);
+	CU(cuCtxSynchronize());
+	vm_unmap_release(&m, NULL);
+	snprintf(name, sizeof(name), "[%zu allocs, 1 per handle] copies, then unmap+release", n);
+	row(name, total, now() - t0);
+	// Resume: create+map+access, then copies back.
+	t0 = now();
+	vm_map(&m);
+	for (size_t i = 0; i < n; i++)
+		CU(cuMemcpyHtoDAsync(m.va + i * len, pinned + i * len, len, s[i % 4]));
+	CU(cuCtxSynchronize());
+	snprintf(name, sizeof(name), "[%zu allocs, 1 per handle] create+map+access, copy back", n);
+	row(name, total, now() - t0);
+	vm_unmap_release(&m, NULL);
 	// Several allocations in one handle need cuMemMap at an offset into
 	// it: allowed?
 	{
@@ -325,7 +318,6 @@ static void vm_side(double gib, size_t n)
 		CU(cuMemRelease(h));
 	}
 	// One unmap over windows of several handles, contiguous: allowed?
-	m.per = 1;
 	vm_map(&m);
 	CUresult r = cuMemUnmap(m.va, 2 * len);
 	printf("cuMemUnmap over two adjacent mappings of two handles: %d\n", (int)r);
