@@ -762,26 +762,25 @@ int region_host_copy(uint64_t va, size_t size, void *dst, void **host,
 	return rc;
 }
 
-int region_free_key(uint64_t key, enum alloc_kind kind)
+static int free_record(uint64_t key, enum alloc_kind kind, int slab)
 {
 	struct alloc *a;
 	int claimed = 0;
 
-	a = take_for_free(key, kind, 0, &claimed);
+	a = take_for_free(key, kind, slab, &claimed);
 	if (a == NULL)
 		return -ENOENT;
 	return finish_free(a, claimed);
 }
 
+int region_free_key(uint64_t key, enum alloc_kind kind)
+{
+	return free_record(key, kind, 0);
+}
+
 int slab_record_free(uint64_t va)
 {
-	struct alloc *a;
-	int claimed = 0;
-
-	a = take_for_free(va, KIND_OWN, 1, &claimed);
-	if (a == NULL)
-		return -ENOENT;
-	return finish_free(a, claimed);
+	return free_record(va, KIND_OWN, 1);
 }
 
 int region_free(uint64_t va)
