@@ -29,7 +29,7 @@ static struct {
 	pthread_cond_t queued_cond;        /* a job was queued */
 	struct job *queued, *queued_tail;  /* waiting to run, oldest first */
 	struct job *running;
-	struct job *inproc;                /* one of the process's own, running */
+	struct job *inproc;                /* the process's own, running, oldest first */
 	struct job *done, *done_tail;      /* back for the socket thread */
 	struct job_view last;              /* the last job that ran */
 	struct worker_counters counters;
@@ -323,9 +323,12 @@ long long worker_expire(long long now)
 	return wake;
 }
 
+/* Several threads of the process may make requests at once: each is
+ * listed until it ends, so status shows one still running (the oldest)
+ * after another ends. */
 struct job *worker_inproc_begin(const struct proto_req *req)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j = calloc(1, sizeof(*j)), **p;
 
 	if (j == NULL)
 		return NULL;
@@ -336,8 +339,9 @@ struct job *worker_inproc_begin(const struct proto_req *req)
 	j->owner = j; /* its caller waits for it */
 	job_start(j);
 	pthread_mutex_lock(&jobs.lock);
-	if (jobs.inproc == NULL)
-		jobs.inproc = j;
+	for (p = &jobs.inproc; *p != NULL; p = &(*p)->next)
+		;
+	*p = j;
 	pthread_mutex_unlock(&jobs.lock);
 	return j;
 }
@@ -345,15 +349,21 @@ struct job *worker_inproc_begin(const struct proto_req *req)
 void worker_inproc_end(struct job *j, int rc, const struct region_report *rep,
 		       const struct region_err *err)
 {
+	struct job **p;
+
 	if (j == NULL)
 		return;
 	j->ran_ms = precise_ms() - j->ran_ms;
+	pthread_mutex_lock(&jobs.lock);
+	/* Under the lock: status may be reading this job meanwhile. */
 	j->rc = rc;
 	j->rep = *rep;
 	j->err = *err;
-	pthread_mutex_lock(&jobs.lock);
-	if (jobs.inproc == j)
-		jobs.inproc = NULL;
+	for (p = &jobs.inproc; *p != NULL; p = &(*p)->next)
+		if (*p == j) {
+			*p = j->next;
+			break;
+		}
 	job_end_locked(j);
 	pthread_mutex_unlock(&jobs.lock);
 	free(j);

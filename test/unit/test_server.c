@@ -188,3 +188,38 @@ Test(server, a_child_forked_while_a_reply_buffer_is_freed_starts_its_own_server)
 	cr_assert(eq(int, WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st), 0),
 		  "the child freed its parent's reply buffer again");
 }
+
+/* Two requests the process makes itself run at once (two threads of the
+ * C API); the first ends while the second still runs: status shows the
+ * second as running, and counts both once they end. It showed nothing
+ * running once the first had ended. */
+Test(server, a_second_request_of_the_process_shows_once_the_first_ends)
+{
+	struct region_req pause = { 0 }, resume = { 0 };
+	struct region_report rep = { 0 };
+	struct region_err err = { 0, "" };
+	struct region_err why;
+	char reply[8192];
+	void *a, *b;
+	int fd;
+
+	cr_assert(eq(int, tagset_parse("weights", &pause.tags, &why), 0));
+	cr_assert(eq(int, tagset_parse("kv_cache", &resume.tags, &why), 0));
+	ctl_server_start(&config, &backend);
+	a = ctl_inproc_begin(VERB_PAUSE, &pause);
+	b = ctl_inproc_begin(VERB_RESUME, &resume);
+	cr_assert(not(eq(ptr, a, NULL)));
+	cr_assert(not(eq(ptr, b, NULL)));
+	ctl_inproc_end(a, 0, &rep, &err);
+	fd = connect_self();
+	cr_assert(eq(int, (int)write(fd, "status\n", 7), 7));
+	read_line(fd, reply, sizeof(reply));
+	cr_assert(not(eq(ptr, strstr(reply, "\"running\":{\"verb\":\"resume\""), NULL)), "%s",
+		  reply);
+	ctl_inproc_end(b, 0, &rep, &err);
+	cr_assert(eq(int, (int)write(fd, "status\n", 7), 7));
+	read_line(fd, reply, sizeof(reply));
+	cr_assert(not(eq(ptr, strstr(reply, "\"running\":null"), NULL)), "%s", reply);
+	cr_assert(not(eq(ptr, strstr(reply, "\"last\":{\"verb\":\"resume\""), NULL)), "%s", reply);
+	close(fd);
+}
