@@ -31,6 +31,56 @@ int fanout_dir(char *dir, size_t len, char *why, size_t whylen, struct region_er
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* The length of the UTF-8 sequence at s (as strict as JSON parsers are:
+ * no overlong forms, no surrogates, nothing past U+10FFFF); 0 if none. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* A command line need not be UTF-8, but JSON strings and metric labels
+ * must be: each byte of no UTF-8 sequence becomes '?'. */
+static void make_utf8(char *text)
+{
+	unsigned char *s = (unsigned char *)text;
+
+	while (*s != '\0') {
+		size_t n = utf8_len(s);
+
+		if (n == 0) {
+			*s++ = '?';
+			continue;
+		}
+		s += n;
+	}
+}
+
 static void read_info(const char *dir, struct target *t)
 {
 	char path[FANOUT_DIR_MAX + 32], line[300];
@@ -48,6 +98,7 @@ static void read_info(const char *dir, struct target *t)
 			snprintf(t->command, sizeof(t->command), "%.255s", line + 8);
 	}
 	fclose(f);
+	make_utf8(t->command);
 }
 
 static int socket_pid(const char *name)

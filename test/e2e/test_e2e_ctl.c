@@ -254,6 +254,31 @@ Test(ctl, a_newline_in_the_command_line_does_not_forge_a_group)
 	rmdir(tmp);
 }
 
+/* A command line need not be UTF-8 (a path in Latin-1, a byte gone
+ * wrong): `memctl ls --json` printed {"ok":false,"error":"ENOMEM"} for
+ * such a process (JSON strings must be UTF-8), and /metrics put the bytes
+ * into a label, which fails the whole scrape. The bytes that are not
+ * UTF-8 become '?'; UTF-8 stays as it is. */
+Test(ctl, a_command_line_that_is_not_utf8_is_listed)
+{
+	char tmp[] = "/tmp/memctl-argv-XXXXXX", link[128], prog[600], out[4096];
+	char a0[] = "2", a1[] = "1048576", a2[] = "4", a3[] = "1048576";
+	char *argv[] = { link, a0, a1, a2, a3, NULL };
+	struct tenant t;
+
+	cr_assert(not(eq(ptr, mkdtemp(tmp), NULL)));
+	snprintf(prog, sizeof(prog), "%s/test/prog_tenant", build);
+	snprintf(link, sizeof(link), "%s/t\xe9nant-\xc3\xa9-\xff", tmp);
+	cr_assert(eq(int, symlink(prog, link), 0));
+	t = tenant_start(argv, "alpha", NULL, "ready");
+	cr_assert(eq(int, cli(out, sizeof(out), "ls --json --group alpha"), 0), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "t?nant-\xc3\xa9-? 2 1048576"), NULL)), "%s", out);
+	cr_assert(not(eq(ptr, strstr(out, "\"ok\":true"), NULL)), "%s", out);
+	finish(&t);
+	unlink(link);
+	rmdir(tmp);
+}
+
 Test(ctl, errors_are_reported_and_change_nothing)
 {
 	struct tenant t = spawn(NULL, 2, MiB);
